@@ -1,0 +1,268 @@
+"""HDF5 shard format (schema v1): the contract between preprocessing and the trainer.
+
+A shard holds N samples; one sample is one 1 s window of one clip with K viewpoints from each
+of two viewpoint sources (``random`` and ``yolo``), stored side by side so that every
+experiment trains from the same shards. Every per-sample dataset has N as its first axis.
+The table :data:`SAMPLE_FIELDS` is the single source of truth; the README's "Shard format"
+section is generated from it (``python -m pipeline.shards --markdown``).
+
+Shards are written to ``<name>.h5.tmp`` and renamed atomically, so a shard that is visible is
+complete. Alongside the shards, ``shards.jsonl`` indexes them (counts, bytes, sha256, config
+hash) and ``failures.jsonl`` records every rejected clip with its stage and reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import h5py
+import numpy as np
+
+SCHEMA_VERSION = 1
+VIEWPOINT_SOURCES = ("random", "yolo")
+MAX_DETECTIONS = 16
+MAX_GT_OBJECTS = 8
+INDEX_NAME = "shards.jsonl"
+FAILURES_NAME = "failures.jsonl"
+NORM_STATS_NAME = "norm_stats.json"
+
+# Symbols used in shapes: N samples, K viewpoints, T frames, S crop size (pixels), M mel bands,
+# F STFT frames, A audio samples per window, D max detections, O max ground-truth objects,
+# h x w keyframe size.
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    shape: str
+    dtype: str
+    description: str
+    compressed: bool = False
+    optional: bool = False
+
+
+def _view_fields(source: str) -> list[FieldSpec]:
+    prefix = f"views/{source}"
+    return [
+        FieldSpec(f"{prefix}/azimuth_rad", "(N, K)", "float32",
+                  "viewpoint azimuth, rad, CCW from front (+ = left)"),
+        FieldSpec(f"{prefix}/elevation_rad", "(N, K)", "float32",
+                  "viewpoint elevation, rad, + = up"),
+        FieldSpec(f"{prefix}/fov_rad", "(N, K)", "float32",
+                  "horizontal field of view of the crop, a true angle, rad"),
+        FieldSpec(f"{prefix}/from_detection", "(N, K)", "bool",
+                  "true when the viewpoint is centred on a detection (else random fill)"),
+        FieldSpec(f"{prefix}/crops", "(N, K, T, S, S, 3)", "uint8",
+                  "gnomonic RGB crops of the T video frames, looking at the viewpoint", True),
+        FieldSpec(f"{prefix}/logmel_foa", "(N, K, 4, M, F)", "float16",
+                  "log-mel (dB) of the FOA rotated to the viewpoint, channels W, Y, Z, X", True),
+        FieldSpec(f"{prefix}/iv", "(N, K, 3, M, F)", "float16",
+                  "normalised active intensity of the rotated FOA, mel-binned, I_x, I_y, I_z",
+                  True),
+        FieldSpec(f"{prefix}/logmel_beam", "(N, K, 1, M, F)", "float16",
+                  "log-mel (dB) of the first-order beam toward the viewpoint", True),
+    ]
+
+
+SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("clip_id", "(N,)", "str", "clip identifier from the manifest"),
+    FieldSpec("split", "(N,)", "str", "train / val / test"),
+    FieldSpec("window_index", "(N,)", "int32", "index of the window within its clip"),
+    FieldSpec("audio_start_s", "(N,)", "float64", "start of the 1 s audio window in the clip, s"),
+    FieldSpec("video_start_s", "(N,)", "float64",
+              "time of the first of the T video frames, s (window centred in the audio)"),
+    FieldSpec("foa_acn_sn3d", "(N, 4, A)", "float16",
+              "unrotated FOA audio window, ambiX (ACN W, Y, Z, X; SN3D)", True),
+    FieldSpec("keyframe", "(N, h, w, 3)", "uint8",
+              "equirectangular keyframe (middle video frame), downscaled", True),
+    FieldSpec("detections/count", "(N,)", "int16", "number of valid detections"),
+    FieldSpec("detections/boxes_xyxy", "(N, D, 4)", "float32",
+              "boxes in keyframe pixels of the decoded frame; x2 > width for a box that "
+              "wraps across the right edge"),
+    FieldSpec("detections/class_id", "(N, D)", "int16", "detector class id, -1 = padding"),
+    FieldSpec("detections/confidence", "(N, D)", "float32", "detector confidence, 0 = padding"),
+    FieldSpec("detections/azimuth_rad", "(N, D)", "float32", "box centre azimuth, rad"),
+    FieldSpec("detections/elevation_rad", "(N, D)", "float32", "box centre elevation, rad"),
+    *[spec for source in VIEWPOINT_SOURCES for spec in _view_fields(source)],
+    FieldSpec("gt/count", "(N,)", "int16", "synthetic only: number of ground-truth objects",
+              optional=True),
+    FieldSpec("gt/class_id", "(N, O)", "int16", "synthetic only: object class, -1 = padding",
+              optional=True),
+    FieldSpec("gt/azimuth_rad", "(N, O)", "float32",
+              "synthetic only: object azimuth at the window centre, rad", optional=True),
+    FieldSpec("gt/elevation_rad", "(N, O)", "float32",
+              "synthetic only: object elevation at the window centre, rad", optional=True),
+    FieldSpec("gt/sounding", "(N, O)", "bool",
+              "synthetic only: object emits sound in this window", optional=True),
+    FieldSpec("gt/visible", "(N, O)", "bool", "synthetic only: object is drawn", optional=True),
+)
+
+FIELDS_BY_NAME = {spec.name: spec for spec in SAMPLE_FIELDS}
+
+
+class ShardFormatError(ValueError):
+    """A shard does not match the schema (wrong version, missing field, wrong shape)."""
+
+
+def schema_markdown() -> str:
+    """The schema as a Markdown table (used in the README)."""
+    lines = ["| dataset | shape | dtype | meaning |", "|---|---|---|---|"]
+    for spec in SAMPLE_FIELDS:
+        lines.append(f"| `{spec.name}` | {spec.shape} | {spec.dtype} | {spec.description} |")
+    return "\n".join(lines)
+
+
+def _dataset_kwargs(spec: FieldSpec, array: np.ndarray, compression: str | None,
+                    level: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if spec.compressed and compression and array.ndim >= 2:
+        kwargs["compression"] = compression
+        if compression == "gzip":
+            kwargs["compression_opts"] = level
+        kwargs["shuffle"] = True
+        # One chunk per sample (and per viewpoint for view data) so random access is cheap.
+        chunk = list(array.shape)
+        chunk[0] = 1
+        if spec.name.startswith("views/") and array.ndim >= 3:
+            chunk[1] = 1
+        kwargs["chunks"] = tuple(chunk)
+    return kwargs
+
+
+def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
+                attrs: Mapping[str, Any], compression: str | None = "gzip",
+                level: int = 4) -> dict[str, Any]:
+    """Write one shard atomically and return its index record.
+
+    ``samples`` maps schema names to arrays stacked over N samples (strings as lists or object
+    arrays). ``attrs`` are stored on the root group (config hash, audio parameters, ...).
+    """
+    path = Path(path)
+    missing = [s.name for s in SAMPLE_FIELDS if not s.optional and s.name not in samples]
+    if missing:
+        raise ShardFormatError(f"{path.name}: missing required fields {missing}")
+    unknown = sorted(set(samples) - set(FIELDS_BY_NAME))
+    if unknown:
+        raise ShardFormatError(f"{path.name}: fields not in schema v{SCHEMA_VERSION}: {unknown}")
+    n_samples = len(samples["clip_id"])
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(tmp, "w") as h5:
+        h5.attrs["schema_version"] = SCHEMA_VERSION
+        h5.attrs["n_samples"] = n_samples
+        for key, value in attrs.items():
+            h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        for spec in SAMPLE_FIELDS:
+            if spec.name not in samples:
+                continue
+            value = samples[spec.name]
+            if spec.dtype == "str":
+                data = np.asarray([str(v) for v in value], dtype=object)
+                h5.create_dataset(spec.name, data=data, dtype=h5py.string_dtype("utf-8"))
+                continue
+            array = np.asarray(value, dtype=spec.dtype)
+            if array.shape[0] != n_samples:
+                raise ShardFormatError(f"{path.name}: {spec.name} has {array.shape[0]} samples, "
+                                       f"expected {n_samples}")
+            h5.create_dataset(spec.name, data=array,
+                              **_dataset_kwargs(spec, array, compression, level))
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return {
+        "shard": path.name,
+        "n_samples": n_samples,
+        "bytes": path.stat().st_size,
+        "sha256": file_sha256(path),
+        "clip_ids": sorted(set(str(c) for c in samples["clip_id"])),
+        "split": sorted(set(str(s) for s in samples["split"])),
+        "schema_version": SCHEMA_VERSION,
+        "config_hash": attrs.get("config_hash", ""),
+    }
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk_bytes), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_shard(path: str | Path) -> h5py.File:
+    """Open a shard read-only and check its schema version."""
+    h5 = h5py.File(path, "r")
+    version = int(h5.attrs.get("schema_version", -1))
+    if version != SCHEMA_VERSION:
+        h5.close()
+        raise ShardFormatError(f"{path}: schema version {version}, this code reads "
+                               f"v{SCHEMA_VERSION}; re-run preprocessing")
+    return h5
+
+
+@dataclass
+class ShardIndex:
+    """The ``shards.jsonl`` index of a shard folder (one record per finished shard)."""
+
+    root: Path
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, root: str | Path) -> "ShardIndex":
+        root = Path(root)
+        records = []
+        index_path = root / INDEX_NAME
+        if index_path.exists():
+            for line_no, line in enumerate(index_path.read_text().splitlines(), 1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise ShardFormatError(f"{index_path}:{line_no}: {exc}") from exc
+        return cls(root, records)
+
+    def paths(self, split: str | None = None) -> list[Path]:
+        """Shard paths, optionally for one split, in index order."""
+        return [self.root / r["shard"] for r in self.records
+                if split is None or split in r["split"]]
+
+    def n_samples(self, split: str | None = None) -> int:
+        return sum(r["n_samples"] for r in self.records if split is None or split in r["split"])
+
+
+def append_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Append records to a JSONL file, flushed and fsynced (used for the index/failures)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            yield json.loads(line)
+
+
+def record_as_dict(record: Any) -> dict[str, Any]:
+    return asdict(record) if hasattr(record, "__dataclass_fields__") else dict(record)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Print the shard schema.")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = parser.parse_args()
+    print(schema_markdown())

@@ -1,0 +1,1 @@
+"""Lean PyTorch trainer for audio-visual spatial alignment; streams the HDF5 shards."""

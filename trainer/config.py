@@ -1,0 +1,105 @@
+"""Training configuration (``configs/train_base.yaml`` + ``configs/experiments/<name>.yaml``).
+
+Degrees appear only here and in logs (``*_deg``); everything downstream uses radians.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipeline.config import ConfigError
+
+AudioInput = Literal["foa", "foa_iv", "beamform"]
+ViewpointSource = Literal["random", "yolo"]
+Pretext = Literal["avc", "avsa", "avts"]
+
+AUDIO_CHANNELS = {"foa": 4, "foa_iv": 7, "beamform": 1}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    shards_dir: str = "data/shards/synthetic"
+    audio_input: AudioInput = "foa"          # which features feed the audio encoder
+    viewpoints: ViewpointSource = "random"   # which stored viewpoint set to train on
+    num_viewpoints: int = 4                  # K used per sample (<= K stored)
+    batch_size: int = 28                     # clips per step (x K viewpoints)
+    num_workers: int = 2
+    flip_prob: float = 0.5                   # crop flip, with the matching FOA mirror (Y -> -Y)
+    color_jitter: float = 0.2                # brightness/contrast/saturation strength, 0 = off
+    volume_jitter_db: float = 3.0            # random gain on all audio channels, dB
+    normalize_audio: bool = True             # per-mel-band stats from norm_stats.json
+
+    def validate(self) -> None:
+        if self.num_viewpoints < 1:
+            raise ConfigError(f"data.num_viewpoints must be >= 1, got {self.num_viewpoints}")
+        if self.batch_size < 2:
+            raise ConfigError(f"data.batch_size must be >= 2 (negatives), got {self.batch_size}")
+
+    @property
+    def audio_channels(self) -> int:
+        return AUDIO_CHANNELS[self.audio_input]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    preset: Literal["tiny", "paper"] = "paper"
+    feature_dim: int = 512         # encoder output (paper: 512)
+    embed_dim: int = 128           # projection head output
+    transformer_depth: int = 2
+    transformer_heads: int = 4
+    transformer_dropout: float = 0.1
+    viewpoint_encoding: bool = False   # add a learned encoding of (az, el) to the tokens
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    temperature: float = 0.07
+    avsa_weight: float = 1.0
+    avc_weight_in_avsa: float = 0.0    # keep an AVC term during phase 2 (0 = paper)
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    pretext: Pretext = "avsa"
+    # For pretext=avsa: epochs of AVC before switching to AVSA (0 = no curriculum).
+    switch_epoch: int = 50
+    epochs: int = 100
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    grad_clip: float = 5.0
+    amp: bool = True              # only on CUDA
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out_dir: str = "runs"
+    name: str = ""                 # run folder name, defaults to the experiment name
+    seed: int = 0
+    init_from: Literal["scratch", "resume"] = "scratch"
+    device: str = "auto"           # auto | cpu | cuda | cuda:N
+    log_interval: int = 10         # steps
+    ckpt_interval_epochs: int = 1
+    max_steps_per_epoch: int = 0   # 0 = full epoch (useful for smoke tests)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    experiment: str = "avsa"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> None:
+        if self.curriculum.switch_epoch > self.curriculum.epochs:
+            raise ConfigError(f"curriculum.switch_epoch ({self.curriculum.switch_epoch}) > "
+                              f"curriculum.epochs ({self.curriculum.epochs})")
