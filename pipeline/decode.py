@@ -1,0 +1,513 @@
+"""Streaming decode of 360° clips with ffmpeg-python: ambiX audio and equirectangular frames.
+
+Audio comes back as ``(4, n_samples)`` float32 in ambiX (ACN order W, Y, Z, X, SN3D
+normalisation, see docs/CONVENTIONS.md), resampled by ffmpeg (``-ar``) but never remixed: the
+command has no ``-ac`` and no layout filter, so every channel of the file arrives in file order and
+the conversion from FuMa / N3D / higher order happens here, in numpy, where it is tested.
+
+Video comes back as ``(n, height, width, 3)`` uint8 RGB chunks from a generator that holds at most
+one chunk in memory; ``decode_frames_at`` picks given instants out of one streaming pass.
+
+Every error names the clip path and says expected vs got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+from typing import Iterator, Sequence
+
+import ffmpeg
+import numpy as np
+
+from pipeline.errors import (
+    AmbisonicFormatError,
+    ClipTooShortError,
+    DecodeError,
+    NotEquirectangularError,
+)
+from pipeline.ffmpeg_bin import MediaInfo, ffmpeg_exe, ffmpeg_input_name, probe
+
+__all__ = [
+    "AMBISONIC_CONVENTIONS",
+    "decode_audio",
+    "check_ambisonic_channels",
+    "to_ambix_sn3d",
+    "ambisonic_sanity",
+    "check_equirectangular",
+    "iter_video_frames",
+    "decode_frames_at",
+    "frame_indices_at",
+]
+
+log = logging.getLogger(__name__)
+
+AMBISONIC_CONVENTIONS = ("ambix", "fuma", "acn_n3d", "hoa_ambix")
+_CONVENTION_LABELS = {"ambix": "ambiX", "fuma": "FuMa", "acn_n3d": "ACN/N3D", "hoa_ambix": "ambiX"}
+
+DEFAULT_MAX_PAD_S = 0.1        # shortfall (s) still zero-padded: codec frame rounding, not a short clip
+_TRUNCATION_TOLERANCE_S = 0.5  # decoded vs declared duration: shorter by more is truncation
+_TRUNCATION_TOLERANCE_FRACTION = 0.05
+_AUDIO_BLOCK_FRAMES = 48_000   # sample frames read from the pipe per block
+_STDERR_KEEP_BYTES = 16_384    # tail of ffmpeg's stderr kept for error messages
+# Sanity thresholds. An ideal SN3D field has (X²+Y²+Z²)/W² <= 1 and no dipole above W, but real
+# microphones reach 1.5-2.4 over 1 s windows (shared/realdata recordings); FuMa read as ambiX
+# doubles the ratios, N3D read as SN3D triples them.
+_SANITY_DIPOLE_RATIO = 2.5
+_SANITY_SINGLE_DIPOLE_RATIO = 1.5
+
+
+# ---------------------------------------------------------------------------------------------
+# audio
+
+
+def decode_audio(
+    path: str | os.PathLike,
+    sample_rate: int = 24_000,
+    convention: str = "ambix",
+    expected_duration_s: float | None = None,
+    *,
+    start_s: float = 0.0,
+    duration_s: float | None = None,
+    accept_hoa: bool = False,
+    max_pad_s: float = DEFAULT_MAX_PAD_S,
+    info: MediaInfo | None = None,
+) -> np.ndarray:
+    """Decode the first audio stream of ``path`` to first-order ambiX.
+
+    Args:
+        path: media file (video with an audio track, or an audio file).
+        sample_rate: output rate in Hz (ffmpeg resamples; channels are never remixed).
+        convention: how the file is encoded: "ambix" (ACN/SN3D), "fuma" (W, X, Y, Z with W at
+            -3 dB), "acn_n3d" (ACN/N3D) or "hoa_ambix" ((N+1)² channels ACN/SN3D, N >= 1).
+        expected_duration_s: if given, the result has exactly ``round(expected_duration_s *
+            sample_rate)`` samples (trimmed, or zero-padded by at most ``max_pad_s``).
+        start_s, duration_s: decode only this segment (seconds; ffmpeg ``-ss`` / ``-t``). When
+            ``expected_duration_s`` is None the segment length is the expected length; with
+            neither, audio ending well before the container's declared duration (more than
+            max(0.5 s, 5 %) short: a truncated file) raises ``ClipTooShortError``.
+        accept_hoa: allow (N+1)² > 4 channels for a first-order convention and keep the first 4
+            ACN channels (True for EigenScape-style recordings; False for 360° video clips whose
+            manifest declares 4 channels).
+        max_pad_s: largest shortfall in seconds that is zero-padded; more is ``ClipTooShortError``.
+        info: a ``probe`` result to reuse.
+
+    Returns:
+        ``(4, n_samples)`` float32, ambiX channel order W, Y, Z, X with SN3D normalisation.
+
+    Raises:
+        DecodeError: no audio stream, unreadable file, ffmpeg failure.
+        ClipTooShortError: less audio than requested.
+        AmbisonicFormatError: wrong channel count for ``convention``, NaN or inf samples.
+    """
+    name = _clip_name(path)
+    info = info if info is not None else probe(path)
+    if info.audio is None:
+        raise DecodeError(f"{name}: expected an audio stream, got none "
+                          f"(streams: {_stream_summary(info)})")
+    check_ambisonic_channels(info.audio.channels, convention, accept_hoa=accept_hoa, name=name)
+    _check_segment(start_s, duration_s, name)
+
+    spec = ffmpeg.input(ffmpeg_input_name(path), **_segment_options(start_s, duration_s))
+    spec = spec[str(info.audio.index)].output("pipe:", format="f32le", acodec="pcm_f32le",
+                                              ar=int(sample_rate))
+    first_four = _read_audio_first_four(spec, info.audio.channels, name)
+
+    if not np.all(np.isfinite(first_four)):
+        n_bad = int(np.count_nonzero(~np.isfinite(first_four)))
+        raise AmbisonicFormatError(f"{name}: expected finite audio samples, got {n_bad} NaN/inf "
+                                   f"values out of {first_four.size}")
+    target_s = expected_duration_s if expected_duration_s is not None else duration_s
+    if target_s is None:
+        _check_not_truncated(first_four.shape[1] / sample_rate, info.duration_s, start_s, name,
+                             "audio")
+    first_four = _fit_length(first_four, target_s, sample_rate, max_pad_s, start_s, name)
+    return to_ambix_sn3d(first_four, convention)
+
+
+def check_ambisonic_channels(channels: int, convention: str, *, accept_hoa: bool = False,
+                             name: str = "audio") -> None:
+    """Raise ``AmbisonicFormatError`` unless ``channels`` fits ``convention``.
+
+    First-order conventions ("ambix", "fuma", "acn_n3d") need 4 channels, or (N+1)² >= 9 when
+    ``accept_hoa``; "hoa_ambix" needs any (N+1)² >= 4.
+    """
+    if convention not in AMBISONIC_CONVENTIONS:
+        raise ValueError(f"convention must be one of {AMBISONIC_CONVENTIONS}, got {convention!r}")
+    order = _ambisonic_order(channels)
+    if convention == "hoa_ambix":
+        if order is None or order < 1:
+            raise AmbisonicFormatError(f"{name}: expected (N+1)^2 >= 4 channels of higher-order "
+                                       f"ambiX audio, got {channels} channels")
+        return
+    if channels == 4 or (accept_hoa and order is not None and order >= 2):
+        return
+    label = _CONVENTION_LABELS[convention]
+    hint = ""
+    if order is not None and order >= 2:
+        hint = (f" ({_ordinal(order)}-order ambisonics; pass accept_hoa=True to keep the "
+                f"first 4 ACN channels)")
+    raise AmbisonicFormatError(f"{name}: expected 4-channel {label} audio, got {channels} "
+                               f"channel{'s' if channels != 1 else ''}{hint}")
+
+
+def to_ambix_sn3d(first_four: np.ndarray, convention: str) -> np.ndarray:
+    """Convert the first 4 channels ``(4, n)`` of a file in ``convention`` to ambiX SN3D float32.
+
+    "fuma": W, X, Y, Z with W at -3 dB -> [√2·W, Y, Z, X]; "acn_n3d": dipoles / √3;
+    "ambix" and "hoa_ambix": unchanged (the first 4 ACN/SN3D channels are first-order ambiX).
+    """
+    x = np.asarray(first_four, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != 4:
+        raise AmbisonicFormatError(f"expected a (4, n) array, got shape {x.shape}")
+    if convention in ("ambix", "hoa_ambix"):
+        return x
+    foa = _optional_foa_module()
+    if convention == "fuma":
+        if foa is not None and hasattr(foa, "fuma_to_ambix"):
+            return np.asarray(foa.fuma_to_ambix(x), dtype=np.float32)
+        w, x_, y, z = x
+        return np.stack([np.float32(math.sqrt(2.0)) * w, y, z, x_]).astype(np.float32)
+    if convention == "acn_n3d":
+        if foa is not None and hasattr(foa, "n3d_to_sn3d"):
+            return np.asarray(foa.n3d_to_sn3d(x), dtype=np.float32)
+        gains = np.array([1.0, 1.0, 1.0, 1.0], dtype=np.float32)
+        gains[1:] /= np.float32(math.sqrt(3.0))
+        return x * gains[:, None]
+    raise ValueError(f"convention must be one of {AMBISONIC_CONVENTIONS}, got {convention!r}")
+
+
+def ambisonic_sanity(foa: np.ndarray) -> list[str]:
+    """Warnings (empty list if none) about a ``(4, n)`` ambiX SN3D signal that looks mislabelled.
+
+    In SN3D, W carries at least as much energy as any dipole, and the dipoles together carry at
+    most W's energy (equal for a plane wave, 1/3 each in a diffuse field). FuMa read as ambiX
+    halves W's energy (ratios x2); N3D read as SN3D triples the dipoles (ratios x3). Thresholds
+    leave room for real microphones (dipole sum up to ~2.4 x W over 1 s): warn when one dipole
+    exceeds 1.5 x W or all together exceed 2.5 x W. A heuristic: warnings, never rejection.
+    """
+    x = np.asarray(foa, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != 4:
+        return [f"expected a (4, n) array, got shape {x.shape}"]
+    if not np.all(np.isfinite(x)):
+        return ["contains NaN or inf samples"]
+    energy = np.sum(x * x, axis=1)  # W, Y, Z, X
+    if energy.sum() <= 1e-12 * max(x.shape[1], 1):
+        return ["audio is silent"]
+    warnings: list[str] = []
+    w_energy = energy[0]
+    if w_energy <= 0.0:
+        return ["W is silent while the dipoles are not: channels swapped or not ambisonic"]
+    dipole_ratio = energy[1:].sum() / w_energy
+    if dipole_ratio > _SANITY_DIPOLE_RATIO:
+        warnings.append(f"dipole energy is {dipole_ratio:.2f} x W energy (expected <= 1 in SN3D, <= ~2.4 for real microphones): "
+                        "FuMa or N3D audio read as ambiX?")
+    loudest = int(np.argmax(energy))
+    if loudest != 0 and energy[loudest] > _SANITY_SINGLE_DIPOLE_RATIO * w_energy:
+        channel = "WYZX"[loudest]
+        warnings.append(f"channel {loudest} ({channel}) carries {energy[loudest] / w_energy:.2f} x "
+                        "the energy of W (expected W loudest): wrong channel order?")
+    clipped = float(np.mean(np.abs(x) >= 0.999))
+    if clipped > 1e-3:
+        warnings.append(f"{100 * clipped:.2f}% of samples at full scale: clipped recording?")
+    return warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# video
+
+
+def check_equirectangular(info: MediaInfo) -> None:
+    """Raise ``NotEquirectangularError`` unless the video frame is 2:1 (width == 2 * height)."""
+    name = _clip_name(info.path)
+    if info.video is None:
+        raise DecodeError(f"{name}: expected a video stream, got none "
+                          f"(streams: {_stream_summary(info)})")
+    width, height = info.video.width, info.video.height
+    if width != 2 * height:
+        raise NotEquirectangularError(
+            f"{name}: expected a 2:1 equirectangular frame (width == 2 x height), got "
+            f"{width}x{height}")
+
+
+def iter_video_frames(
+    path: str | os.PathLike,
+    fps: float,
+    width: int,
+    height: int,
+    start_s: float = 0.0,
+    duration_s: float | None = None,
+    chunk_frames: int = 16,
+    *,
+    require_equirect: bool = False,
+    info: MediaInfo | None = None,
+) -> Iterator[np.ndarray]:
+    """Stream frames resampled to ``fps`` and scaled to ``width`` x ``height``.
+
+    Yields ``(n, height, width, 3)`` uint8 RGB chunks with ``n <= chunk_frames``; chunk k starts
+    at ``start_s + k * chunk_frames / fps`` seconds. Only one chunk is held in memory; closing the
+    generator early kills ffmpeg. With ``duration_s`` set, fewer than ``round(duration_s * fps)
+    - 1`` frames raise ``ClipTooShortError`` (after the frames decoded so far were yielded).
+    """
+    name = _clip_name(path)
+    info = _probe_video(path, info, require_equirect)
+    n_expected = None if duration_s is None else round(duration_s * fps)
+    n_yielded = 0
+    frames = _stream_frames(path, info, fps, width, height, start_s, duration_s, chunk_frames)
+    with contextlib.closing(frames):  # an early close of this generator kills ffmpeg at once
+        for chunk in frames:
+            n_yielded += len(chunk)
+            yield chunk
+    if n_yielded == 0 or (n_expected is not None and n_yielded < n_expected - 1):
+        wanted = f"{n_expected} frames" if n_expected is not None else "frames"
+        raise ClipTooShortError(f"{name}: expected {wanted} at {fps:g} fps from {start_s:.3f} s, "
+                                f"got {n_yielded}")
+    if n_expected is None:
+        _check_not_truncated(n_yielded / fps, info.duration_s, start_s, name, "video")
+
+
+def frame_indices_at(times_s: Sequence[float], fps: float) -> np.ndarray:
+    """Index of the frame shown at each instant (seconds) in a stream resampled to ``fps``."""
+    times = np.asarray(times_s, dtype=np.float64)
+    if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(times < 0):
+        raise ValueError(f"times_s must be a 1-D list of finite times >= 0 s, got {times_s!r}")
+    return np.floor(times * fps + 1e-6).astype(np.int64)
+
+
+def decode_frames_at(
+    path: str | os.PathLike,
+    times_s: Sequence[float],
+    fps: float,
+    width: int,
+    height: int,
+    *,
+    require_equirect: bool = False,
+    chunk_frames: int = 16,
+    info: MediaInfo | None = None,
+) -> np.ndarray:
+    """Frames shown at the given instants, from one streaming pass.
+
+    The stream is resampled to ``fps`` (frame k covers ``[k / fps, (k + 1) / fps)`` s), starts
+    at the earliest requested frame and stops after the last, and only requested frames are
+    kept, so an 8-frame window plus a keyframe costs a few frames of memory, not the clip.
+
+    Returns:
+        ``(len(times_s), height, width, 3)`` uint8 RGB, in the order of ``times_s``.
+    """
+    name = _clip_name(path)
+    indices = frame_indices_at(times_s, fps)
+    if len(indices) == 0:
+        return np.zeros((0, height, width, 3), dtype=np.uint8)
+    info = _probe_video(path, info, require_equirect)
+    first, last = int(indices.min()), int(indices.max())
+    start_s = first / fps
+    duration_s = (last - first + 1) / fps
+    wanted = {int(i) - first for i in indices}
+    found: dict[int, np.ndarray] = {}
+    position = 0
+    frames = _stream_frames(path, info, fps, width, height, start_s, duration_s, chunk_frames)
+    with contextlib.closing(frames):
+        for chunk in frames:
+            for offset in range(len(chunk)):
+                if position + offset in wanted:
+                    found[position + offset] = chunk[offset].copy()
+            position += len(chunk)
+    missing = sorted(wanted - found.keys())
+    if missing:
+        t_missing = (missing[0] + first) / fps
+        raise ClipTooShortError(
+            f"{name}: expected a frame at {t_missing:.3f} s (index {missing[0] + first} at "
+            f"{fps:g} fps), got only {first + position} frames "
+            f"({(first + position) / fps:.3f} s)")
+    return np.stack([found[int(i) - first] for i in indices])
+
+
+# ---------------------------------------------------------------------------------------------
+# ffmpeg process handling
+
+
+class _FfmpegPipe:
+    """An ffmpeg process writing raw data to stdout; stderr drained by a thread (no deadlock)."""
+
+    def __init__(self, output_spec, name: str):
+        self.name = name
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error"]
+        self.process = output_spec.run_async(cmd=cmd, pipe_stdout=True, pipe_stderr=True)
+        self._stderr = bytearray()
+        self._thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._thread.start()
+
+    def _drain_stderr(self) -> None:
+        for block in iter(lambda: self.process.stderr.read(4096), b""):
+            self._stderr += block
+            if len(self._stderr) > _STDERR_KEEP_BYTES:
+                del self._stderr[:-_STDERR_KEEP_BYTES]
+
+    def read(self, n_bytes: int) -> bytes:
+        """Up to ``n_bytes`` (fewer only at end of stream)."""
+        return self.process.stdout.read(n_bytes)
+
+    def stderr_text(self) -> str:
+        return self._stderr.decode("utf-8", errors="replace").strip()
+
+    def finish(self) -> None:
+        """Wait for a process whose stdout reached EOF; DecodeError if ffmpeg failed."""
+        returncode = self.process.wait()
+        self._thread.join()
+        self.process.stdout.close()
+        if returncode != 0:
+            raise DecodeError(f"{self.name}: expected ffmpeg to decode it, got exit code "
+                              f"{returncode}: {self.stderr_text() or 'no message'}")
+        if self.stderr_text():
+            log.warning("%s: ffmpeg reported: %s", self.name, self.stderr_text()[-500:])
+
+    def abort(self) -> None:
+        """Kill the process if it still runs and reap it (safe to call twice)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._thread.join()
+        if not self.process.stdout.closed:
+            self.process.stdout.close()
+
+
+def _read_audio_first_four(spec, n_channels: int, name: str) -> np.ndarray:
+    """Read interleaved f32le frames of ``n_channels`` and keep channels 0-3 as ``(4, n)``."""
+    pipe = _FfmpegPipe(spec, name)
+    frame_bytes = 4 * n_channels
+    blocks: list[np.ndarray] = []
+    try:
+        while True:
+            data = pipe.read(_AUDIO_BLOCK_FRAMES * frame_bytes)
+            if not data:
+                break
+            if len(data) % frame_bytes:
+                raise DecodeError(f"{name}: expected whole {n_channels}-channel sample frames, "
+                                  f"got a stream ending mid-frame")
+            block = np.frombuffer(data, dtype="<f4").reshape(-1, n_channels)
+            blocks.append(block[:, :4].copy())
+        pipe.finish()
+    finally:
+        pipe.abort()
+    if not blocks:
+        return np.zeros((4, 0), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(blocks).T)
+
+
+def _stream_frames(path, info: MediaInfo, fps: float, width: int, height: int, start_s: float,
+                   duration_s: float | None, chunk_frames: int) -> Iterator[np.ndarray]:
+    """Yield ``(n, height, width, 3)`` uint8 chunks; no length check."""
+    name = _clip_name(path)
+    if fps <= 0 or width <= 0 or height <= 0 or chunk_frames < 1:
+        raise ValueError(f"expected fps, width, height > 0 and chunk_frames >= 1, got fps={fps}, "
+                         f"width={width}, height={height}, chunk_frames={chunk_frames}")
+    _check_segment(start_s, duration_s, name)
+    spec = ffmpeg.input(ffmpeg_input_name(path), **_segment_options(start_s, duration_s))
+    spec = (spec[str(info.video.index)]
+            .filter("fps", fps=fps)
+            .filter("scale", int(width), int(height))
+            .output("pipe:", format="rawvideo", pix_fmt="rgb24"))
+    frame_bytes = int(width) * int(height) * 3
+    pipe = _FfmpegPipe(spec, name)
+    try:
+        while True:
+            data = pipe.read(chunk_frames * frame_bytes)
+            if not data:
+                break
+            if len(data) % frame_bytes:
+                raise DecodeError(f"{name}: expected whole {width}x{height} RGB frames, got a "
+                                  "stream ending mid-frame")
+            yield np.frombuffer(data, dtype=np.uint8).reshape(-1, int(height), int(width), 3)
+        pipe.finish()
+    finally:
+        pipe.abort()
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _clip_name(path) -> str:
+    return f"clip {os.fspath(path)}"
+
+
+def _stream_summary(info: MediaInfo) -> str:
+    return ", ".join(f"{s.kind} {s.codec}" for s in info.streams) or "none"
+
+
+def _probe_video(path, info: MediaInfo | None, require_equirect: bool) -> MediaInfo:
+    info = info if info is not None else probe(path)
+    if info.video is None:
+        raise DecodeError(f"{_clip_name(path)}: expected a video stream, got none "
+                          f"(streams: {_stream_summary(info)})")
+    if require_equirect:
+        check_equirectangular(info)
+    return info
+
+
+def _segment_options(start_s: float, duration_s: float | None) -> dict:
+    options = {}
+    if start_s:
+        options["ss"] = f"{start_s:.6f}"
+    if duration_s is not None:
+        options["t"] = f"{duration_s:.6f}"
+    return options
+
+
+def _check_segment(start_s: float, duration_s: float | None, name: str) -> None:
+    if not (math.isfinite(start_s) and start_s >= 0):
+        raise ValueError(f"{name}: start_s must be a finite time >= 0 s, got {start_s}")
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"{name}: duration_s must be a finite time > 0 s, got {duration_s}")
+
+
+def _check_not_truncated(got_s: float, declared_s: float | None, start_s: float, name: str,
+                         what: str) -> None:
+    """``ClipTooShortError`` when decoding stopped well before the container's declared end."""
+    if declared_s is None or declared_s - start_s <= 0:
+        return
+    expected_s = declared_s - start_s
+    if got_s < expected_s - max(_TRUNCATION_TOLERANCE_S, _TRUNCATION_TOLERANCE_FRACTION * expected_s):
+        raise ClipTooShortError(
+            f"{name}: expected {what} until the declared end at {declared_s:.3f} s, got "
+            f"{got_s:.3f} s from {start_s:.3f} s (truncated or damaged file?)")
+
+
+def _fit_length(x: np.ndarray, target_s: float | None, sample_rate: int, max_pad_s: float,
+                start_s: float, name: str) -> np.ndarray:
+    """Trim or zero-pad ``(4, n)`` to ``round(target_s * sample_rate)`` samples."""
+    n_got = x.shape[1]
+    if target_s is None:
+        if n_got == 0:
+            raise ClipTooShortError(f"{name}: expected audio samples from {start_s:.3f} s, got none")
+        return x
+    n_target = int(round(target_s * sample_rate))
+    if n_got < n_target - int(round(max_pad_s * sample_rate)):
+        raise ClipTooShortError(
+            f"{name}: expected {target_s:.3f} s of audio from {start_s:.3f} s ({n_target} samples "
+            f"at {sample_rate} Hz), got {n_got / sample_rate:.3f} s ({n_got} samples)")
+    if n_got >= n_target:
+        return x[:, :n_target]
+    return np.pad(x, ((0, 0), (0, n_target - n_got)))
+
+
+def _ambisonic_order(channels: int) -> int | None:
+    """N if ``channels`` == (N+1)², else None."""
+    root = math.isqrt(max(channels, 0))
+    return root - 1 if root >= 1 and root * root == channels else None
+
+
+def _ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+def _optional_foa_module():
+    """``pipeline.foa`` when it exists (single implementation of the converters), else None."""
+    try:
+        from pipeline import foa
+    except ImportError:
+        return None
+    return foa
