@@ -1,0 +1,506 @@
+"""Audio features of FOA windows: log-mel spectrograms, FOA intensity vectors (IV), beam log-mel,
+and per-mel-band normalisation statistics.
+
+Conventions (docs/CONVENTIONS.md): FOA is ambiX (ACN W, Y, Z, X; SN3D); angles are radians.
+
+- STFT: periodic Hann window of ``n_fft`` samples, hop ``hop_length``, centred frames with
+  reflect padding of ``n_fft // 2`` on both sides; equal to ``librosa.stft(..., center=True,
+  pad_mode="reflect")``. A 1 s window at 24 kHz gives ``1 + 24000 // 240 = 101`` frames; features
+  keep the first ``n_frames = 100`` (the dropped frame is centred on the last sample and half
+  made of reflected padding). Shorter inputs are padded with frames of silence.
+- Log-mel: magnitude (power 1) spectrogram, Slaney mel filterbank (``librosa.filters.mel``,
+  ``htk=False, norm="slaney"``), then ``20 log10(max(amin, mel))`` with ``amin = 1e-5`` and
+  ``ref = 1`` (dB relative to full-scale amplitude), floored at ``max - top_db`` where the maximum
+  is taken over a group (one signal by default; the four FOA channels of one viewpoint together
+  in :func:`foa_features`, so that level differences between channels survive).
+- IV: per bin ``I = Re{conj(W) [X, Y, Z]} / (E + eps)`` with ``E = (|W|^2 + |X|^2 + |Y|^2 +
+  |Z|^2) / 2`` (SN3D energy, |I| = 1 for one plane wave), components ordered X, Y, Z; then
+  averaged over each mel band with the filterbank weights normalised to sum to 1 per band.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+from functools import lru_cache
+from pathlib import Path
+
+import librosa
+import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
+
+from pipeline.foa import (
+    ACN_W,
+    ACN_X,
+    ACN_Y,
+    ACN_Z,
+    BEAM_PATTERNS,
+    beam_weights,
+    dipole_rotation_matrix,
+    rotation_matrix_to_front,
+    _require_angles,
+    _require_foa,
+)
+from pipeline.spatial import vector_to_direction
+
+__all__ = [
+    "AudioFeatureConfig",
+    "AMIN",
+    "IV_EPSILON",
+    "stft",
+    "mel_filterbank",
+    "mel_average_weights",
+    "logmel",
+    "intensity_vector_mel",
+    "foa_features",
+    "doa_from_intensity",
+    "intensity_directness",
+    "NormStats",
+    "NormStatsAccumulator",
+]
+
+AMIN = 1e-5  # amplitude floor before the log: -100 dB re full scale
+IV_EPSILON = 1e-10  # added to the per-bin energy E (squared STFT amplitude units)
+_IV_ACN_XYZ = (ACN_X, ACN_Y, ACN_Z)
+
+
+@dataclass(frozen=True)
+class AudioFeatureConfig:
+    """Feature parameters (frozen, hashable); defaults are the reference implementation's.
+
+    Units are in the names: Hz, seconds, dB; ``n_frames`` STFT frames of ``hop_length`` samples
+    per window; ``beam_pattern`` is a key of :data:`pipeline.foa.BEAM_PATTERNS`.
+    """
+
+    sample_rate: int = 24000
+    window_s: float = 1.0
+    n_fft: int = 512
+    hop_length: int = 240
+    n_mels: int = 128
+    fmin_hz: float = 0.0
+    fmax_hz: float = 12000.0
+    top_db: float = 100.0
+    n_frames: int = 100
+    beam_pattern: str = "cardioid"
+
+    def __post_init__(self):
+        if self.beam_pattern not in BEAM_PATTERNS:
+            raise ValueError(
+                f"beam_pattern must be one of {sorted(BEAM_PATTERNS)}, got {self.beam_pattern!r}"
+            )
+        if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate / 2:
+            raise ValueError(
+                "expected 0 <= fmin_hz < fmax_hz <= sample_rate / 2, "
+                f"got {self.fmin_hz}, {self.fmax_hz}"
+            )
+        if self.n_fft < 2 or self.hop_length < 1 or self.n_frames < 1 or self.n_mels < 1:
+            raise ValueError(f"invalid STFT/mel sizes in {self}")
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per window (``sample_rate * window_s``)."""
+        return round(self.sample_rate * self.window_s)
+
+    @property
+    def n_bins(self) -> int:
+        """STFT frequency bins, ``n_fft // 2 + 1``."""
+        return self.n_fft // 2 + 1
+
+
+DEFAULT_CONFIG = AudioFeatureConfig()
+
+
+# --------------------------------------------------------------------------- STFT, mel
+
+
+@lru_cache(maxsize=8)
+def _hann_window(n_fft: int) -> np.ndarray:
+    """Periodic Hann window (scipy/librosa ``"hann"`` with ``fftbins=True``), float32."""
+    n = np.arange(n_fft)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)).astype(np.float32)
+
+
+def _stft_frames(
+    signals: np.ndarray, n_fft: int, hop_length: int, max_frames: int | None = None
+) -> np.ndarray:
+    """Centred STFT laid out frames-major: ``(..., n_frames, n_fft // 2 + 1)``.
+
+    float32 input gives complex64, float64 gives complex128. ``max_frames`` skips later frames.
+    """
+    signals = np.asarray(signals)
+    if not np.issubdtype(signals.dtype, np.floating):
+        signals = signals.astype(np.float32)
+    if signals.shape[-1] <= n_fft // 2:
+        raise ValueError(
+            f"reflect padding needs more than {n_fft // 2} samples, got {signals.shape[-1]}"
+        )
+    pad = [(0, 0)] * (signals.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+    padded = np.pad(signals, pad, mode="reflect")
+    frames = sliding_window_view(padded, n_fft, axis=-1)[..., ::hop_length, :]
+    if max_frames is not None:
+        frames = frames[..., :max_frames, :]
+    windowed = frames * _hann_window(n_fft).astype(signals.dtype)
+    return scipy.fft.rfft(windowed, axis=-1)
+
+
+def stft(signals, n_fft: int = 512, hop_length: int = 240) -> np.ndarray:
+    """Centred Hann STFT, ``(..., n) -> (..., n_fft // 2 + 1, 1 + n // hop_length)`` complex.
+
+    Equal to ``librosa.stft(signals, n_fft=n_fft, hop_length=hop_length, center=True,
+    pad_mode="reflect")``; keeps float32 -> complex64 and float64 -> complex128.
+    """
+    return np.swapaxes(_stft_frames(signals, n_fft, hop_length), -1, -2)
+
+
+def _window_spectrum(signals: np.ndarray, cfg: AudioFeatureConfig) -> np.ndarray:
+    """STFT ``(..., cfg.n_frames, n_bins)``: later frames dropped, missing ones silent (zeros)."""
+    spec_tf = _stft_frames(signals, cfg.n_fft, cfg.hop_length, max_frames=cfg.n_frames)
+    missing = cfg.n_frames - spec_tf.shape[-2]
+    if missing > 0:
+        pad = [(0, 0)] * (spec_tf.ndim - 2) + [(0, missing), (0, 0)]
+        spec_tf = np.pad(spec_tf, pad)
+    return spec_tf
+
+
+@lru_cache(maxsize=8)
+def _mel_filterbank_cached(
+    sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float
+) -> np.ndarray:
+    fb = librosa.filters.mel(
+        sr=sample_rate,
+        n_fft=n_fft,
+        n_mels=n_mels,
+        fmin=fmin_hz,
+        fmax=fmax_hz,
+        htk=False,
+        norm="slaney",
+    ).astype(np.float32)
+    fb.flags.writeable = False
+    return fb
+
+
+def mel_filterbank(cfg: AudioFeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Slaney mel filterbank ``(n_mels, n_fft // 2 + 1)`` float32 (read-only, cached per config)."""
+    return _mel_filterbank_cached(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
+
+
+@lru_cache(maxsize=8)
+def _mel_average_cached(
+    sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float
+) -> np.ndarray:
+    fb = _mel_filterbank_cached(sample_rate, n_fft, n_mels, fmin_hz, fmax_hz).astype(np.float64)
+    band_sums = fb.sum(axis=1, keepdims=True)
+    weights = np.divide(fb, band_sums, out=np.zeros_like(fb), where=band_sums > 0).astype(
+        np.float32
+    )
+    weights.flags.writeable = False
+    return weights
+
+
+def mel_average_weights(cfg: AudioFeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Mel filterbank rows normalised to sum to 1: each band is a weighted mean of its bins.
+
+    ``(n_mels, n_fft // 2 + 1)`` float32, read-only; an empty band (no bins) is all zeros.
+    """
+    return _mel_average_cached(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
+
+
+def _mel_project(values_tf: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``(..., T, F)`` values -> ``(..., M, T)`` by ``weights`` ``(M, F)`` (one BLAS call)."""
+    lead, (n_frames, n_bins) = values_tf.shape[:-2], values_tf.shape[-2:]
+    projected = values_tf.reshape(-1, n_bins) @ weights.T  # (lead * T, M)
+    return np.swapaxes(projected.reshape(*lead, n_frames, weights.shape[0]), -1, -2)
+
+
+def _amplitude_to_db(mel_magnitude: np.ndarray, top_db: float, axes: tuple[int, ...]) -> np.ndarray:
+    """``20 log10(max(AMIN, x))`` floored at (max over ``axes``) - ``top_db``; float32."""
+    db = 20.0 * np.log10(np.maximum(mel_magnitude, np.float32(AMIN)), dtype=np.float32)
+    floor = db.max(axis=axes, keepdims=True) - np.float32(top_db)
+    return np.maximum(db, floor)
+
+
+def _logmel_from_spec(spec_tf: np.ndarray, cfg: AudioFeatureConfig, top_db_axes) -> np.ndarray:
+    mel_mag = _mel_project(np.abs(spec_tf), mel_filterbank(cfg))
+    return _amplitude_to_db(mel_mag, cfg.top_db, tuple(top_db_axes)).astype(np.float32, copy=False)
+
+
+def logmel(
+    signals, cfg: AudioFeatureConfig = DEFAULT_CONFIG, *, top_db_axes=(-2, -1)
+) -> np.ndarray:
+    """Log-mel magnitude spectrogram: ``20 log10(max(AMIN, mel))`` dB re amplitude 1.
+
+    Args:
+        signals: ``(..., n)`` time-domain signals at ``cfg.sample_rate``.
+        top_db_axes: output axes sharing one ``max - top_db`` floor; default: each signal alone.
+    Returns:
+        float32 ``(..., n_mels, n_frames)``, exactly ``cfg.n_frames`` frames.
+    """
+    return _logmel_from_spec(_window_spectrum(signals, cfg), cfg, top_db_axes)
+
+
+# --------------------------------------------------------------------------- intensity vectors
+
+
+def _intensity_and_energy(spec_tf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Active intensity ``(3, T, F)`` (X, Y, Z) and SN3D energy ``(T, F)`` of a (4, T, F) STFT."""
+    w = spec_tf[ACN_W]
+    dipoles = spec_tf[list(_IV_ACN_XYZ)]
+    intensity = w.real * dipoles.real + w.imag * dipoles.imag  # Re{conj(W) v}
+    power = spec_tf.real**2 + spec_tf.imag**2
+    energy = 0.5 * power.sum(axis=0)
+    return intensity, energy
+
+
+def _intensity_mel_from_spec(spec_tf: np.ndarray, cfg: AudioFeatureConfig) -> np.ndarray:
+    """Normalised, mel-averaged IV ``(3, M, T)`` from an FOA STFT ``(4, T, F)``."""
+    intensity, energy = _intensity_and_energy(spec_tf)
+    normalised = intensity / (energy + IV_EPSILON)
+    return _mel_project(normalised.astype(np.float32, copy=False), mel_average_weights(cfg))
+
+
+def _require_window(foa, cfg: AudioFeatureConfig, exact_length: bool) -> np.ndarray:
+    foa = _require_foa(foa, "FOA window")
+    if foa.ndim != 2:
+        raise ValueError(f"FOA window: expected shape (4, n_samples), got {foa.shape}")
+    if exact_length and foa.shape[1] != cfg.n_samples:
+        raise ValueError(
+            f"FOA window: expected {cfg.n_samples} samples ({cfg.window_s} s at "
+            f"{cfg.sample_rate} Hz), got {foa.shape[1]}"
+        )
+    return np.asarray(foa, dtype=np.float32)
+
+
+def intensity_vector_mel(foa, cfg: AudioFeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+    """Energy-normalised active intensity per mel band and frame.
+
+    Args:
+        foa: ``(4, n)`` ambiX (ACN W, Y, Z, X; SN3D).
+    Returns:
+        float32 ``(3, n_mels, n_frames)``, components ``(I_x, I_y, I_z)`` in the (front, left,
+        up) frame; ``|I| = 1`` for a single plane wave, about 0 for a diffuse field.
+    """
+    foa = _require_window(foa, cfg, exact_length=False)
+    return _intensity_mel_from_spec(_window_spectrum(foa, cfg), cfg)
+
+
+def foa_features(
+    foa, azimuth_rad, elevation_rad, cfg: AudioFeatureConfig = DEFAULT_CONFIG
+) -> dict[str, np.ndarray]:
+    """Features of one FOA window for K viewpoints.
+
+    The STFT is computed once for the 4 channels: rotation and beamforming are linear with real
+    coefficients, so they are applied to the spectra. This equals
+    :func:`pipeline.foa.rotate_to_viewpoints` and :func:`pipeline.foa.beamform` followed by
+    :func:`logmel` up to float32 rounding (tested). The IV of the rotated field is the rotated IV,
+    as W and the energy are rotation invariant.
+
+    Args:
+        foa: ``(4, cfg.n_samples)`` ambiX window.
+        azimuth_rad, elevation_rad: ``(K,)`` viewpoints in radians.
+    Returns:
+        dict of float32 arrays: ``logmel_foa`` ``(K, 4, M, F)`` (rotated W, Y, Z, X, one dB floor
+        per viewpoint), ``iv`` ``(K, 3, M, F)`` (IV of the rotated field, X, Y, Z) and
+        ``logmel_beam`` ``(K, 1, M, F)`` (``cfg.beam_pattern`` beam toward each viewpoint of the
+        unrotated field), with ``M = cfg.n_mels`` and ``F = cfg.n_frames``.
+    """
+    foa = _require_window(foa, cfg, exact_length=True)
+    azimuth_rad, elevation_rad = _require_angles(azimuth_rad, elevation_rad)
+    n_views = azimuth_rad.shape[0]
+    spec_tf = _window_spectrum(foa, cfg)  # (4, F, n_bins) complex64
+    _, n_frames, n_bins = spec_tf.shape
+
+    # Per viewpoint k, rows 5k..5k+3 rotate the ACN channels and row 5k+4 is the beam. One real
+    # matrix product on the interleaved real/imaginary parts mixes all spectra at once.
+    mixing = (
+        np.concatenate(
+            [
+                rotation_matrix_to_front(azimuth_rad, elevation_rad),
+                beam_weights(azimuth_rad, elevation_rad, cfg.beam_pattern)[:, None, :],
+            ],
+            axis=1,
+        )
+        .reshape(5 * n_views, 4)
+        .astype(np.float32)
+    )
+    spec_parts = spec_tf.view(np.float32).reshape(4, -1)
+    mixed = (mixing @ spec_parts).view(np.complex64).reshape(5 * n_views, n_frames, n_bins)
+    mel_magnitude = _mel_project(np.abs(mixed), mel_filterbank(cfg)).reshape(
+        n_views, 5, cfg.n_mels, n_frames
+    )
+    logmel_foa = _amplitude_to_db(mel_magnitude[:, :4], cfg.top_db, axes=(1, 2, 3))
+    logmel_beam = _amplitude_to_db(mel_magnitude[:, 4:], cfg.top_db, axes=(1, 2, 3))
+
+    iv_unrotated = _intensity_mel_from_spec(spec_tf, cfg)  # (3, M, F)
+    rot_xyz = dipole_rotation_matrix(azimuth_rad, elevation_rad).astype(np.float32)  # (K, 3, 3)
+    iv = (rot_xyz @ iv_unrotated.reshape(3, -1)).reshape(n_views, 3, cfg.n_mels, n_frames)
+    return {
+        "logmel_foa": np.ascontiguousarray(logmel_foa, dtype=np.float32),
+        "iv": np.ascontiguousarray(iv, dtype=np.float32),
+        "logmel_beam": np.ascontiguousarray(logmel_beam, dtype=np.float32),
+    }
+
+
+def _summed_intensity(foa, cfg: AudioFeatureConfig) -> tuple[np.ndarray, float]:
+    foa = _require_window(foa, cfg, exact_length=False)
+    spec_tf = _stft_frames(foa.astype(np.float64), cfg.n_fft, cfg.hop_length)
+    intensity, energy = _intensity_and_energy(spec_tf)
+    return intensity.sum(axis=(1, 2)), float(energy.sum())
+
+
+def doa_from_intensity(foa, cfg: AudioFeatureConfig = DEFAULT_CONFIG) -> tuple[float, float]:
+    """Direction of arrival ``(azimuth_rad, elevation_rad)`` of the summed active intensity.
+
+    The sum of the unnormalised ``Re{conj(W) [X, Y, Z]}`` over all STFT bins (``cfg.n_fft``,
+    ``cfg.hop_length``) is the energy-weighted mean of the per-bin normalised IV.
+    """
+    intensity_sum, _ = _summed_intensity(foa, cfg)
+    azimuth_rad, elevation_rad = vector_to_direction(intensity_sum)
+    return float(azimuth_rad), float(elevation_rad)
+
+
+def intensity_directness(foa, cfg: AudioFeatureConfig = DEFAULT_CONFIG) -> float:
+    """``|sum I| / sum E`` over all STFT bins: 1 for one plane wave, about 0 when diffuse.
+
+    This is one minus the diffuseness estimate of directional audio coding (SN3D energy).
+    """
+    intensity_sum, energy_sum = _summed_intensity(foa, cfg)
+    return float(np.linalg.norm(intensity_sum) / (energy_sum + IV_EPSILON))
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+@dataclass
+class NormStatsAccumulator:
+    """Streaming per-key, per-(channel, mel band) mean and variance (Chan et al. merge of
+    batch moments, float64), mergeable across workers.
+
+    Feed feature arrays shaped ``(..., C, M, F)``; statistics are over all leading axes and F.
+    """
+
+    count: dict[str, int] = field(default_factory=dict)
+    mean: dict[str, np.ndarray] = field(default_factory=dict)
+    m2: dict[str, np.ndarray] = field(default_factory=dict)  # sum of squared deviations
+
+    def _add_moments(self, key: str, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        if key not in self.count:
+            self.count[key], self.mean[key], self.m2[key] = count, mean, m2
+            return
+        if mean.shape != self.mean[key].shape:
+            raise ValueError(f"{key}: expected (C, M) = {self.mean[key].shape}, got {mean.shape}")
+        total = self.count[key] + count
+        delta = mean - self.mean[key]
+        self.mean[key] = self.mean[key] + delta * (count / total)
+        self.m2[key] = self.m2[key] + m2 + delta**2 * (self.count[key] * count / total)
+        self.count[key] = total
+
+    def update(self, features: Mapping[str, np.ndarray], keys: Iterable[str] | None = None) -> None:
+        """Add one batch: ``features[key]`` shaped ``(..., C, M, F)`` per key (default: all)."""
+        for key in features if keys is None else keys:
+            x = np.asarray(features[key], dtype=np.float64)
+            if x.ndim < 3:
+                raise ValueError(f"{key}: expected features shaped (..., C, M, F), got {x.shape}")
+            n_channels, n_mels = x.shape[-3:-1]
+            values = np.moveaxis(x, -1, 0).reshape(-1, n_channels, n_mels)  # (N, C, M)
+            mean = values.mean(axis=0)
+            self._add_moments(key, values.shape[0], mean, ((values - mean) ** 2).sum(axis=0))
+
+    def merge(self, other: NormStatsAccumulator) -> None:
+        """Fold another accumulator (e.g. from another worker) into this one."""
+        for key in other.count:
+            self._add_moments(key, other.count[key], other.mean[key].copy(), other.m2[key].copy())
+
+    def finalize(self, min_std: float = 1e-5) -> NormStats:
+        """Population mean/std per key (std floored at ``min_std``) as :class:`NormStats`."""
+        return NormStats(
+            mean={k: self.mean[k].astype(np.float32) for k in self.count},
+            std={
+                k: np.maximum(np.sqrt(self.m2[k] / self.count[k]), min_std).astype(np.float32)
+                for k in self.count
+            },
+            count=dict(self.count),
+        )
+
+
+@dataclass
+class NormStats:
+    """Per-key, per-channel, per-mel-band standardisation statistics.
+
+    ``mean[key]`` and ``std[key]`` are float32 ``(C, M)``; ``count[key]`` is the number of
+    (example, frame) values each entry summarises. Computed on the training split only.
+    """
+
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+    count: dict[str, int] = field(default_factory=dict)
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    @classmethod
+    def accumulate(
+        cls,
+        batches: Iterable[Mapping[str, np.ndarray]],
+        keys: Iterable[str] | None = None,
+        min_std: float = 1e-5,
+    ) -> NormStats:
+        """Stream over feature dicts (arrays ``(..., C, M, F)``) and return their statistics."""
+        accumulator = NormStatsAccumulator()
+        keys = None if keys is None else list(keys)
+        for batch in batches:
+            accumulator.update(batch, keys)
+        if not accumulator.count:
+            raise ValueError("NormStats.accumulate: no feature batches were given")
+        return accumulator.finalize(min_std)
+
+    def apply(self, key: str, x: np.ndarray) -> np.ndarray:
+        """Standardise ``x`` ``(..., C, M, F)`` with the statistics of ``key``; float32."""
+        if key not in self.mean:
+            raise KeyError(f"no normalisation statistics for {key!r}; have {sorted(self.mean)}")
+        mean, std = self.mean[key], self.std[key]
+        if x.shape[-3:-1] != mean.shape:
+            raise ValueError(
+                f"{key}: expected (..., C, M, F) with (C, M) = {mean.shape}, got {x.shape}"
+            )
+        return ((x - mean[:, :, None]) / std[:, :, None]).astype(np.float32, copy=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": self.SCHEMA_VERSION,
+            "keys": {
+                key: {
+                    "mean": self.mean[key].tolist(),
+                    "std": self.std[key].tolist(),
+                    "count": self.count.get(key, 0),
+                }
+                for key in self.mean
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> NormStats:
+        if data.get("schema_version") != cls.SCHEMA_VERSION:
+            raise ValueError(
+                f"NormStats: expected schema_version {cls.SCHEMA_VERSION}, "
+                f"got {data.get('schema_version')}"
+            )
+        entries = data["keys"]
+        return cls(
+            mean={k: np.asarray(v["mean"], dtype=np.float32) for k, v in entries.items()},
+            std={k: np.asarray(v["std"], dtype=np.float32) for k, v in entries.items()},
+            count={k: int(v["count"]) for k, v in entries.items()},
+        )
+
+    def to_json(self, path) -> None:
+        """Write as JSON, atomically (temporary file then rename)."""
+        path = Path(path)
+        tmp_path = path.with_name(path.name + ".tmp")
+        tmp_path.write_text(json.dumps(self.to_dict()))
+        os.replace(tmp_path, path)
+
+    @classmethod
+    def from_json(cls, path) -> NormStats:
+        return cls.from_dict(json.loads(Path(path).read_text()))
