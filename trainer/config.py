@@ -29,12 +29,18 @@ class DataConfig:
     color_jitter: float = 0.2                # brightness/contrast/saturation strength, 0 = off
     volume_jitter_db: float = 3.0            # random gain on all audio channels, dB
     normalize_audio: bool = True             # per-mel-band stats from norm_stats.json
+    train_split: str = "train"               # split streamed for training
+    val_split: str = "val"                   # split for the end-of-epoch loss (skipped if absent)
+    avts_windows_per_clip: int = 2           # AVTS: windows of one clip per batch (>= 2)
 
     def validate(self) -> None:
         if self.num_viewpoints < 1:
             raise ConfigError(f"data.num_viewpoints must be >= 1, got {self.num_viewpoints}")
         if self.batch_size < 2:
             raise ConfigError(f"data.batch_size must be >= 2 (negatives), got {self.batch_size}")
+        if self.avts_windows_per_clip < 2:
+            raise ConfigError(f"data.avts_windows_per_clip must be >= 2 (same-clip negatives), "
+                              f"got {self.avts_windows_per_clip}")
 
     @property
     def audio_channels(self) -> int:
@@ -86,6 +92,7 @@ class RunConfig:
     log_interval: int = 10         # steps
     ckpt_interval_epochs: int = 1
     max_steps_per_epoch: int = 0   # 0 = full epoch (useful for smoke tests)
+    val_max_steps: int = 20        # batches of data.val_split scored at each epoch end, 0 = off
 
 
 @dataclass(frozen=True)
@@ -103,3 +110,10 @@ class TrainConfig:
         if self.curriculum.switch_epoch > self.curriculum.epochs:
             raise ConfigError(f"curriculum.switch_epoch ({self.curriculum.switch_epoch}) > "
                               f"curriculum.epochs ({self.curriculum.epochs})")
+        if self.model.preset == "paper" and self.model.feature_dim != 512:
+            raise ConfigError(f"model.feature_dim must be 512 for the paper preset (R(2+1)D-18 "
+                              f"output), got {self.model.feature_dim}")
+        windows = self.data.avts_windows_per_clip
+        if self.curriculum.pretext == "avts" and self.data.batch_size % windows:
+            raise ConfigError(f"data.batch_size ({self.data.batch_size}) must be a multiple of "
+                              f"data.avts_windows_per_clip ({windows}) for pretext avts")

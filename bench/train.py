@@ -1,0 +1,151 @@
+"""Trainer benchmark: can the shard loader feed the model?
+
+    python -m bench.train [--steps 16] [--paper-steps 2] [--threads 1] [--out-dir DIR]
+
+Writes factory shards (``tests/shard_factory.py``) at two sizes into a temporary folder:
+``tiny`` (32 px crops, 4 frames, 32 x 25 log-mel) and ``paper`` (112 px, 8 frames, 128 x 100,
+the sizes of the real pipeline). Then measures, all in this process:
+
+1. loader throughput (samples/s, K = 4 viewpoints, augmentation on) with 0, 1 and 2 workers,
+   for both sizes;
+2. the training loop (``trainer.train.main``, tiny preset, AVSA phase) with 0, 1 and 2 workers:
+   clips/s, ms per step and the share of the step spent waiting for data;
+3. one optimizer step of the paper preset (R(2+1)D-18 + 9-layer audio CNN + transformers,
+   AVSA phase, 4 viewpoints) on the CPU, and on CUDA when available (AMP fp16, the paper's
+   14 clips per GPU, peak memory).
+
+Prints a Markdown table. Numbers depend on the machine and its load; compare rows of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tests.shard_factory import make_shards
+from trainer import train
+from trainer.config import DataConfig, ModelConfig, TrainConfig
+from trainer.data import ShardStream, make_loader
+from trainer.models import build_model
+
+SIZES = {"tiny": dict(crop_size=32, n_frames=4, n_mels=32, n_frames_audio=25),
+         "paper": dict(crop_size=112, n_frames=8, n_mels=128, n_frames_audio=100)}
+
+
+def loader_samples_per_s(shards_dir: Path, workers: int, n_batches: int, batch_size: int) -> float:
+    cfg = DataConfig(batch_size=batch_size, num_viewpoints=4)
+    dataset = ShardStream(shards_dir, "train", cfg)
+    loader = make_loader(dataset, workers)
+    batches = iter(loader)
+    next(batches)                                    # worker start-up is not throughput
+    start = time.perf_counter()
+    n_read = 0
+    for _, batch in zip(range(n_batches), batches):
+        n_read += batch["video"].shape[0]
+    return n_read / (time.perf_counter() - start)
+
+
+def training_run(shards_dir: Path, out_dir: Path, workers: int, steps: int) -> dict:
+    """Tiny preset, AVSA phase, batch 8 x 4 viewpoints; the mean of the logged rows after
+    the first (which holds start-up)."""
+    logging.getLogger().setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()):        # the resolved config
+        result = train.main(["--config", "configs/experiments/avsa.yaml", "model.preset=tiny",
+                             "model.feature_dim=64", "data.batch_size=8",
+                             f"data.num_workers={workers}", f"data.shards_dir={shards_dir}",
+                             f"run.out_dir={out_dir}", f"run.name=bench_w{workers}",
+                             "curriculum.switch_epoch=0", "curriculum.epochs=1",
+                             f"run.max_steps_per_epoch={steps}", "run.log_interval=4",
+                             "run.val_max_steps=0"])
+    rows = [r for r in result["history"] if r["split"] == "train"][1:]
+    return {key: sum(r[key] for r in rows) / len(rows)
+            for key in ("clips_per_s", "step_ms", "data_wait_pct")}
+
+
+def model_step(preset: str, device: torch.device, batch_size: int, steps: int,
+               amp: bool) -> dict:
+    """Seconds per AVSA optimizer step on random inputs of the paper's sizes."""
+    feature_dim = 512 if preset == "paper" else 64
+    cfg = TrainConfig(model=ModelConfig(preset=preset, feature_dim=feature_dim))
+    model = build_model(cfg.model, 4).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    size = SIZES["paper"]
+    video = torch.rand(batch_size, 4, 3, size["n_frames"], size["crop_size"], size["crop_size"],
+                       device=device)
+    audio = torch.randn(batch_size, 4, 4, size["n_mels"], size["n_frames_audio"], device=device)
+    angles = torch.zeros(batch_size, 4, device=device)
+    batch = {"video": video, "audio": audio, "azimuth_rad": angles, "elevation_rad": angles}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(steps + 1):                       # the first step warms up
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            outputs = model(video, audio, angles, angles, translate=True)
+        loss = train.compute_loss(outputs, batch, "avsa", cfg).total()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    step_s = sum(times[1:]) / steps
+    peak_gb = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return {"step_s": step_s, "clips_per_s": batch_size / step_s, "peak_gb": peak_gb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=16, help="tiny training steps per run")
+    parser.add_argument("--paper-steps", type=int, default=2, help="paper preset CPU steps")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument("--out-dir", default=None, help="keep shards and runs here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    root = Path(args.out_dir or tempfile.mkdtemp(prefix="bench_train_"))
+    rows = []
+
+    for name, size in SIZES.items():
+        shards = root / f"shards_{name}"
+        if not (shards / "shards.jsonl").exists():
+            start = time.perf_counter()
+            n_clips = 48 if name == "tiny" else 16
+            make_shards(shards, n_clips=n_clips, windows_per_clip=2, samples_per_shard=8, **size)
+            print(f"wrote {2 * n_clips} {name} samples in {time.perf_counter() - start:.1f} s")
+        for workers in (0, 1, 2):
+            rate = loader_samples_per_s(shards, workers, n_batches=8, batch_size=4)
+            rows.append((f"loader, {name} shards", workers, f"{rate:.0f} samples/s", "", ""))
+    for workers in (0, 1, 2):
+        run = training_run(root / "shards_tiny", root / "runs", workers, args.steps)
+        rows.append(("train loop, tiny preset, B=8 K=4 (CPU)", workers,
+                     f"{run['clips_per_s']:.1f} clips/s", f"{run['step_ms']:.0f} ms",
+                     f"{run['data_wait_pct']:.0f}%"))
+    cpu = model_step("paper", torch.device("cpu"), 2, args.paper_steps, amp=False)
+    rows.append(("model step, paper preset, B=2 K=4 (CPU)", "-",
+                 f"{cpu['clips_per_s']:.2f} clips/s", f"{1000 * cpu['step_s']:.0f} ms", ""))
+    if torch.cuda.is_available():
+        gpu = model_step("paper", torch.device("cuda"), 14, steps=10, amp=True)
+        rows.append((f"model step, paper preset, B=14 K=4 (CUDA AMP, peak "
+                     f"{gpu['peak_gb']:.1f} GiB)", "-", f"{gpu['clips_per_s']:.1f} clips/s",
+                     f"{1000 * gpu['step_s']:.0f} ms", ""))
+
+    print(f"\ntorch threads {torch.get_num_threads()}, shards and runs in {root}\n")
+    print("| measurement | workers | rate | step | data wait |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Shard streaming: coverage per epoch across ranks and workers, deterministic shuffling,
+equal steps per rank, AVTS clip groups, channel selection, flip/mirror consistency, norm."""
+
+from collections import Counter
+from dataclasses import replace
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from pipeline.shards import ShardFormatError
+from tests.shard_factory import make_shards
+from trainer.config import DataConfig
+from trainer.data import (ShardStream, assign_parts, load_norm_stats, make_loader, make_parts,
+                          split_steps, write_norm_stats)
+
+torch.set_num_threads(1)
+PLAIN = DataConfig(batch_size=3, num_viewpoints=1, flip_prob=0.0, color_jitter=0.0,
+                   volume_jitter_db=0.0, normalize_audio=False)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """8 training shards x 6 samples (3 clips x 2 windows), K = 4 viewpoints."""
+    root = tmp_path_factory.mktemp("shards")
+    make_shards(root, n_clips=24, windows_per_clip=2, samples_per_shard=6, seed=1,
+                crop_size=16, n_frames=2, n_mels=16, n_frames_audio=10)
+    return root
+
+
+def sample_ids(batches):
+    return [(cid, int(w)) for b in batches for cid, w in zip(b["clip_id"], b["window_index"])]
+
+
+def test_every_sample_once_per_epoch_across_two_ranks_and_two_workers(shards):
+    seen, steps = [], {}
+    for rank in range(2):
+        steps[rank] = 0
+        for worker in range(2):
+            ds = ShardStream(shards, "train", PLAIN, rank=rank, world_size=2, seed=3)
+            ds.set_epoch(5)
+            batches = list(ds.iter_worker(worker, 2))
+            steps[rank] += len(batches)
+            assert all(len(b["clip_id"]) == 3 for b in batches)
+            seen += sample_ids(batches)
+    assert steps == {0: 8, 1: 8}                       # 48 samples / (2 ranks x 3)
+    assert len(seen) == 48 and len(set(seen)) == 48
+
+
+def test_ranks_take_equal_steps_with_uneven_shards():
+    sizes = [5, 7, 3, 9, 4, 11]
+    parts = make_parts([f"s{i}" for i in range(6)], sizes, min_parts=4)
+    assert sum(p.n_samples for p in parts) == sum(sizes)
+    steps = sum(sizes) // (2 * 4)
+    for rank in range(2):
+        per_worker = [sum(parts[i].n_samples for i in assign_parts(len(parts), 0, 1, rank, 2, w, 2))
+                      for w in range(2)]
+        assert sum(split_steps(steps, per_worker)) == steps
+    # Fewer shards than ranks x workers: shards are cut so every worker gets data.
+    parts = make_parts(["only"], [10], min_parts=4)
+    assert [(p.start, p.stop) for p in parts] == [(0, 2), (2, 5), (5, 8), (8, 10)]
+
+
+def test_short_rank_cycles_its_own_samples_without_repeats_in_a_batch(tmp_path):
+    make_shards(tmp_path, n_clips=8, windows_per_clip=1, samples_per_shard=6, seed=2,
+                crop_size=8, n_frames=2, n_mels=8, n_frames_audio=4)      # shards of 6 and 2
+    cfg = replace(PLAIN, batch_size=2)
+    per_rank = []
+    for rank in range(2):
+        ds = ShardStream(tmp_path, "train", cfg, rank=rank, world_size=2)
+        batches = list(ds.iter_worker(0, 1))
+        assert len(batches) == ds.steps_per_epoch == 2                 # 8 // (2 x 2)
+        assert all(len(set(b["clip_id"])) == 2 for b in batches)     # no repeat in a batch
+        per_rank.append(len(set(sample_ids(batches))))
+    assert sorted(per_rank) == [2, 4]          # the 2-sample rank cycles, the other drops 2
+
+
+def test_shuffling_is_deterministic_per_epoch(shards):
+    def order(epoch, seed=0):
+        ds = ShardStream(shards, "train", PLAIN, seed=seed)
+        ds.set_epoch(epoch)
+        return sample_ids(ds.iter_worker(0, 1))
+
+    assert order(1) == order(1)
+    assert order(1) != order(2)
+    assert order(1) != order(1, seed=7)
+    assert sorted(order(1)) == sorted(order(2))
+
+
+def test_dataloader_workers_cover_the_epoch(shards):
+    ds = ShardStream(shards, "train", replace(PLAIN, batch_size=4))
+    ds.set_epoch(0)
+    batches = list(make_loader(ds, num_workers=2))
+    assert len(batches) == ds.steps_per_epoch == 12
+    ids = sample_ids(batches)
+    assert len(set(ids)) == 48
+
+
+def test_avts_batches_hold_clip_groups(shards):
+    ds = ShardStream(shards, "train", replace(PLAIN, batch_size=4), windows_per_clip=2)
+    batch = next(iter(ds))
+    counts = Counter(batch["clip_index"].tolist())
+    assert sorted(counts.values()) == [2, 2]
+    for group in counts:
+        members = [cid for cid, g in zip(batch["clip_id"], batch["clip_index"]) if g == group]
+        assert len(set(members)) == 1
+    windows = [int(w) for g, w in zip(batch["clip_index"], batch["window_index"]) if g == 0]
+    assert sorted(windows) == [0, 1]
+
+
+@pytest.mark.parametrize("audio_input, channels", [("foa", 4), ("foa_iv", 7), ("beamform", 1)])
+def test_audio_channels_and_batch_layout(shards, audio_input, channels):
+    cfg = replace(PLAIN, audio_input=audio_input, num_viewpoints=4, batch_size=2)
+    batch = next(iter(ShardStream(shards, "train", cfg)))
+    assert batch["video"].shape == (2, 4, 3, 2, 16, 16) and batch["video"].dtype == torch.float32
+    assert 0.0 <= batch["video"].min() and batch["video"].max() <= 1.0
+    assert batch["audio"].shape == (2, 4, channels, 16, 10)
+    assert batch["azimuth_rad"].shape == batch["elevation_rad"].shape == (2, 4)
+
+
+def _stored(shards, clip_id, window, source="random"):
+    for path in sorted(shards.glob("train-*.h5")):
+        with h5py.File(path, "r") as h5:
+            ids = h5["clip_id"].asstr()[()]
+            rows = np.flatnonzero((ids == clip_id) & (h5["window_index"][()] == window))
+            if len(rows):
+                group = h5[f"views/{source}"]
+                return {name: group[name][rows[0]] for name in group}
+    raise KeyError(clip_id)
+
+
+@pytest.mark.parametrize("source", ["random", "yolo"])
+def test_flip_mirrors_crops_and_intensity_consistently(shards, source):
+    cfg = replace(PLAIN, audio_input="foa_iv", viewpoints=source, flip_prob=1.0, batch_size=2)
+    batch = next(iter(ShardStream(shards, "train", cfg)))
+    assert batch["flipped"].all()
+    for i, (clip_id, window) in enumerate(zip(batch["clip_id"], batch["window_index"])):
+        stored = _stored(shards, clip_id, int(window), source)
+        view = int(np.argmin(np.abs(stored["azimuth_rad"] + batch["azimuth_rad"][i, 0].numpy())))
+        assert batch["azimuth_rad"][i, 0].item() == pytest.approx(-stored["azimuth_rad"][view])
+        crops = stored["crops"][view].astype(np.float32) / 255.0            # (T, S, S, 3)
+        expected_video = crops[:, :, ::-1].transpose(3, 0, 1, 2)
+        np.testing.assert_allclose(batch["video"][i, 0].numpy(), expected_video)
+        audio = batch["audio"][i, 0].numpy()
+        np.testing.assert_allclose(audio[:4], stored["logmel_foa"][view].astype(np.float32))
+        iv = stored["iv"][view].astype(np.float32)
+        np.testing.assert_allclose(audio[4:], iv * np.array([1, -1, 1])[:, None, None])
+
+
+def test_volume_jitter_is_one_offset_on_log_mel_only(shards):
+    base = replace(PLAIN, audio_input="foa_iv", num_viewpoints=4, batch_size=2)
+    plain = next(iter(ShardStream(shards, "train", base)))
+    jittered = next(iter(ShardStream(shards, "train", replace(base, volume_jitter_db=6.0))))
+    assert plain["clip_id"] == jittered["clip_id"]
+    for i in range(2):   # same views: the viewpoint draw comes before the augmentation draws
+        offset = (jittered["audio"][i, :, :4] - plain["audio"][i, :, :4]).numpy()
+        assert np.ptp(offset) < 1e-4 and 0 < abs(offset.mean()) <= 6.0
+        torch.testing.assert_close(jittered["audio"][i, :, 4:], plain["audio"][i, :, 4:])
+
+
+def test_normalisation_uses_norm_stats(shards):
+    cfg = replace(PLAIN, num_viewpoints=4, batch_size=2)
+    raw = next(iter(ShardStream(shards, "train", cfg)))
+    normed = next(iter(ShardStream(shards, "train", replace(cfg, normalize_audio=True))))
+    stats = load_norm_stats(shards / "norm_stats.json")["logmel_foa"]
+    expected = (raw["audio"].numpy() - stats.mean[:, :, None]) / stats.std[:, :, None]
+    np.testing.assert_allclose(normed["audio"].numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert abs(float(normed["audio"].mean())) < 1.0
+
+
+def test_norm_stats_formats(tmp_path):
+    mean, std = np.zeros((4, 3)), np.ones((4, 3))
+    write_norm_stats(tmp_path / "a.json", {"logmel_foa": (mean, std)})
+    assert load_norm_stats(tmp_path / "a.json")["logmel_foa"].mean.shape == (4, 3)
+    (tmp_path / "b.json").write_text('{"logmel_beam": {"mean": [[1, 2]], "std": [[0, 2]]}}')
+    flat = load_norm_stats(tmp_path / "b.json")["logmel_beam"]
+    assert flat.std.min() > 0                                  # floored, no division by zero
+    (tmp_path / "c.json").write_text('{"iv": {"mean": [[1, 2]], "std": [[1, 2]]}}')
+    with pytest.raises(ShardFormatError, match=r"iv mean/std must be \(3, M\)"):
+        load_norm_stats(tmp_path / "c.json")
+
+
+def test_too_many_viewpoints_is_a_clear_error(shards):
+    with pytest.raises(ShardFormatError, match="4 viewpoints stored, 5 requested"):
+        next(iter(ShardStream(shards, "train", replace(PLAIN, num_viewpoints=5))))

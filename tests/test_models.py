@@ -1,0 +1,66 @@
+"""Model forward shapes for 1/4/7 audio channels and both presets; translation properties."""
+
+import pytest
+import torch
+
+from trainer.config import ModelConfig
+from trainer.models import AVSpatialModel, AudioEncoder, TranslationNetwork, build_model
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("channels", [1, 4, 7])
+def test_tiny_model_shapes(channels):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(preset="tiny", feature_dim=64, embed_dim=16), channels)
+    video = torch.rand(2, 3, 3, 4, 32, 32)              # (B, K, 3, T, S, S)
+    audio = torch.randn(2, 3, channels, 32, 25)         # (B, K, C, M, F)
+    angles = torch.rand(2, 3)
+    out = model(video, audio, angles, angles, translate=True)
+    assert set(out) == {"video", "audio", "video_from_audio", "audio_from_video"}
+    assert all(value.shape == (2, 3, 16) for value in out.values())
+    assert set(model(video, audio, angles, angles)) == {"video", "audio"}
+
+
+@pytest.mark.parametrize("channels", [1, 4, 7])
+def test_paper_model_shapes_on_a_short_input(channels):
+    """Paper preset (R(2+1)D-18, 512-d) on 4 frames of 32 x 32 and 32 x 25 log-mel."""
+    model = build_model(ModelConfig(preset="paper"), channels).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 2, 3, 4, 32, 32), torch.randn(1, 2, channels, 32, 25),
+                    torch.zeros(1, 2), torch.zeros(1, 2), translate=True)
+        features = model.encode(torch.rand(1, 1, 3, 4, 32, 32), torch.randn(1, 1, channels, 32, 25))
+    assert out["video_from_audio"].shape == (1, 2, 128)
+    assert [f.shape for f in features] == [(1, 1, 512), (1, 1, 512)]
+    conv_layers = [m for m in model.audio_encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(conv_layers) == 9
+
+
+def test_audio_encoder_handles_the_paper_input_size():
+    encoder = AudioEncoder(7, 64, "tiny").eval()
+    with torch.no_grad():
+        assert encoder(torch.randn(2, 7, 128, 100)).shape == (2, 64)
+
+
+def test_translation_is_permutation_equivariant_without_viewpoint_encoding():
+    torch.manual_seed(0)
+    net = TranslationNetwork(dim=16, depth=2, heads=4, dropout=0.0, viewpoint_encoding=False).eval()
+    tokens = torch.randn(2, 4, 16)
+    permutation = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(net(tokens)[:, permutation], net(tokens[:, permutation]))
+        # Each output token depends on the other viewpoints (context), not only on its own.
+        changed = tokens.clone()
+        changed[:, 3] += 1.0
+        assert not torch.allclose(net(changed)[:, 0], net(tokens)[:, 0])
+
+
+def test_viewpoint_encoding_makes_translation_direction_aware():
+    torch.manual_seed(0)
+    model = AVSpatialModel(4, preset="tiny", feature_dim=32, embed_dim=8, viewpoint_encoding=True)
+    net = model.audio_to_video.eval()
+    tokens = torch.randn(1, 2, 32)
+    with torch.no_grad():
+        front = net(tokens, torch.zeros(1, 2), torch.zeros(1, 2))
+        turned = net(tokens, torch.full((1, 2), 1.0), torch.zeros(1, 2))
+    assert not torch.allclose(front, turned)

@@ -1,0 +1,113 @@
+"""The training loop on factory shards (CPU, tiny preset): learning, outputs, exact resume,
+clear failures, and loading the trained model."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.config import ConfigError, load_config
+from tests.shard_factory import make_shards
+from trainer import train
+from trainer.checkpoint import load_checkpoint, load_trained_model
+from trainer.config import TrainConfig
+from trainer.logging_utils import read_metrics
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+AVSA = str(ROOT / "configs/experiments/avsa.yaml")
+TINY = ["model.preset=tiny", "model.feature_dim=32", "model.embed_dim=16", "data.batch_size=8",
+        "data.num_workers=0", "run.log_interval=4", "optim.lr=1e-3"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_shards")
+    make_shards(root, n_clips=32, windows_per_clip=2, samples_per_shard=8, seed=0)
+    make_shards(root, n_clips=8, windows_per_clip=2, samples_per_shard=8, seed=0, split="val")
+    return root
+
+
+def run(shards, out_dir, *overrides, config=AVSA):
+    argv = ["--config", config, *TINY, f"data.shards_dir={shards}", f"run.out_dir={out_dir}",
+            *overrides]
+    return train.main(argv)
+
+
+def epoch_mean(rows, epoch, key="loss", split="train"):
+    values = [r[key] for r in rows if r["epoch"] == epoch and r["split"] == split]
+    return sum(values) / len(values)
+
+
+@pytest.mark.slow
+def test_curriculum_run_learns_and_writes_its_outputs(shards, tmp_path):
+    result = run(shards, tmp_path, "data.audio_input=foa_iv", "curriculum.epochs=7",
+                 "curriculum.switch_epoch=3", "run.name=e2e")
+    rows = result["history"]
+    assert [r["phase"] for r in rows if r["split"] == "val"] == ["avc"] * 3 + ["avsa"] * 4
+    assert epoch_mean(rows, 3) < epoch_mean(rows, 1)                       # AVC phase learns
+    assert epoch_mean(rows, 7) < epoch_mean(rows, 4)                       # AVSA phase learns
+    # The spatial part: picking the right viewpoint among the clip's own 4 (chance 0.25).
+    assert epoch_mean(rows, 7, "acc_avsa_a2v_in_clip", "val") > 0.5
+
+    run_dir = tmp_path / "e2e"
+    for name in ("config.yaml", "metrics.csv", "curves.png", "ckpt.pt"):
+        assert (run_dir / name).is_file(), name
+    saved = load_config(TrainConfig, run_dir / "config.yaml")
+    assert saved.curriculum.switch_epoch == 3 and saved.data.audio_input == "foa_iv"
+    assert len(read_metrics(run_dir / "metrics.csv")) == len(rows)
+
+    checkpoint = load_checkpoint(run_dir / "ckpt.pt")              # weights_only=True inside
+    assert (checkpoint["epoch"], checkpoint["step"]) == (7, 56)
+    model, cfg = load_trained_model(run_dir / "ckpt.pt", "cpu")
+    assert cfg == saved and not model.training
+    with torch.no_grad():
+        out = model(torch.rand(1, 4, 3, 4, 32, 32), torch.randn(1, 4, 7, 32, 25),
+                    torch.zeros(1, 4), torch.zeros(1, 4), translate=True)
+    assert out["video_from_audio"].shape == (1, 4, 16)
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_uninterrupted_run(shards, tmp_path):
+    common = ["curriculum.switch_epoch=1", "run.max_steps_per_epoch=3", "run.val_max_steps=1"]
+    full = run(shards, tmp_path, *common, "curriculum.epochs=3", "run.name=full")
+    run(shards, tmp_path, *common, "curriculum.epochs=2", "run.name=cut")
+    resumed = run(shards, tmp_path, *common, "curriculum.epochs=3", "run.name=cut",
+                  "run.init_from=resume")
+    losses = lambda rows: [(r["step"], r["phase"], r["split"], r["loss"]) for r in rows]
+    assert losses(resumed["history"]) == losses(full["history"])           # bit-exact on CPU
+    assert {r["phase"] for r in full["history"]} == {"avc", "avsa"}
+    assert len(read_metrics(tmp_path / "cut" / "metrics.csv")) == len(full["history"])
+
+    with pytest.raises(ConfigError, match=r"optim.lr"):
+        run(shards, tmp_path, *common, "curriculum.epochs=4", "run.name=cut",
+            "run.init_from=resume", "optim.lr=5e-4")
+
+
+def test_avts_run_uses_clip_groups(shards, tmp_path):
+    result = run(shards, tmp_path, "curriculum.epochs=1", "run.max_steps_per_epoch=3",
+                 config=str(ROOT / "configs/experiments/avts.yaml"))
+    rows = result["history"]
+    assert {r["phase"] for r in rows} == {"avts"}
+    assert all(0.0 < r["avts_v2a"] < 10.0 for r in rows)
+
+
+def test_non_finite_loss_stops_with_the_step(shards, tmp_path, monkeypatch):
+    compute_loss = train.compute_loss
+    calls = []
+
+    def poisoned(outputs, batch, phase, cfg):
+        terms = compute_loss(outputs, batch, phase, cfg)
+        calls.append(1)
+        if len(calls) == 2:
+            terms.losses = {k: v * float("nan") for k, v in terms.losses.items()}
+        return terms
+
+    monkeypatch.setattr(train, "compute_loss", poisoned)
+    with pytest.raises(FloatingPointError, match="non-finite loss nan at step 2 "):
+        run(shards, tmp_path, "curriculum.epochs=1", "curriculum.switch_epoch=0")
+
+
+def test_too_little_data_is_a_clear_error(shards, tmp_path):
+    with pytest.raises(ValueError, match="fewer than one step"):
+        run(shards, tmp_path, "data.batch_size=128")

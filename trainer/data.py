@@ -1,0 +1,517 @@
+"""Streaming training batches from HDF5 shards (schema v1, ``pipeline/shards.py``).
+
+The trainer never decodes media: it reads the crops and audio features that preprocessing
+stored for each viewpoint, picks the channels an experiment needs, augments cheaply and yields
+whole batches (the DataLoader runs with ``batch_size=None``).
+
+Epoch plan (a pure function of the shard index, ``seed``, ``epoch``, rank and worker)
+-------------------------------------------------------------------------------------
+1. The shards of the split are cut into *parts* (row ranges); a shard is one part unless there
+   are fewer shards than ``world_size * num_workers``, then each shard is cut evenly so that
+   every worker of every rank can get some data.
+2. Parts are shuffled with ``(seed, epoch)`` -- the same permutation in every process -- and
+   dealt round-robin to ranks, then each rank's parts round-robin to its DataLoader workers.
+3. Every rank takes the same number of steps,
+   ``steps_per_epoch = floor(samples in the split / (world_size * batch_size))``, so DDP
+   collectives never wait on a rank that ran dry. A rank splits its steps over its workers in
+   proportion to their samples. A worker with more samples than its quota drops the rest (a
+   different rest every epoch); a worker with fewer starts another shuffled pass over its own
+   parts (never within one batch, so a batch never holds a sample twice). When the split
+   divides evenly, every sample is seen exactly once per epoch.
+4. A worker reads its parts ``SHARDS_IN_FLIGHT`` at a time and shuffles the units of those
+   parts together (``(seed, epoch, rank, worker, pass)``), so a batch mixes several shards
+   while the number of open files stays small. Shards store one compressed chunk per sample
+   and viewpoint, so reading rows in random order costs no more than in order.
+
+A *unit* is one sample (window) for AVC/AVSA. For AVTS a unit is a group of
+``windows_per_clip`` windows of the same clip (grouped inside a part, from the ``clip_id``
+column), so every clip in a batch brings its own hard negatives; windows left over after
+grouping are skipped for that epoch.
+
+Augmentation (training only; seeded per sample: ``(seed, epoch, rank, worker, batch, i)``)
+-------------------------------------------------------------------------------------------
+- Horizontal flip, one coin per *sample*, applied to all of its viewpoints: mirroring the
+  whole sphere (``y -> -y``) maps the view toward ``(az, el)`` to the horizontally flipped
+  crop toward ``(-az, el)``, whose rotated FOA is the original rotated FOA with ``Y -> -Y``
+  (``R_y(el) R_z(az) M = M R_y(el) R_z(-az)`` for ``M = diag(1, -1, 1)``). In features:
+  log-mel of every channel is unchanged (Y's magnitude is unchanged), ``I_y -> -I_y``, the
+  beam toward the view centre is unchanged, and the viewpoint azimuth is negated. Flipping
+  viewpoints independently would give the K views of one clip inconsistent geometry.
+- Colour jitter per crop (brightness, contrast, saturation; the same for all T frames).
+- Volume jitter per sample: one dB offset added to every log-mel channel of every viewpoint
+  (IV is energy-normalised, so it does not change).
+
+Normalisation
+-------------
+Audio is standardised per channel and mel band with ``<shards_dir>/norm_stats.json`` when it
+exists (see :func:`load_norm_stats` for the format); features without statistics (IV, usually)
+pass through. Video leaves the loader as float in [0, 1]; the video encoder applies the
+Kinetics mean/std itself, so evaluation code can feed [0, 1] crops too.
+
+Batch layout (B samples, K viewpoints, C audio channels, M mel bands, F frames)
+--------------------------------------------------------------------------------
+``video`` (B, K, 3, T, S, S) float32 in [0, 1]; ``audio`` (B, K, C, M, F) float32;
+``azimuth_rad``, ``elevation_rad`` (B, K) float32; ``clip_index`` (B,) int64, equal for
+samples of the same clip *within this batch* (AVTS groups), 0..B-1 otherwise;
+``window_index`` (B,) int64; ``flipped`` (B,) bool; ``clip_id`` list of B str.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from pipeline.shards import NORM_STATS_NAME, ShardFormatError, ShardIndex, open_shard
+from trainer.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+# Stored feature datasets (under views/<source>/) feeding each audio input, in channel order.
+AUDIO_FEATURES = {"foa": ("logmel_foa",), "foa_iv": ("logmel_foa", "iv"),
+                  "beamform": ("logmel_beam",)}
+FEATURE_CHANNELS = {"logmel_foa": 4, "iv": 3, "logmel_beam": 1}
+DECIBEL_FEATURES = ("logmel_foa", "logmel_beam")    # volume jitter adds dB to these
+IV_Y_CHANNEL = 1                                     # iv channels are I_x, I_y, I_z
+SHARDS_IN_FLIGHT = 4                                 # parts shuffled together by one worker
+MAX_OPEN_SHARDS = 2 * SHARDS_IN_FLIGHT
+
+
+# ----------------------------------------------------------------------------- norm stats
+
+@dataclass(frozen=True)
+class FeatureNorm:
+    """Per-channel, per-mel-band statistics of one feature: ``mean``, ``std`` (C, M) float32."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def load_norm_stats(path: str | Path) -> dict[str, FeatureNorm]:
+    """Read ``norm_stats.json``.
+
+    Accepted layouts (both as written by ``pipeline.features.NormStats.to_json``, or flat)::
+
+        {"schema_version": 1, "keys": {"logmel_foa": {"mean": [[...M] x 4], "std": [[...]],
+                                                       "count": 123}, "iv": ..., ...}}
+        {"logmel_foa": {"mean": [[...M] x 4], "std": [[...M] x 4]}, "logmel_beam": {...}}
+
+    ``mean``/``std`` are nested lists shaped (C, M) with C = 4 (logmel_foa), 3 (iv) or 1
+    (logmel_beam); any feature may be missing (it is then not normalised) and other keys are
+    ignored. Values of ``std`` are floored at 1e-5.
+    """
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    entries = data.get("keys", data) if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        raise ShardFormatError(f"{path}: expected a JSON object of features, got {type(data)}")
+    stats = {}
+    for key, channels in FEATURE_CHANNELS.items():
+        if key not in entries:
+            continue
+        mean = np.asarray(entries[key]["mean"], dtype=np.float32)
+        std = np.maximum(np.asarray(entries[key]["std"], dtype=np.float32), 1e-5)
+        if mean.ndim != 2 or mean.shape[0] != channels or std.shape != mean.shape:
+            raise ShardFormatError(f"{path}: {key} mean/std must be ({channels}, M), got "
+                                   f"{mean.shape} and {std.shape}")
+        stats[key] = FeatureNorm(mean, std)
+    return stats
+
+
+def write_norm_stats(path: str | Path, stats: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     counts: Mapping[str, int] | None = None) -> Path:
+    """Write ``{feature: (mean (C, M), std (C, M))}`` in the ``NormStats`` layout, atomically."""
+    path = Path(path)
+    keys = {key: {"mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist(),
+                  "count": int((counts or {}).get(key, 0))}
+            for key, (mean, std) in stats.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"schema_version": 1, "keys": keys}), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- epoch plan
+
+@dataclass(frozen=True)
+class Part:
+    """Rows ``[start, stop)`` of the shard at ``shard_path``."""
+
+    shard_path: str
+    start: int
+    stop: int
+
+    @property
+    def n_samples(self) -> int:
+        return self.stop - self.start
+
+
+def make_parts(shard_paths: Sequence[str], shard_sizes: Sequence[int],
+               min_parts: int) -> list[Part]:
+    """One part per shard, or each shard cut into ``ceil(min_parts / n_shards)`` even pieces."""
+    pieces = max(1, math.ceil(min_parts / max(1, len(shard_paths))))
+    parts = []
+    for path, size in zip(shard_paths, shard_sizes):
+        bounds = np.linspace(0, size, min(pieces, size) + 1).round().astype(int)
+        parts += [Part(str(path), int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return parts
+
+
+def epoch_rng(*key: int) -> np.random.Generator:
+    """A generator that depends only on the integers in ``key`` (same in every process)."""
+    return np.random.default_rng([int(k) for k in key])
+
+
+def assign_parts(n_parts: int, seed: int, epoch: int, rank: int, world_size: int,
+                 worker: int, num_workers: int) -> list[int]:
+    """Part indices read by one DataLoader worker of one rank in ``epoch``."""
+    order = epoch_rng(seed, epoch, 0).permutation(n_parts)
+    rank_parts = order[rank::world_size]
+    return [int(p) for p in rank_parts[worker::num_workers]]
+
+
+def split_steps(total_steps: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total_steps`` into integers proportional to ``weights`` (largest remainder)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if total_steps == 0 or weights.sum() == 0:
+        return [0] * len(weights)
+    exact = total_steps * weights / weights.sum()
+    steps = np.floor(exact).astype(int)
+    remainder_order = np.argsort(-(exact - steps), kind="stable")
+    steps[remainder_order[:total_steps - steps.sum()]] += 1
+    return steps.tolist()
+
+
+# ----------------------------------------------------------------------------- shard reading
+
+class ShardReader:
+    """Open shards lazily (inside the worker process) and read samples of one view source.
+
+    Keeps at most ``MAX_OPEN_SHARDS`` files open (least recently used closed first).
+    """
+
+    def __init__(self, split: str, view_source: str, feature_keys: Sequence[str]):
+        self.split = split
+        self.view_prefix = f"views/{view_source}"
+        self.feature_keys = tuple(feature_keys)
+        self._open: OrderedDict[str, h5py.File] = OrderedDict()
+
+    def shard(self, path: str) -> h5py.File:
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        h5 = open_shard(path)
+        self._check(path, h5)
+        self._open[path] = h5
+        while len(self._open) > MAX_OPEN_SHARDS:
+            self._open.popitem(last=False)[1].close()
+        return h5
+
+    def _check(self, path: str, h5: h5py.File) -> None:
+        needed = [f"{self.view_prefix}/{name}" for name in
+                  ("crops", "azimuth_rad", "elevation_rad", *self.feature_keys)]
+        missing = [name for name in needed + ["clip_id", "split", "window_index"] if name not in h5]
+        if missing:
+            h5.close()
+            raise ShardFormatError(f"{path}: missing datasets {missing}")
+        splits = set(h5["split"].asstr()[()])
+        if splits != {self.split}:
+            h5.close()
+            raise ShardFormatError(f"{path}: expected only split '{self.split}', found "
+                                   f"{sorted(splits)}; the trainer needs one split per shard")
+
+    def clip_ids(self, path: str, start: int, stop: int) -> np.ndarray:
+        return self.shard(path)["clip_id"].asstr()[start:stop]
+
+    def n_viewpoints(self, path: str) -> int:
+        return int(self.shard(path)[f"{self.view_prefix}/azimuth_rad"].shape[1])
+
+    def read(self, path: str, row: int, views: np.ndarray) -> dict[str, Any]:
+        """One sample at ``views`` (K indices): crops (K, T, S, S, 3) uint8, features
+        ``{key: (K, C, M, F) float32}``, azimuth/elevation (K,), clip id, window index."""
+        h5 = self.shard(path)
+        order = np.argsort(views)                       # h5py wants increasing indices
+        sorted_views = views[order].tolist()
+        restore = np.argsort(order)
+
+        def get(name: str) -> np.ndarray:
+            return h5[f"{self.view_prefix}/{name}"][row, sorted_views][restore]
+
+        return {
+            "crops": get("crops"),
+            "features": {key: get(key).astype(np.float32) for key in self.feature_keys},
+            "azimuth_rad": get("azimuth_rad").astype(np.float32),
+            "elevation_rad": get("elevation_rad").astype(np.float32),
+            "clip_id": h5["clip_id"].asstr()[row],
+            "window_index": int(h5["window_index"][row]),
+        }
+
+    def close(self) -> None:
+        while self._open:
+            self._open.popitem()[1].close()
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def color_jitter(video: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast and saturation jitter of crops (K, T, S, S, 3) float in [0, 1];
+    one draw per crop (the same for its T frames), factors uniform in 1 +- strength.
+
+    Applied in that order without intermediate clipping the three are one affine map per
+    crop, ``x -> s c b x + (1 - s) c b gray(x) + (1 - c) b mean(gray(x))``, computed in one
+    pass (brightness b scales, contrast c pulls toward the crop's mean grey level,
+    saturation s pulls toward each pixel's grey level), then clipped to [0, 1].
+    """
+    k = video.shape[0]
+    brightness, contrast, saturation = rng.uniform(1.0 - strength, 1.0 + strength,
+                                                   size=(3, k, 1, 1, 1)).astype(np.float32)
+    gray = video @ np.array([0.299, 0.587, 0.114], dtype=np.float32)              # (K, T, S, S)
+    mean_gray = gray.mean(axis=(1, 2, 3), keepdims=True)                          # (K, 1, 1, 1)
+    scale = saturation * contrast * brightness
+    gray_weight = (1.0 - saturation) * contrast * brightness
+    offset = (1.0 - contrast) * brightness * mean_gray
+    out = video * scale[..., None]
+    out += (gray_weight * gray + offset)[..., None]
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def mirror_sample(crops: np.ndarray, features: dict[str, np.ndarray],
+                  azimuth_rad: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Mirror a sample left-right (y -> -y) in all K views: flip crops (K, T, S, S, 3) along
+    the image width, negate I_y of ``iv`` (K, 3, M, F) and the azimuths (K,). Log-mel
+    magnitudes (including Y's) and the beam toward the view centre are unchanged."""
+    features = dict(features)
+    if "iv" in features:
+        iv = features["iv"].copy()
+        iv[:, IV_Y_CHANNEL] *= -1.0
+        features["iv"] = iv
+    return crops[:, :, :, ::-1], features, -azimuth_rad
+
+
+# ----------------------------------------------------------------------------- dataset
+
+class ShardStream(IterableDataset):
+    """Batches of one split, streamed from the shards listed in ``<shards_dir>/shards.jsonl``.
+
+    Args:
+        shards_dir: folder with ``shards.jsonl`` (and optionally ``norm_stats.json``).
+        split: split name (``train``, ``val``, ...); every listed shard must hold one split.
+        data_cfg: :class:`DataConfig` (audio input, viewpoint source, augmentation, batch size).
+        batch_size: samples per batch (default ``data_cfg.batch_size``).
+        viewpoints_per_sample: K viewpoints read per sample (a random subset of the stored K
+            when training, the first K otherwise). Change per phase with :meth:`set_epoch`.
+        windows_per_clip: 1 = sample units; >= 2 = AVTS groups of windows of one clip.
+        training: shuffle the viewpoint choice and augment (else no augmentation).
+        equal_steps: every rank yields ``steps_per_epoch`` full batches (training, DDP
+            validation); False = one pass over the rank's samples, last batch partial.
+        seed, rank, world_size: plan inputs (rank/world_size may be simulated in tests).
+    """
+
+    def __init__(self, shards_dir: str | Path, split: str, data_cfg: DataConfig, *,
+                 batch_size: int | None = None, viewpoints_per_sample: int | None = None,
+                 windows_per_clip: int = 1, training: bool = True, equal_steps: bool = True,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        super().__init__()
+        self.shards_dir = Path(shards_dir)
+        self.split = split
+        self.cfg = data_cfg
+        self.batch_size = batch_size or data_cfg.batch_size
+        self.viewpoints_per_sample = viewpoints_per_sample or data_cfg.num_viewpoints
+        self.windows_per_clip = windows_per_clip
+        self.training = training
+        self.equal_steps = equal_steps
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        if self.batch_size % windows_per_clip:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of "
+                             f"windows_per_clip {windows_per_clip}")
+        self.feature_keys = AUDIO_FEATURES[data_cfg.audio_input]
+
+        index = ShardIndex.load(self.shards_dir)
+        records = [r for r in index.records if split in r["split"]]
+        for record in records:
+            if len(record["split"]) != 1:
+                raise ShardFormatError(f"{self.shards_dir / record['shard']}: holds splits "
+                                       f"{record['split']}; the trainer needs one split per shard")
+        self.shard_paths = [str(self.shards_dir / r["shard"]) for r in records]
+        self.shard_sizes = [int(r["n_samples"]) for r in records]
+        self.n_samples = sum(self.shard_sizes)
+
+        self.norm: dict[str, FeatureNorm] = {}
+        norm_path = self.shards_dir / NORM_STATS_NAME
+        if data_cfg.normalize_audio and norm_path.exists():
+            self.norm = load_norm_stats(norm_path)
+        elif data_cfg.normalize_audio:
+            log.warning("%s not found: audio features are not normalised", norm_path)
+
+    # -- plan ------------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches every rank yields per epoch (equal_steps), the same on all ranks."""
+        return self.n_samples // (self.world_size * self.batch_size)
+
+    def set_epoch(self, epoch: int, viewpoints_per_sample: int | None = None) -> None:
+        """Select the epoch's plan (and K, which changes with the curriculum phase). Call
+        before ``iter(loader)``: workers receive a copy of the dataset at that moment."""
+        self.epoch = epoch
+        if viewpoints_per_sample is not None:
+            self.viewpoints_per_sample = viewpoints_per_sample
+
+    def worker_plan(self, worker: int, num_workers: int) -> tuple[list[Part], int | None]:
+        """Parts read by ``worker`` of this rank and its number of batches (None = one pass)."""
+        parts = make_parts(self.shard_paths, self.shard_sizes, self.world_size * num_workers)
+        per_worker = [[parts[i] for i in assign_parts(len(parts), self.seed, self.epoch,
+                                                      self.rank, self.world_size, w,
+                                                      num_workers)]
+                      for w in range(num_workers)]
+        if not self.equal_steps:
+            return per_worker[worker], None
+        sizes = [sum(p.n_samples for p in worker_parts) for worker_parts in per_worker]
+        if sum(sizes) < self.batch_size:
+            raise ValueError(f"rank {self.rank} of {self.world_size} gets {sum(sizes)} samples of "
+                             f"split '{self.split}', fewer than one batch of {self.batch_size}; "
+                             f"write smaller shards or use fewer ranks")
+        # A worker holding less than one batch sits this epoch out (its samples are dropped).
+        weights = [size if size >= self.batch_size else 0 for size in sizes]
+        quotas = split_steps(self.steps_per_epoch, weights)
+        return per_worker[worker], quotas[worker]
+
+    # -- iteration -------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        return self.iter_worker(worker, num_workers)
+
+    def iter_worker(self, worker: int, num_workers: int) -> Iterator[dict[str, Any]]:
+        """The batches of one worker (tests call this directly to simulate workers)."""
+        parts, quota = self.worker_plan(worker, num_workers)
+        if quota == 0 or not parts:
+            return
+        reader = ShardReader(self.split, self.cfg.viewpoints, self.feature_keys)
+        units_per_batch = self.batch_size // self.windows_per_clip
+        produced = 0
+        try:
+            for pass_index in itertools.count():
+                rng = epoch_rng(self.seed, self.epoch, 1, self.rank, worker, pass_index)
+                part_order = rng.permutation(len(parts))
+                pending: list[tuple[str, tuple[int, ...]]] = []
+                produced_in_pass = 0
+                for first in range(0, len(parts), SHARDS_IN_FLIGHT):
+                    chunk = [parts[i] for i in part_order[first:first + SHARDS_IN_FLIGHT]]
+                    units = [u for part in chunk for u in self._units(reader, part, rng)]
+                    pending += [units[i] for i in rng.permutation(len(units))]
+                    while len(pending) >= units_per_batch:
+                        batch_units, pending = pending[:units_per_batch], pending[units_per_batch:]
+                        yield self._load_batch(reader, batch_units, worker, produced)
+                        produced += 1
+                        produced_in_pass += 1
+                        if quota is not None and produced == quota:
+                            return
+                if quota is None:                   # one pass: flush the partial batch
+                    if pending:
+                        yield self._load_batch(reader, pending, worker, produced)
+                    return
+                if produced_in_pass == 0:
+                    raise ValueError(f"rank {self.rank} worker {worker}: its parts of split "
+                                     f"'{self.split}' hold fewer than one batch of "
+                                     f"{self.batch_size} samples; use fewer workers/ranks, a "
+                                     f"smaller batch or more data")
+        finally:
+            reader.close()
+
+    def _units(self, reader: ShardReader, part: Part,
+               rng: np.random.Generator) -> list[tuple[str, tuple[int, ...]]]:
+        """Units of a part: single rows, or groups of ``windows_per_clip`` rows of one clip."""
+        if self.windows_per_clip == 1:
+            return [(part.shard_path, (row,)) for row in range(part.start, part.stop)]
+        clip_ids = reader.clip_ids(part.shard_path, part.start, part.stop)
+        rows_by_clip: dict[str, list[int]] = {}
+        for offset, clip_id in enumerate(clip_ids):
+            rows_by_clip.setdefault(clip_id, []).append(part.start + offset)
+        units = []
+        for rows in rows_by_clip.values():
+            rows = [rows[i] for i in rng.permutation(len(rows))]
+            for first in range(0, len(rows) - self.windows_per_clip + 1, self.windows_per_clip):
+                units.append((part.shard_path, tuple(rows[first:first + self.windows_per_clip])))
+        return units
+
+    def _load_batch(self, reader: ShardReader, units: Sequence[tuple[str, tuple[int, ...]]],
+                    worker: int, batch_index: int) -> dict[str, Any]:
+        samples = []
+        for group, (path, rows) in enumerate(units):
+            for row in rows:
+                rng = epoch_rng(self.seed, self.epoch, 2, self.rank, worker, batch_index,
+                                len(samples))
+                sample = self._load_sample(reader, path, row, rng)
+                sample["clip_index"] = group
+                samples.append(sample)
+        return {
+            "video": torch.from_numpy(np.stack([s["video"] for s in samples])),
+            "audio": torch.from_numpy(np.stack([s["audio"] for s in samples])),
+            "azimuth_rad": torch.from_numpy(np.stack([s["azimuth_rad"] for s in samples])),
+            "elevation_rad": torch.from_numpy(np.stack([s["elevation_rad"] for s in samples])),
+            "clip_index": torch.tensor([s["clip_index"] for s in samples], dtype=torch.int64),
+            "window_index": torch.tensor([s["window_index"] for s in samples], dtype=torch.int64),
+            "flipped": torch.tensor([s["flipped"] for s in samples], dtype=torch.bool),
+            "clip_id": [s["clip_id"] for s in samples],
+        }
+
+    def _load_sample(self, reader: ShardReader, path: str, row: int,
+                     rng: np.random.Generator) -> dict[str, Any]:
+        stored_k = reader.n_viewpoints(path)
+        k = self.viewpoints_per_sample
+        if k > stored_k:
+            raise ShardFormatError(f"{path}: {stored_k} viewpoints stored, {k} requested")
+        views = rng.choice(stored_k, size=k, replace=False) if self.training else np.arange(k)
+        sample = reader.read(path, row, views)
+        crops, features, azimuth = sample["crops"], sample["features"], sample["azimuth_rad"]
+
+        flipped = bool(self.training and rng.random() < self.cfg.flip_prob)
+        if flipped:
+            crops, features, azimuth = mirror_sample(crops, features, azimuth)
+        video = crops.astype(np.float32) / 255.0                                   # (K, T, S, S, 3)
+        if self.training and self.cfg.color_jitter > 0:
+            video = color_jitter(video, self.cfg.color_jitter, rng)
+        if self.training and self.cfg.volume_jitter_db > 0:
+            gain_db = np.float32(rng.uniform(-self.cfg.volume_jitter_db, self.cfg.volume_jitter_db))
+            features = {key: value + gain_db if key in DECIBEL_FEATURES else value
+                        for key, value in features.items()}
+        channels = []
+        for key in self.feature_keys:                                              # (K, C, M, F)
+            value = features[key]
+            if key in self.norm:
+                stats = self.norm[key]
+                if stats.mean.shape[1] != value.shape[2]:
+                    raise ShardFormatError(f"{NORM_STATS_NAME}: {key} has {stats.mean.shape[1]} "
+                                           f"mel bands, shard {path} has {value.shape[2]}")
+                value = (value - stats.mean[None, :, :, None]) / stats.std[None, :, :, None]
+            channels.append(value)
+        return {
+            "video": np.ascontiguousarray(video.transpose(0, 4, 1, 2, 3)),       # (K, 3, T, S, S)
+            "audio": np.ascontiguousarray(np.concatenate(channels, axis=1), dtype=np.float32),
+            "azimuth_rad": np.ascontiguousarray(azimuth),
+            "elevation_rad": sample["elevation_rad"],
+            "window_index": sample["window_index"],
+            "clip_id": sample["clip_id"],
+            "flipped": flipped,
+        }
+
+
+def make_loader(dataset: ShardStream, num_workers: int, pin_memory: bool = False,
+                seed: int = 0) -> DataLoader:
+    """DataLoader over whole batches. Its own torch generator keeps ``iter(loader)`` from
+    consuming the global RNG (which resume restores for dropout)."""
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                      prefetch_factor=4 if num_workers > 0 else None,
+                      generator=torch.Generator().manual_seed(seed))

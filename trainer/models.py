@@ -1,0 +1,178 @@
+"""Encoders, translation networks and projection heads (Morgado et al. 2020, Sec. 2.2).
+
+Shapes: B clips, K viewpoints, C audio channels (4 FOA log-mel, 7 with FOA-IV, 1 beam),
+M mel bands, F audio frames, T video frames, S crop size, D = feature_dim, E = embed_dim.
+
+- ``f_v``: video encoder, (N, 3, T, S, S) in [0, 1] -> (N, D). ``paper``: torchvision
+  R(2+1)D-18 (random init) without its classifier, D = 512. ``tiny``: four (2+1)D conv blocks
+  of widths 16-32-64-D, for CPU runs.
+- ``f_a``: audio encoder, (N, C, M, F) -> (N, D): nine conv3x3-BN-ReLU layers, 2x2 max
+  pooling (frequency and time) after layers 2, 4, 6 and 8, global max pooling at the end.
+  ``paper`` widths 64-64-128-128-256-256-512-512-D, ``tiny`` 16-16-32-32-64-64-64-64-D.
+- ``g_a2v`` / ``g_v2a``: translation networks. The K viewpoint features of one clip and one
+  modality form a sequence of K tokens; a post-norm transformer encoder (depth 2, attention
+  then a clip-wise feed-forward, each followed by residual + LayerNorm, eqs. 3-5) mixes them,
+  so every output token sees the whole sphere, and output token k is the predicted feature
+  of the *other* modality at viewpoint k:
+  ``v̄^1..v̄^K = g_a2v(a^1..a^K)`` and ``ā^1..ā^K = g_v2a(v^1..v^K)`` (eqs. 1-2). No positional
+  encoding by default (the set of viewpoints is unordered); optionally a learned encoding of
+  each viewpoint's direction (an MLP on its unit vector) is added to the tokens.
+- Heads: one linear projection per *feature space* to E dims, compared by cosine similarity
+  (the prediction head ``h`` of eq. 7): ``video_head`` embeds v and v̄, ``audio_head`` embeds
+  a and ā. AVC compares video_head(v) with audio_head(a); AVSA compares video_head(v̄) with
+  video_head(v) and audio_head(ā) with audio_head(a) (eq. 8).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torchvision.models.video import r2plus1d_18
+
+from trainer.config import ModelConfig
+
+# torchvision's video models are trained on Kinetics-400 crops normalised with these.
+VIDEO_MEAN = (0.43216, 0.394666, 0.37645)
+VIDEO_STD = (0.22803, 0.22145, 0.216989)
+
+AUDIO_WIDTHS = {"paper": (64, 64, 128, 128, 256, 256, 512, 512),
+                "tiny": (16, 16, 32, 32, 64, 64, 64, 64)}
+AUDIO_POOL_AFTER = (1, 3, 5, 7)          # 0-based layer indices followed by 2x2 max pooling
+TINY_VIDEO_WIDTHS = (16, 32, 64)
+
+
+def direction_vector(azimuth_rad: torch.Tensor, elevation_rad: torch.Tensor) -> torch.Tensor:
+    """Unit vectors (..., 3) = (cos el cos az, cos el sin az, sin el), x front, y left, z up."""
+    cos_el = torch.cos(elevation_rad)
+    return torch.stack([cos_el * torch.cos(azimuth_rad), cos_el * torch.sin(azimuth_rad),
+                        torch.sin(elevation_rad)], dim=-1)
+
+
+class AudioEncoder(nn.Module):
+    """(N, C, M, F) normalised features -> (N, D) by nine conv-BN-ReLU layers + global max."""
+
+    def __init__(self, in_channels: int, feature_dim: int, preset: str):
+        super().__init__()
+        widths = (*AUDIO_WIDTHS[preset], feature_dim)
+        layers: list[nn.Module] = []
+        for index, width in enumerate(widths):
+            layers += [nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            if index in AUDIO_POOL_AFTER:
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            in_channels = width
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.layers(audio).amax(dim=(2, 3))
+
+
+def conv2plus1d(in_channels: int, out_channels: int, spatial_stride: int,
+                temporal_stride: int) -> nn.Sequential:
+    """A (2+1)D block: 1x3x3 spatial conv, then 3x1x1 temporal conv, each BN + ReLU."""
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, (1, 3, 3), stride=(1, spatial_stride, spatial_stride),
+                  padding=(0, 1, 1), bias=False),
+        nn.BatchNorm3d(out_channels), nn.ReLU(inplace=True),
+        nn.Conv3d(out_channels, out_channels, (3, 1, 1), stride=(temporal_stride, 1, 1),
+                  padding=(1, 0, 0), bias=False),
+        nn.BatchNorm3d(out_channels), nn.ReLU(inplace=True))
+
+
+class VideoEncoder(nn.Module):
+    """(N, 3, T, S, S) crops in [0, 1] -> (N, D); normalises with the Kinetics mean/std."""
+
+    def __init__(self, feature_dim: int, preset: str):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(VIDEO_MEAN).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(VIDEO_STD).view(1, 3, 1, 1, 1), persistent=False)
+        if preset == "paper":
+            if feature_dim != 512:
+                raise ValueError(f"the paper video encoder outputs 512 features, not {feature_dim}")
+            self.net = r2plus1d_18(weights=None)
+            self.net.fc = nn.Identity()
+        else:
+            widths = (*TINY_VIDEO_WIDTHS, feature_dim)
+            blocks, in_channels = [], 3
+            for index, width in enumerate(widths):
+                blocks.append(conv2plus1d(in_channels, width, 2, 2 if index >= 2 else 1))
+                in_channels = width
+            self.net = nn.Sequential(*blocks, nn.AdaptiveAvgPool3d(1), nn.Flatten())
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.net((video - self.mean) / self.std)
+
+
+class TranslationNetwork(nn.Module):
+    """(B, K, D) viewpoint features of one modality -> (B, K, D) predictions of the other."""
+
+    def __init__(self, dim: int, depth: int, heads: int, dropout: float, viewpoint_encoding: bool):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=dropout,
+                                           batch_first=True, norm_first=False)
+        self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.viewpoint_mlp = (nn.Sequential(nn.Linear(3, dim), nn.ReLU(), nn.Linear(dim, dim))
+                              if viewpoint_encoding else None)
+
+    def forward(self, tokens: torch.Tensor, azimuth_rad: torch.Tensor | None = None,
+                elevation_rad: torch.Tensor | None = None) -> torch.Tensor:
+        if self.viewpoint_mlp is not None:
+            tokens = tokens + self.viewpoint_mlp(direction_vector(azimuth_rad, elevation_rad))
+        return self.transformer(tokens)
+
+
+class AVSpatialModel(nn.Module):
+    """Encoders f_v, f_a; translations g_a2v, g_v2a; heads. Build with :func:`build_model`."""
+
+    def __init__(self, audio_channels: int, preset: str = "paper", feature_dim: int = 512,
+                 embed_dim: int = 128, transformer_depth: int = 2, transformer_heads: int = 4,
+                 transformer_dropout: float = 0.1, viewpoint_encoding: bool = False):
+        super().__init__()
+        self.video_encoder = VideoEncoder(feature_dim, preset)
+        self.audio_encoder = AudioEncoder(audio_channels, feature_dim, preset)
+        translation = dict(dim=feature_dim, depth=transformer_depth, heads=transformer_heads,
+                           dropout=transformer_dropout, viewpoint_encoding=viewpoint_encoding)
+        self.audio_to_video = TranslationNetwork(**translation)      # g_a2v
+        self.video_to_audio = TranslationNetwork(**translation)      # g_v2a
+        self.video_head = nn.Linear(feature_dim, embed_dim)
+        self.audio_head = nn.Linear(feature_dim, embed_dim)
+
+    def encode(self, video: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """video (B, K, 3, T, S, S), audio (B, K, C, M, F) -> features v, a, each (B, K, D)."""
+        b, k = video.shape[:2]
+        video_features = self.video_encoder(video.flatten(0, 1)).view(b, k, -1)
+        audio_features = self.audio_encoder(audio.flatten(0, 1)).view(b, k, -1)
+        return video_features, audio_features
+
+    def translation_parameters(self) -> list[nn.Parameter]:
+        return [*self.audio_to_video.parameters(), *self.video_to_audio.parameters()]
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, azimuth_rad: torch.Tensor,
+                elevation_rad: torch.Tensor, translate: bool = False) -> dict[str, torch.Tensor]:
+        """Embeddings (B, K, E), not yet normalised: ``video`` = head(v), ``audio`` = head(a);
+        with ``translate`` also ``video_from_audio`` = head(g_a2v(a)) and
+        ``audio_from_video`` = head(g_v2a(v))."""
+        video_features, audio_features = self.encode(video, audio)
+        out = {"video": self.video_head(video_features), "audio": self.audio_head(audio_features)}
+        if translate:
+            out["video_from_audio"] = self.video_head(
+                self.audio_to_video(audio_features, azimuth_rad, elevation_rad))
+            out["audio_from_video"] = self.audio_head(
+                self.video_to_audio(video_features, azimuth_rad, elevation_rad))
+        return out
+
+
+def model_args_from_config(model_cfg: ModelConfig, audio_channels: int) -> dict[str, Any]:
+    """Constructor arguments of :class:`AVSpatialModel` (stored in checkpoints)."""
+    return dict(audio_channels=audio_channels, preset=model_cfg.preset,
+                feature_dim=model_cfg.feature_dim, embed_dim=model_cfg.embed_dim,
+                transformer_depth=model_cfg.transformer_depth,
+                transformer_heads=model_cfg.transformer_heads,
+                transformer_dropout=model_cfg.transformer_dropout,
+                viewpoint_encoding=model_cfg.viewpoint_encoding)
+
+
+def build_model(model_cfg: ModelConfig, audio_channels: int) -> AVSpatialModel:
+    return AVSpatialModel(**model_args_from_config(model_cfg, audio_channels))

@@ -1,0 +1,305 @@
+"""Train audio-visual encoders by contrastive spatial alignment, streaming HDF5 shards.
+
+    python -m trainer.train --config configs/experiments/avsa.yaml [dotted.key=value ...]
+    torchrun --nproc_per_node=2 -m trainer.train --config configs/experiments/avsa.yaml
+
+CPU recipe (minutes, on shards from ``tests/shard_factory.py`` or the synthetic pipeline):
+
+    python -m trainer.train --config configs/experiments/avsa.yaml model.preset=tiny \
+        model.feature_dim=64 data.batch_size=8 curriculum.epochs=6 curriculum.switch_epoch=3
+
+Curriculum (``curriculum.pretext``): ``avsa`` trains AVC (one viewpoint per clip) for
+``switch_epoch`` epochs, then AVSA with the translation transformers, in the same run and from
+the same encoders; ``avc`` and ``avts`` train one phase for all epochs. The run folder
+``<run.out_dir>/<run.name or experiment>/`` gets ``config.yaml`` (the resolved config),
+``metrics.csv``, ``curves.png`` and ``ckpt.pt`` (see ``trainer/checkpoint.py``);
+``run.init_from=resume`` continues that run exactly from its last checkpoint (taken at the
+end of an epoch). Under torchrun every rank streams its own shards and takes the same number
+of steps; negatives are gathered from all ranks (``trainer/losses.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from pipeline.config import ConfigError, dump_config, load_config, save_config, to_dict
+from trainer import distributed
+from trainer.checkpoint import (capture_rng_state, load_checkpoint, load_trained_model,
+                                restore_rng_state, save_checkpoint)
+from trainer.config import TrainConfig
+from trainer.data import ShardStream, make_loader
+from trainer.logging_utils import MetricsLog, plot_curves
+from trainer.losses import LossTerms, avc_loss, avsa_loss, avts_loss
+from trainer.models import build_model, model_args_from_config
+
+__all__ = ["main", "load_trained_model", "phase_for_epoch"]
+
+log = logging.getLogger("trainer.train")
+
+# Keys that may differ between a run and its resumption without breaking exact continuation.
+RESUME_MAY_CHANGE = {"run.init_from", "curriculum.epochs", "run.log_interval", "run.device",
+                     "run.val_max_steps", "run.ckpt_interval_epochs"}
+
+
+def phase_for_epoch(curriculum, epoch: int) -> str:
+    """``avc`` during the first ``switch_epoch`` epochs of an ``avsa`` run, else the pretext."""
+    if curriculum.pretext == "avsa" and epoch < curriculum.switch_epoch:
+        return "avc"
+    return curriculum.pretext
+
+
+def compute_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any], phase: str,
+                 cfg: TrainConfig) -> LossTerms:
+    """The phase's loss terms from model outputs (B, K, E). AVC/AVTS batches hold K = 1."""
+    tau = cfg.loss.temperature
+    if phase == "avc":
+        return avc_loss(outputs["video"][:, 0], outputs["audio"][:, 0], tau)
+    if phase == "avts":
+        return avts_loss(outputs["video"][:, 0], outputs["audio"][:, 0], batch["clip_index"], tau)
+    terms = LossTerms()
+    terms.update(avsa_loss(outputs["video"], outputs["audio"], outputs["video_from_audio"],
+                           outputs["audio_from_video"], tau), cfg.loss.avsa_weight)
+    if cfg.loss.avc_weight_in_avsa > 0:   # optional AVC term on each clip's first viewpoint
+        terms.update(avc_loss(outputs["video"][:, 0], outputs["audio"][:, 0], tau),
+                     cfg.loss.avc_weight_in_avsa)
+    return terms
+
+
+def flatten_dict(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten_dict(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="experiment YAML (configs/experiments/*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    # ---------------------------------------------------------------- config and processes
+    args = parse_args(argv)
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    dist_info = distributed.setup(cfg.run.device)
+    device, master = dist_info.device, dist_info.is_master
+    logging.basicConfig(level=logging.INFO if master else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    run_dir = Path(cfg.run.out_dir) / (cfg.run.name or cfg.experiment)
+    ckpt_path = run_dir / "ckpt.pt"
+    resume = cfg.run.init_from == "resume"
+    if master:
+        print(f"# resolved config ({args.config or 'defaults'})\n{dump_config(cfg)}", flush=True)
+        save_config(cfg, run_dir / "config.yaml")
+    use_amp = cfg.optim.amp and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    # Same initial weights on every rank; then a distinct random stream per rank (dropout).
+    random.seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
+    torch.manual_seed(cfg.run.seed)
+
+    # ---------------------------------------------------------------- data
+    windows = cfg.data.avts_windows_per_clip if cfg.curriculum.pretext == "avts" else 1
+    stream = dict(data_cfg=cfg.data, windows_per_clip=windows, seed=cfg.run.seed,
+                  rank=dist_info.rank, world_size=dist_info.world_size)
+    train_set = ShardStream(cfg.data.shards_dir, cfg.data.train_split, training=True, **stream)
+    if train_set.steps_per_epoch == 0:
+        raise ValueError(f"split '{cfg.data.train_split}' in {cfg.data.shards_dir} has "
+                         f"{train_set.n_samples} samples, fewer than one step of "
+                         f"{dist_info.world_size} rank(s) x {cfg.data.batch_size} clips")
+    pin = device.type == "cuda"
+    train_loader = make_loader(train_set, cfg.data.num_workers, pin, cfg.run.seed)
+    val_set = ShardStream(cfg.data.shards_dir, cfg.data.val_split, training=False, **stream)
+    val_loader = make_loader(val_set, cfg.data.num_workers, pin, cfg.run.seed)
+    run_validation = cfg.run.val_max_steps > 0 and val_set.steps_per_epoch > 0
+    steps_per_epoch = train_set.steps_per_epoch
+    if cfg.run.max_steps_per_epoch > 0:
+        steps_per_epoch = min(steps_per_epoch, cfg.run.max_steps_per_epoch)
+
+    # ---------------------------------------------------------------- model and optimizer
+    model_args = model_args_from_config(cfg.model, cfg.data.audio_channels)
+    model = build_model(cfg.model, cfg.data.audio_channels).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr,
+                                 weight_decay=cfg.optim.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    torch.manual_seed(cfg.run.seed + 1000 * dist_info.rank + 1)
+    start_epoch, step = 0, 0
+    history: list[dict[str, Any]] = []
+    if resume:
+        checkpoint = load_checkpoint(ckpt_path)
+        saved = flatten_dict(checkpoint["config"])
+        changed = [key for key, value in flatten_dict(to_dict(cfg)).items()
+                   if saved.get(key) != value and key not in RESUME_MAY_CHANGE]
+        if changed:
+            raise ConfigError(f"{ckpt_path}: cannot resume with a different config; changed "
+                              f"keys {changed} (only {sorted(RESUME_MAY_CHANGE)} may change)")
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        start_epoch, step, history = checkpoint["epoch"], checkpoint["step"], checkpoint["history"]
+        rng_states = checkpoint["rng_states"]
+        if len(rng_states) == dist_info.world_size:
+            restore_rng_state(rng_states[dist_info.rank])
+        else:
+            log.warning("checkpoint has RNG states of %d ranks, running %d: not restored",
+                        len(rng_states), dist_info.world_size)
+        log.info("resumed %s at epoch %d, step %d", ckpt_path, start_epoch, step)
+    metrics = MetricsLog(run_dir, rows=history) if master else None
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model %s: %.2fM parameters, %d audio channels; %d train samples, %d steps/epoch "
+             "x %d rank(s), device %s%s", cfg.model.preset, n_params / 1e6,
+             cfg.data.audio_channels, train_set.n_samples, steps_per_epoch,
+             dist_info.world_size, device, ", AMP fp16" if use_amp else "")
+
+    def forward_loss(net, batch, phase) -> LossTerms:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            outputs = net(batch["video"], batch["audio"], batch["azimuth_rad"],
+                          batch["elevation_rad"], translate=phase == "avsa")
+        return compute_loss(outputs, batch, phase, cfg)
+
+    def reduce_terms(terms: LossTerms) -> dict[str, float]:
+        """Mean over ranks of the loss, its terms and accuracies (one collective)."""
+        names = ["loss", *terms.losses, *(f"acc_{k}" for k in terms.accuracies)]
+        values = torch.stack([terms.total().detach(), *[v.detach() for v in terms.losses.values()],
+                              *terms.accuracies.values()])
+        return dict(zip(names, distributed.all_reduce_mean(values).tolist()))
+
+    # ---------------------------------------------------------------- training loop
+    net, net_phase = model, None
+    with logging_redirect_tqdm():
+        for epoch in range(start_epoch, cfg.curriculum.epochs):
+            phase = phase_for_epoch(cfg.curriculum, epoch)
+            if phase != net_phase:   # translation nets train in AVSA only; DDP sees used params
+                for parameter in model.translation_parameters():
+                    parameter.requires_grad_(phase == "avsa")
+                net = (DistributedDataParallel(model, device_ids=[device.index]
+                                               if device.type == "cuda" else None)
+                       if dist_info.is_distributed else model)
+                net_phase = phase
+            viewpoints = cfg.data.num_viewpoints if phase == "avsa" else 1
+            log.info("epoch %d/%d: phase %s (%d viewpoint(s) per clip)", epoch + 1,
+                     cfg.curriculum.epochs, phase.upper(), viewpoints)
+            train_set.set_epoch(epoch, viewpoints)
+            model.train()
+            sums: dict[str, float] = {}
+            interval_steps, busy_s, wait_s = 0, 0.0, 0.0
+            progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1} {phase}",
+                            disable=None if master else True, leave=False, dynamic_ncols=True)
+            batches = iter(train_loader)
+            for step_in_epoch in range(steps_per_epoch):
+                t_wait = time.perf_counter()
+                batch = to_device(next(batches), device)
+                t_step = time.perf_counter()
+                lr = cfg.optim.lr * min(1.0, (step + 1) / max(1, cfg.optim.warmup_steps))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+
+                terms = forward_loss(net, batch, phase)
+                loss = terms.total()
+                values = reduce_terms(terms)            # same on every rank: all stop together
+                if not np.isfinite(values["loss"]):
+                    raise FloatingPointError(
+                        f"non-finite loss {values['loss']} at step {step + 1} (epoch {epoch + 1}, "
+                        f"phase {phase}); terms {values}. Lower optim.lr or check the data.")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                           cfg.optim.grad_clip or float("inf"))
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                values["grad_norm"] = float(grad_norm)  # also waits for the device
+                t_end = time.perf_counter()
+                busy_s += t_end - t_step
+                wait_s += t_step - t_wait
+                interval_steps += 1
+                for key, value in values.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                progress.update(1)
+                last = step_in_epoch == steps_per_epoch - 1
+                if step % cfg.run.log_interval == 0 or last:
+                    row = {k: v / interval_steps for k, v in sums.items()}
+                    total_s = busy_s + wait_s
+                    row.update(step=step, epoch=epoch + 1, phase=phase, split="train", lr=lr,
+                               step_ms=1000 * total_s / interval_steps,
+                               clips_per_s=interval_steps * cfg.data.batch_size
+                               * dist_info.world_size / total_s,
+                               data_wait_pct=100 * wait_s / total_s)
+                    terms_text = " ".join(f"{k} {row[k]:.3f}" for k in terms.losses)
+                    log.info("epoch %d step %d [%s] loss %.4f (%s) | %.0f ms/step, %.1f clips/s, "
+                             "data wait %.0f%%", epoch + 1, step, phase, row["loss"], terms_text,
+                             row["step_ms"], row["clips_per_s"], row["data_wait_pct"])
+                    if metrics is not None:
+                        metrics.write(row)
+                    sums, interval_steps, busy_s, wait_s = {}, 0, 0.0, 0.0
+            progress.close()
+            del batches
+
+            # ------------------------------------------------------------ validation
+            if run_validation:
+                model.eval()
+                val_set.set_epoch(0, viewpoints)       # the same validation batches every epoch
+                val_sums: dict[str, float] = {}
+                n_val = min(val_set.steps_per_epoch, cfg.run.val_max_steps)
+                with torch.no_grad():
+                    for _, batch in zip(range(n_val), val_loader):
+                        values = reduce_terms(forward_loss(model, to_device(batch, device), phase))
+                        for key, value in values.items():
+                            val_sums[key] = val_sums.get(key, 0.0) + value / n_val
+                log.info("epoch %d validation [%s] loss %.4f over %d batches", epoch + 1, phase,
+                         val_sums["loss"], n_val)
+                if metrics is not None:
+                    metrics.write({**val_sums, "step": step, "epoch": epoch + 1, "phase": phase,
+                                   "split": "val"})
+
+            # ------------------------------------------------------------ checkpoint
+            finished = epoch + 1 == cfg.curriculum.epochs
+            if (epoch + 1) % cfg.run.ckpt_interval_epochs == 0 or finished:
+                rng_states = distributed.all_gather_object(capture_rng_state())
+                if master:
+                    save_checkpoint(ckpt_path, {
+                        "model_args": model_args, "config": to_dict(cfg),
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(), "epoch": epoch + 1, "step": step,
+                        "phase": phase, "rng_states": rng_states,
+                        "history": list(metrics.rows)})
+                    log.info("saved %s (epoch %d, step %d)", ckpt_path, epoch + 1, step)
+                distributed.barrier()
+
+    # ---------------------------------------------------------------- end of run
+    result = {"run_dir": str(run_dir), "step": step, "checkpoint": str(ckpt_path),
+              "history": list(metrics.rows) if metrics is not None else []}
+    if metrics is not None:
+        metrics.close()
+        curves = plot_curves(metrics.rows, run_dir / "curves.png", title=str(run_dir.name))
+        log.info("wrote %s", curves)
+    distributed.cleanup()
+    return result
+
+
+if __name__ == "__main__":
+    main()
