@@ -1,0 +1,316 @@
+"""Benchmark of the preprocessing stage (a script, not a test; figures go in the README).
+
+    python bench/preprocess.py                       # 8 synthetic 10 s clips, 512 x 256
+    python bench/preprocess.py --clips 16 --out outputs/bench_preprocess
+
+In one run, on the same clips:
+
+1. decode only: ffmpeg decode of each clip's audio (24 kHz ambiX) and video (16 fps, 512 x 256
+   RGB), the same decode the pipeline does (``pipeline.decode``);
+2. the pipeline without YOLO (``detector.enabled=false``), serial, in this process;
+3. the pipeline with YOLO (``detector.weights``), skipped with a message when there are none;
+4. the pipeline without YOLO with lzf instead of gzip shards, and on a 2-worker Dask
+   LocalCluster (wall clock only; shards of 2 clips so that there are several tasks);
+5. crop extraction (one grid per viewpoint + ``cv2.remap``) against ``py360convert.e2p`` per
+   frame, on a real window (8 frames, 2 x 4 viewpoints, 112 px crops);
+6. bytes per sample on disk.
+
+Throughput "per core" is clips per CPU-second: the CPU time of this process plus its ffmpeg
+children (``resource.getrusage``), so a multi-threaded ffmpeg does not look faster than it is.
+Results are printed as a Markdown table and saved as ``results.json`` in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (ffmpeg)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Meter:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = cpu_seconds() - self.cpu
+
+
+def ensure_clips(data_root: Path, n_clips: int, duration_s: float, width: int):
+    """Synthetic clips (``width`` x ``width / 2`` source frames), generated once and reused."""
+    from pipeline.manifest import read_manifest
+    from pipeline.synth.cli import generate_videos
+    from pipeline.synth.scenes import SceneConfig
+
+    manifest = data_root / "manifest.jsonl"
+    if not manifest.exists() or len(read_manifest(manifest)) != n_clips:
+        generate_videos(data_root, n_train=n_clips, n_test=0, seed=123,
+                        scene=SceneConfig(width=width, height=width // 2, duration_s=duration_s),
+                        workers=2)
+    clips = read_manifest(manifest)
+    if clips[0].width != width:
+        raise SystemExit(f"{data_root} holds {clips[0].width} px clips, asked for {width}: "
+                         "use another --data folder")
+    return clips
+
+
+def bench_decode(clips, data_root: Path, cfg) -> dict:
+    from pipeline.decode import decode_audio, iter_video_frames
+
+    with Meter() as meter:
+        for clip in clips:
+            path = clip.resolve(data_root, "video_path")
+            decode_audio(path, cfg.audio.sample_rate, clip.ambisonics,
+                         expected_duration_s=clip.duration_s)
+            for _ in iter_video_frames(path, cfg.decode.fps, cfg.decode.width, cfg.decode.height,
+                                       duration_s=clip.duration_s):
+                pass
+    return {"clips": len(clips), "wall_s": meter.wall, "cpu_s": meter.cpu,
+            "clips_per_s": len(clips) / meter.wall, "clips_per_cpu_s": len(clips) / meter.cpu}
+
+
+def bench_pipeline(cfg, out_dir: Path) -> dict:
+    from pipeline.preprocess import run_preprocess
+    from pipeline.shards import INDEX_NAME, read_jsonl
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    with Meter() as meter:
+        summary = run_preprocess(cfg, progress=False)
+    records = list(read_jsonl(out_dir / INDEX_NAME))
+    n_bytes = sum(r["bytes"] for r in records)
+    return {"clips": summary.clips_ok, "samples": summary.samples, "wall_s": meter.wall,
+            "cpu_s": meter.cpu, "clips_per_s": summary.clips_ok / meter.wall,
+            "clips_per_cpu_s": summary.clips_ok / meter.cpu if meter.cpu > 0 else float("nan"),
+            "bytes": n_bytes, "bytes_per_sample": n_bytes / max(summary.samples, 1)}
+
+
+def field_sizes(out_dir: Path) -> dict[str, float]:
+    """Stored bytes per sample of each dataset (compressed), over all shards."""
+    import h5py
+
+    from pipeline.shards import ShardIndex
+
+    sizes: dict[str, int] = {}
+    n_samples = 0
+    for path in ShardIndex.load(out_dir).paths():
+        with h5py.File(path, "r") as h5:
+            n_samples += int(h5.attrs["n_samples"])
+            h5.visititems(lambda name, obj: sizes.__setitem__(
+                name, sizes.get(name, 0) + obj.id.get_storage_size())
+                if isinstance(obj, h5py.Dataset) else None)
+    return {name: size / max(n_samples, 1) for name, size in sorted(sizes.items())}
+
+
+def untrained_yolo_weights(out_dir: Path) -> Path:
+    """Weights of an untrained network with the offline detector's architecture (timing only)."""
+    import tempfile
+
+    from pipeline.detector import DetectorTrainConfig, build_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "untrained_yolo.pt"
+    with tempfile.TemporaryDirectory() as tmp:
+        build_model(Path(tmp), DetectorTrainConfig()).save(str(path))
+    return path
+
+
+def bench_crops(clip, data_root: Path, cfg, repeats: int = 5) -> dict:
+    import cv2
+    import py360convert
+    import py360convert.utils
+
+    from pipeline.crops import CropSampler
+    from pipeline.decode import decode_frames_at
+    from pipeline.viewpoints import random_viewpoints
+
+    cv2.setNumThreads(1)
+    path = clip.resolve(data_root, "video_path")
+    frames = decode_frames_at(path, [0.25 + i / cfg.decode.fps for i in range(8)], cfg.decode.fps,
+                              cfg.decode.width, cfg.decode.height)
+    rng = np.random.default_rng(0)
+    band = dict(max_elevation_rad=math.radians(60), min_separation_rad=math.radians(30),
+                fov_min_rad=math.radians(25), fov_max_rad=math.radians(90))
+    views = [random_viewpoints(rng, 4, **band) for _ in range(2 * repeats)]
+    size = cfg.viewpoints.crop_size
+
+    def ours(v):
+        return CropSampler(v.azimuth_rad, v.elevation_rad, v.fov_rad, size, frames.shape[2],
+                           frames.shape[1]).crop(frames)
+
+    def e2p(v, clear_cache: bool):
+        out = np.empty((len(v), len(frames), size, size, 3), np.uint8)
+        for k in range(len(v)):
+            for t, frame in enumerate(frames):
+                if clear_cache:
+                    py360convert.utils.EquirecSampler.from_perspective.cache_clear()
+                out[k, t] = py360convert.e2p(frame, math.degrees(v.fov_rad[k]),
+                                             -math.degrees(v.azimuth_rad[k]),
+                                             math.degrees(v.elevation_rad[k]), (size, size))
+        return out
+
+    ours(views[0])
+    e2p(views[0], False)
+    timings = {}
+    for name, function in (("ours", lambda v: ours(v)), ("e2p_cached", lambda v: e2p(v, False)),
+                           ("e2p_uncached", lambda v: e2p(v, True))):
+        py360convert.utils.EquirecSampler.from_perspective.cache_clear()
+        started = time.perf_counter()
+        for v in views:
+            function(v)
+        timings[name] = (time.perf_counter() - started) / len(views)
+    diffs = [np.abs(ours(v).astype(np.int16) - e2p(v, False).astype(np.int16)).mean()
+             for v in views[:2]]
+    n_crops = 4 * len(frames)
+    return {"crops_per_call": n_crops, "crop_size": size,
+            "ours_ms_per_view_window": 1e3 * timings["ours"] / 4,
+            "e2p_cached_ms_per_view_window": 1e3 * timings["e2p_cached"] / 4,
+            "e2p_uncached_ms_per_view_window": 1e3 * timings["e2p_uncached"] / 4,
+            "speedup_vs_e2p_cached": timings["e2p_cached"] / timings["ours"],
+            "speedup_vs_e2p_uncached": timings["e2p_uncached"] / timings["ours"],
+            "mean_abs_diff_grey_levels": float(np.mean(diffs))}
+
+
+def main(argv=None) -> int:
+    from pipeline.config import load_config
+    from pipeline.preprocess_config import PreprocessConfig
+    from pipeline.runtime import setup_entry_point
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--duration-s", type=float, default=10.0)
+    parser.add_argument("--source-width", type=int, default=512,
+                        help="width of the synthetic source frames (YT-360 is 1920-3840); the "
+                             "pipeline decodes to decode.width either way")
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "bench_synthetic")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_preprocess")
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "preprocess.yaml")
+    parser.add_argument("--untrained-yolo", action="store_true",
+                        help="without weights, time the YOLO path with an untrained network of "
+                             "the offline detector's architecture (timing only: no real detections)")
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides")
+    args = parser.parse_args(argv)
+    setup_entry_point("WARNING")
+    from pipeline.preprocess import _quiet_dask_logging
+
+    _quiet_dask_logging()
+
+    clips = ensure_clips(args.data, args.clips, args.duration_s, args.source_width)
+    # small shards so that the Dask run has several tasks (parallelism is one task per shard)
+    base = [f"paths.data_root={args.data}", f"paths.manifest={args.data / 'manifest.jsonl'}",
+            "dask.scheduler=serial", "shards.clips_per_shard=2", *args.overrides]
+    cfg = load_config(PreprocessConfig, args.config,
+                      [*base, f"paths.out_dir={args.out / 'no_yolo'}", "detector.enabled=false"])
+    results: dict = {"clips": len(clips), "clip_duration_s": args.duration_s,
+                     "source_frame": f"{args.source_width}x{args.source_width // 2}",
+                     "frame": f"{cfg.decode.width}x{cfg.decode.height}",
+                     "cpu_count": os.cpu_count()}
+    print(f"{len(clips)} clips of {args.duration_s:g} s, source {results['source_frame']}, "
+          f"decoded to {results['frame']} at "
+          f"{cfg.decode.fps:g} fps; windows/clip <= {cfg.windows.max_per_clip}", flush=True)
+
+    results["decode_only"] = bench_decode(clips, args.data, cfg)
+    print("decode only:", json.dumps(results["decode_only"]), flush=True)
+    results["pipeline_no_yolo"] = bench_pipeline(cfg, args.out / "no_yolo")
+    print("pipeline, no YOLO:", json.dumps(results["pipeline_no_yolo"]), flush=True)
+    results["field_bytes_per_sample"] = field_sizes(args.out / "no_yolo")
+    lzf_cfg = load_config(PreprocessConfig, args.config,
+                          [*base, f"paths.out_dir={args.out / 'lzf'}", "detector.enabled=false",
+                           "shards.compression=lzf"])
+    results["pipeline_no_yolo_lzf"] = bench_pipeline(lzf_cfg, args.out / "lzf")
+    print("pipeline, no YOLO, lzf:", json.dumps(results["pipeline_no_yolo_lzf"]), flush=True)
+
+    yolo_cfg = load_config(PreprocessConfig, args.config,
+                           [*base, f"paths.out_dir={args.out / 'yolo'}", "detector.enabled=true"])
+    results["yolo_weights"] = yolo_cfg.detector.weights
+    if not Path(yolo_cfg.detector.weights).is_file() and args.untrained_yolo:
+        weights = untrained_yolo_weights(args.out)
+        yolo_cfg = load_config(PreprocessConfig, args.config,
+                               [*base, f"paths.out_dir={args.out / 'yolo'}",
+                                "detector.enabled=true", f"detector.weights={weights}"])
+        results["yolo_weights"] = f"{weights} (untrained, timing only)"
+    if Path(yolo_cfg.detector.weights).is_file():
+        results["pipeline_yolo"] = bench_pipeline(yolo_cfg, args.out / "yolo")
+        print(f"pipeline, YOLO ({results['yolo_weights']}):", json.dumps(results["pipeline_yolo"]),
+              flush=True)
+    else:
+        results["pipeline_yolo"] = None
+        print(f"pipeline, YOLO: skipped, no weights at {yolo_cfg.detector.weights} "
+              "(train them with `python -m pipeline.detector train`)", flush=True)
+
+    dask_cfg = load_config(PreprocessConfig, args.config,
+                           [*base, f"paths.out_dir={args.out / 'dask'}", "detector.enabled=false",
+                            "dask.scheduler=", "dask.n_workers=2"])
+    results["pipeline_no_yolo_dask2"] = bench_pipeline(dask_cfg, args.out / "dask")
+    print("pipeline, no YOLO, Dask 2 workers (wall):",
+          f"{results['pipeline_no_yolo_dask2']['clips_per_s']:.2f} clips/s", flush=True)
+
+    results["crops"] = bench_crops(clips[0], args.data, cfg)
+    print("crops:", json.dumps(results["crops"]), flush=True)
+
+    decode, plain = results["decode_only"], results["pipeline_no_yolo"]
+    ratio = plain["clips_per_cpu_s"] / decode["clips_per_cpu_s"]
+    results["pipeline_over_decode_per_core"] = ratio
+    crops = results["crops"]
+    rows = [
+        ("decode only (ffmpeg audio + video)", f"{decode['clips_per_cpu_s']:.2f}",
+         f"{decode['clips_per_s']:.2f}"),
+        (f"pipeline, no YOLO (serial), {cfg.shards.compression} {cfg.shards.compression_level}: "
+         f"{plain['bytes_per_sample'] / 1e6:.2f} MB/sample", f"{plain['clips_per_cpu_s']:.2f}",
+         f"{plain['clips_per_s']:.2f}"),
+        (f"pipeline, no YOLO (serial), lzf: "
+         f"{results['pipeline_no_yolo_lzf']['bytes_per_sample'] / 1e6:.2f} MB/sample",
+         f"{results['pipeline_no_yolo_lzf']['clips_per_cpu_s']:.2f}",
+         f"{results['pipeline_no_yolo_lzf']['clips_per_s']:.2f}"),
+    ]
+    if results["pipeline_yolo"]:
+        y = results["pipeline_yolo"]
+        label = "untrained, timing only" if "untrained" in results["yolo_weights"] else "trained"
+        rows.append((f"pipeline, YOLO {label} (serial)", f"{y['clips_per_cpu_s']:.2f}",
+                     f"{y['clips_per_s']:.2f}"))
+    else:
+        rows.append(("pipeline, YOLO", "skipped (no weights)", ""))
+    rows.append(("pipeline, no YOLO, Dask 2 workers", "", f"{results['pipeline_no_yolo_dask2']['clips_per_s']:.2f}"))
+    print("\n| stage | clips / CPU-s (per core) | clips / s (wall) |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row[0]} | {row[1]} | {row[2]} |")
+    lzf_ratio = results["pipeline_no_yolo_lzf"]["clips_per_cpu_s"] / decode["clips_per_cpu_s"]
+    results["pipeline_lzf_over_decode_per_core"] = lzf_ratio
+    print(f"\npipeline without YOLO / decode only, per core: {ratio:.2f} (lzf: {lzf_ratio:.2f}; "
+          "goal >= 0.5)")
+    print(f"crops, one window (8 frames) per viewpoint: ours {crops['ours_ms_per_view_window']:.2f} ms, "
+          f"e2p per frame {crops['e2p_cached_ms_per_view_window']:.2f} ms with py360convert's grid "
+          f"cache ({crops['speedup_vs_e2p_cached']:.1f}x), "
+          f"{crops['e2p_uncached_ms_per_view_window']:.2f} ms recomputing the grid "
+          f"({crops['speedup_vs_e2p_uncached']:.1f}x); mean abs diff "
+          f"{crops['mean_abs_diff_grey_levels']:.3f} grey levels")
+    print(f"bytes per sample on disk: {plain['bytes_per_sample'] / 1e6:.2f} MB "
+          f"({cfg.shards.compression} {cfg.shards.compression_level})")
+    for name, size in results["field_bytes_per_sample"].items():
+        if size > 5e3:
+            print(f"  {name}: {size / 1e3:.0f} kB")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,636 @@
+"""Preprocessing driver: manifest of 360° clips -> sharded HDF5, in parallel with Dask.
+
+    python -m pipeline.preprocess --config configs/preprocess.yaml [dotted.key=value ...]
+    python -m pipeline.preprocess --config configs/preprocess.yaml dask.scheduler=tcp://head:8786
+    python -m pipeline.preprocess --config configs/preprocess.yaml --force   # rebuild out_dir
+
+One Dask task per shard: a deterministic group of ``shards.clips_per_shard`` clips of one split
+(clips sorted by id). The task runs :func:`pipeline.clip_samples.clip_samples` on each clip and
+writes the shard atomically (``<name>.h5.tmp`` then rename); it returns the index record and the
+failures of its clips. Only this driver appends to ``shards.jsonl`` and ``failures.jsonl``.
+
+Resuming: a shard is skipped when ``shards.jsonl`` lists it with the current content hash and
+the same planned clips, and the file is on disk with the recorded size (and sha256 with
+``--verify``); a shard whose clips all failed is skipped when ``failures.jsonl`` holds a
+failure for each of them. Leftover ``*.tmp`` files (a killed run) are deleted at start. A
+different content hash in ``out_dir`` is an error (new ``paths.out_dir`` or ``--force``).
+
+Schedulers (``dask.scheduler``): ``""`` starts a ``LocalCluster`` (processes, ``n_workers`` x
+``threads_per_worker``); ``"tcp://host:port"`` or a scheduler-file path uses an existing cluster
+as it is (its workers need this package importable and the media at the same paths);
+``"serial"`` runs in this process without Dask (tests, debugging).
+
+After the shards: ``norm_stats.json`` (per channel and mel band mean/std of the random-view
+features of the train split, ``pipeline.features.NormStats`` layout) and a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import logging
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from pipeline.clip_samples import ClipError, clip_samples
+from pipeline.config import ConfigError, dump_config, load_config, save_config
+from pipeline.detect import load_production_detector
+from pipeline.errors import DetectorWeightsError, PipelineError
+from pipeline.features import NormStatsAccumulator
+from pipeline.manifest import Clip, read_manifest
+from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
+from pipeline.shards import (FAILURES_NAME, INDEX_NAME, NORM_STATS_NAME, SAMPLE_FIELDS,
+                             ShardIndex, append_jsonl, file_sha256, open_shard, read_jsonl,
+                             write_shard)
+
+__all__ = ["ShardPlan", "ShardResult", "RunSummary", "PreprocessStateError", "plan_shards",
+           "process_shard", "run_preprocess", "default_detector_factory", "main"]
+
+log = logging.getLogger("pipeline.preprocess")
+
+CONFIG_NAME = "preprocess_config.yaml"
+NORM_FEATURES = ("logmel_foa", "iv", "logmel_beam")
+NORM_SOURCE = "random"
+
+
+class PreprocessStateError(PipelineError):
+    """``out_dir`` holds results of another configuration or another manifest."""
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """A shard to build: its file name, split and clips (sorted by id)."""
+
+    name: str
+    split: str
+    clips: tuple[Clip, ...]
+
+    @property
+    def clip_ids(self) -> list[str]:
+        return [clip.clip_id for clip in self.clips]
+
+
+@dataclass
+class ShardResult:
+    """What a shard task returns to the driver."""
+
+    name: str
+    record: dict[str, Any] | None          # shards.jsonl entry; None when every clip failed
+    failures: list[dict[str, Any]]         # failures.jsonl entries
+    n_clips: int
+    n_samples: int
+    seconds: float
+
+
+@dataclass
+class RunSummary:
+    clips_total: int = 0
+    clips_ok: int = 0
+    clips_failed: int = 0
+    clips_skipped_done: int = 0
+    samples: int = 0
+    shards_written: int = 0
+    shards_skipped: int = 0
+    bytes_written: int = 0
+    wall_s: float = 0.0
+    failures_by_error: dict[str, int] = field(default_factory=dict)
+    norm_stats: str | None = None
+
+    def lines(self) -> list[str]:
+        rate = self.clips_ok / self.wall_s if self.wall_s > 0 else 0.0
+        out = [f"clips: {self.clips_ok} ok, {self.clips_failed} failed, "
+               f"{self.clips_skipped_done} already done (of {self.clips_total})",
+               f"samples: {self.samples} in {self.shards_written} new shards "
+               f"({self.bytes_written / 1e6:.1f} MB), {self.shards_skipped} shards skipped",
+               f"wall time: {self.wall_s:.1f} s ({rate:.2f} clips/s)"]
+        if self.failures_by_error:
+            out.append("failures by error: " + ", ".join(
+                f"{k}={v}" for k, v in sorted(self.failures_by_error.items())))
+        if self.norm_stats:
+            out.append(f"norm stats: {self.norm_stats}")
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# planning
+
+
+def plan_shards(clips: Iterable[Clip], clips_per_shard: int) -> list[ShardPlan]:
+    """Group clips into shards: per split (train, val, test order), sorted by clip id.
+
+    Deterministic for a given manifest; names are ``{split}-{index:05d}.h5``.
+    """
+    by_split: dict[str, list[Clip]] = {}
+    for clip in clips:
+        by_split.setdefault(clip.split, []).append(clip)
+    plans = []
+    for split in sorted(by_split, key=lambda s: ("train", "val", "test").index(s)
+                        if s in ("train", "val", "test") else 99):
+        ordered = sorted(by_split[split], key=lambda c: c.clip_id)
+        for index, start in enumerate(range(0, len(ordered), clips_per_shard)):
+            plans.append(ShardPlan(f"{split}-{index:05d}.h5", split,
+                                   tuple(ordered[start:start + clips_per_shard])))
+    return plans
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side
+
+
+def default_detector_factory(detector_cfg: DetectorConfig):
+    """The production detector (ultralytics YOLO, cached per process) or None when disabled."""
+    if not detector_cfg.enabled:
+        return None
+    return load_production_detector(detector_cfg.weights, conf=detector_cfg.conf,
+                                    iou=detector_cfg.iou, imgsz=detector_cfg.imgsz,
+                                    device=detector_cfg.device)
+
+
+@contextlib.contextmanager
+def _single_threaded():
+    """One compute thread per task (Dask runs one task per worker thread): OpenCV, and torch
+    when the detector imported it; restored afterwards (the serial mode runs in the caller's
+    process). BLAS/OpenMP are pinned to 1 thread by Dask's nanny environment."""
+    import cv2
+
+    cv2_threads = cv2.getNumThreads()
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    cv2.setNumThreads(1)
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(cv2_threads)
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
+
+
+def _stack_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack per-sample dicts into shard arrays; ``gt/*`` only when every sample has it.
+
+    Empties the sample dicts field by field as it goes, so the peak memory is the samples plus
+    one stacked field, not twice the shard.
+    """
+    names = [spec.name for spec in SAMPLE_FIELDS if all(spec.name in s for s in samples)]
+    stacked: dict[str, Any] = {}
+    for name in names:
+        values = [s.pop(name) for s in samples]
+        stacked[name] = values if isinstance(values[0], str) else np.stack(values)
+        del values
+    return stacked
+
+
+def _shard_attrs(cfg: PreprocessConfig, content_hash: str) -> dict[str, Any]:
+    return {
+        "config_hash": content_hash,
+        "config": cfg.content_dict(),
+        "sample_rate": cfg.audio.sample_rate,
+        "n_mels": cfg.audio.n_mels,
+        "n_frames": cfg.audio.n_frames,
+        "fps": cfg.decode.fps,
+        "crop_size": cfg.viewpoints.crop_size,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def process_shard(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str,
+                  detector_factory: Callable[[DetectorConfig], Any] = default_detector_factory,
+                  ) -> ShardResult:
+    """Build one shard (the Dask task). Clip failures become records (``on_error="skip"``) or
+    re-raise (``"raise"``); the shard file is written atomically when any clip succeeded."""
+    from pipeline.runtime import offline_environment
+
+    offline_environment()
+    started = time.perf_counter()
+    content_hash = cfg.content_hash()
+    detector = detector_factory(cfg.detector)   # may import torch: thread limits come after
+    samples: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    with _single_threaded():
+        for clip in plan.clips:
+            try:
+                samples.extend(clip_samples(clip, cfg, detector, cfg.paths.data_root))
+            except ClipError as exc:
+                if cfg.on_error == "raise":
+                    raise
+                log.warning("%s", exc)
+                failures.append({**exc.failure_record(), "shard": plan.name,
+                                 "config_hash": content_hash})
+    record = None
+    if samples:
+        compression = None if cfg.shards.compression == "none" else cfg.shards.compression
+        record = write_shard(Path(out_dir) / plan.name, _stack_samples(samples),
+                             _shard_attrs(cfg, content_hash), compression=compression,
+                             level=cfg.shards.compression_level)
+        record["planned_clip_ids"] = plan.clip_ids
+        record["failed_clip_ids"] = sorted(f["clip_id"] for f in failures)
+    return ShardResult(plan.name, record, failures, len(plan.clips), len(samples),
+                       time.perf_counter() - started)
+
+
+def shard_norm_moments(path: str) -> NormStatsAccumulator:
+    """Moments of the random-view features of one shard (a Dask task of the final pass)."""
+    accumulator = NormStatsAccumulator()
+    with open_shard(path) as h5:
+        n = int(h5.attrs["n_samples"])
+        for start in range(0, n, 16):
+            batch = {key: h5[f"views/{NORM_SOURCE}/{key}"][start:start + 16].astype(np.float32)
+                     for key in NORM_FEATURES}
+            accumulator.update(batch)
+    return accumulator
+
+
+# ---------------------------------------------------------------------------------------------
+# driver side: out_dir state
+
+
+def _check_out_dir(out_dir: Path, cfg: PreprocessConfig, force: bool) -> None:
+    """Refuse an out_dir written with another content hash (or wipe it with ``force``)."""
+    content_hash = cfg.content_hash()
+    previous: set[str] = set()
+    saved = out_dir / CONFIG_NAME
+    if saved.exists():
+        try:
+            previous.add(load_config(PreprocessConfig, saved).content_hash())
+        except (ConfigError, ValueError) as exc:
+            previous.add(f"unreadable ({exc})")
+    previous.update(r.get("config_hash", "") for r in read_jsonl(out_dir / INDEX_NAME))
+    previous.discard(content_hash)
+    if not previous:
+        return
+    if not force:
+        raise PreprocessStateError(
+            f"{out_dir}: expected shards of config hash {content_hash}, got shards of "
+            f"{sorted(previous)}; use a new paths.out_dir or --force to rebuild this one")
+    log.warning("--force: deleting the previous results in %s", out_dir)
+    _wipe_results(out_dir)
+
+
+def _wipe_results(out_dir: Path) -> None:
+    for pattern in ("*.h5", "*.tmp", INDEX_NAME, FAILURES_NAME, NORM_STATS_NAME, CONFIG_NAME):
+        for path in out_dir.glob(pattern):
+            path.unlink()
+
+
+def _remove_stale_tmp(out_dir: Path) -> None:
+    for path in out_dir.glob("*.tmp"):
+        log.info("removing leftover %s from an interrupted run", path.name)
+        path.unlink()
+
+
+def _done_shards(out_dir: Path, plans: Sequence[ShardPlan], content_hash: str,
+                 verify_sha: bool) -> set[str]:
+    """Names of planned shards that need no work (see the module docstring)."""
+    planned = {plan.name: plan for plan in plans}
+    done: set[str] = set()
+    for record in read_jsonl(out_dir / INDEX_NAME):
+        name = record["shard"]
+        plan = planned.get(name)
+        if plan is None or record.get("config_hash") != content_hash:
+            continue
+        if record.get("planned_clip_ids") != plan.clip_ids:
+            raise PreprocessStateError(
+                f"{out_dir / name}: expected clips {plan.clip_ids[:3]}... from the manifest, got "
+                f"a shard of {record.get('planned_clip_ids', [])[:3]}...: the manifest changed; "
+                "use a new paths.out_dir or --force")
+        path = out_dir / name
+        if not path.is_file() or path.stat().st_size != record["bytes"]:
+            continue
+        if verify_sha and file_sha256(path) != record["sha256"]:
+            log.warning("%s: sha256 differs from the index, rebuilding it", name)
+            continue
+        done.add(name)
+    _rewrite_index(out_dir, done)
+    failed: dict[str, set[str]] = {}
+    for failure in read_jsonl(out_dir / FAILURES_NAME):
+        if failure.get("config_hash") == content_hash:
+            failed.setdefault(failure.get("shard", ""), set()).add(failure["clip_id"])
+    for plan in plans:
+        if plan.name not in done and set(plan.clip_ids) <= failed.get(plan.name, set()):
+            done.add(plan.name)
+    return done
+
+
+def _rewrite_index(out_dir: Path, done: set[str]) -> None:
+    """Drop index records of shards that will be rebuilt (lost, truncated, stale), atomically,
+    so that ``shards.jsonl`` never lists a shard twice or a file that is not there."""
+    index_path = out_dir / INDEX_NAME
+    records = list(read_jsonl(index_path))
+    keep, seen = [], set()
+    for record in records:
+        if record["shard"] in done and record["shard"] not in seen:
+            keep.append(record)
+            seen.add(record["shard"])
+    if len(keep) == len(records):
+        return
+    log.info("index: dropping %d records of shards to rebuild", len(records) - len(keep))
+    tmp = index_path.with_name(index_path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    append_jsonl(tmp, keep)
+    if not keep:
+        tmp.write_text("")
+    os.replace(tmp, index_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# execution back-ends
+
+
+class _SerialExecutor:
+    """Runs tasks in this process, in order (``dask.scheduler=serial``)."""
+
+    def map_unordered(self, function, items, max_in_flight: int, retries: int):
+        """Yield ``(item, result, error)``; ``error`` is the exception of the last attempt."""
+        for item in items:
+            for attempt in range(retries + 1):
+                try:
+                    result = function(item)
+                except ClipError as exc:  # deterministic (on_error=raise): no retry
+                    yield item, None, exc
+                    break
+                except Exception as exc:
+                    if attempt == retries:
+                        yield item, None, exc
+                    else:
+                        log.warning("task %s failed (attempt %d of %d): %s, retrying",
+                                    getattr(item, "name", item), attempt + 1, retries + 1, exc)
+                else:
+                    yield item, result, None
+                    break
+
+    def close(self) -> None:
+        pass
+
+
+class _DaskExecutor:
+    """Bounded number of futures in flight, refilled as they complete."""
+
+    def __init__(self, scheduler: str, n_workers: int, threads_per_worker: int,
+                 memory_limit: str):
+        from dask.distributed import Client, LocalCluster
+
+        self.cluster = None
+        if scheduler == "":
+            self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                        processes=True, memory_limit=memory_limit,
+                                        dashboard_address=None)
+            self.client = Client(self.cluster)
+        elif "://" in scheduler:
+            self.client = Client(scheduler)
+        else:
+            if not Path(scheduler).is_file():
+                raise ConfigError(f"dask.scheduler: expected '', 'serial', an address "
+                                  f"(tcp://host:port) or a scheduler file, got {scheduler!r} "
+                                  "(no such file)")
+            self.client = Client(scheduler_file=scheduler)
+        self.token = uuid.uuid4().hex[:8]
+        log.info("dask: %s", self.client)
+
+    def n_threads(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
+
+    def map_unordered(self, function, items, max_in_flight: int, retries: int):
+        """Yield ``(item, result, error)`` as tasks finish, at most ``max_in_flight`` running.
+
+        A worker that dies mid-task (killed, out of memory) makes the scheduler rerun the task
+        elsewhere (``distributed.scheduler.allowed-failures``); an exception raised by the task
+        is retried ``retries`` times.
+        """
+        from dask.distributed import as_completed
+
+        items = list(items)
+        position = 0
+        in_flight = as_completed()
+        futures: dict[Any, Any] = {}
+
+        def submit_next() -> None:
+            nonlocal position
+            item = items[position]
+            position += 1
+            key = f"{getattr(item, 'name', 'item')}-{position}-{self.token}"
+            future = self.client.submit(function, item, key=key, retries=retries, pure=False)
+            futures[future] = item
+            in_flight.add(future)
+
+        while position < len(items) and position < max(1, max_in_flight):
+            submit_next()
+        for future in in_flight:
+            item = futures.pop(future)
+            try:
+                result, error = future.result(), None
+            except Exception as exc:
+                result, error = None, exc
+            finally:
+                future.release()
+            if position < len(items):
+                submit_next()
+            yield item, result, error
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _open_executor(cfg: PreprocessConfig):
+    if cfg.dask.scheduler == "serial":
+        return _SerialExecutor()
+    return _DaskExecutor(cfg.dask.scheduler, cfg.dask.n_workers, cfg.dask.threads_per_worker,
+                         cfg.dask.memory_limit)
+
+
+class _Task:
+    """Picklable callable: one shard plan -> ShardResult (keeps the config out of the plan)."""
+
+    def __init__(self, cfg: PreprocessConfig, out_dir: str, detector_factory):
+        self.cfg, self.out_dir, self.detector_factory = cfg, out_dir, detector_factory
+
+    def __call__(self, plan: ShardPlan) -> ShardResult:
+        return process_shard(plan, self.cfg, self.out_dir, self.detector_factory)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def run_preprocess(cfg: PreprocessConfig, *, force: bool = False, verify_sha: bool = False,
+                   progress: bool = True,
+                   detector_factory: Callable[[DetectorConfig], Any] | None = None) -> RunSummary:
+    """Run (or resume) preprocessing for ``cfg``; returns the summary.
+
+    Args:
+        force: delete results of another configuration in ``out_dir`` instead of refusing.
+        verify_sha: recompute the sha256 of finished shards before skipping them.
+        detector_factory: picklable ``f(DetectorConfig) -> detector | None`` run in each task
+            (default: ultralytics YOLO from ``detector.weights``; tests pass stubs).
+    """
+    started = time.perf_counter()
+    out_dir = Path(cfg.paths.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    content_hash = cfg.content_hash()
+    _check_out_dir(out_dir, cfg, force)
+    save_config(cfg, out_dir / CONFIG_NAME)
+    _remove_stale_tmp(out_dir)
+    if detector_factory is None:
+        detector_factory = default_detector_factory
+        if cfg.detector.enabled and not Path(cfg.detector.weights).is_file():
+            raise DetectorWeightsError(
+                f"detector.weights: expected a YOLO weights file at {cfg.detector.weights}, got "
+                "none. Train it with `python -m pipeline.detector train --out models/detector` "
+                "or run with detector.enabled=false (the yolo viewpoints are then random fill, "
+                "flagged from_detection=false)")
+
+    clips = read_manifest(cfg.paths.manifest)
+    plans = plan_shards(clips, cfg.shards.clips_per_shard)
+    done = _done_shards(out_dir, plans, content_hash, verify_sha)
+    pending = [plan for plan in plans if plan.name not in done]
+    summary = RunSummary(clips_total=len(clips), shards_skipped=len(done),
+                         clips_skipped_done=sum(len(p.clips) for p in plans if p.name in done))
+    log.info("%d clips in %d shards: %d shards done, %d to build (config hash %s)", len(clips),
+             len(plans), len(done), len(pending), content_hash)
+
+    known_failures = {(f["clip_id"], f.get("config_hash")) for f in
+                      read_jsonl(out_dir / FAILURES_NAME)}
+    failure_counts: Counter[str] = Counter()
+    executor = _open_executor(cfg)
+    try:
+        max_in_flight = cfg.dask.max_in_flight or 2 * getattr(executor, "n_threads", lambda: 1)()
+        task = _Task(cfg, str(out_dir), detector_factory)
+        bar = _progress_bar(sum(len(p.clips) for p in pending), progress)
+        try:
+            for plan, result, error in executor.map_unordered(task, pending, max_in_flight,
+                                                              cfg.dask.retries):
+                if error is not None:
+                    if cfg.on_error == "raise":
+                        raise error
+                    result = _failed_task_result(plan, error, content_hash, cfg.dask.retries)
+                new_failures = [f for f in result.failures
+                                if (f["clip_id"], f.get("config_hash")) not in known_failures]
+                append_jsonl(out_dir / FAILURES_NAME, new_failures)
+                known_failures.update((f["clip_id"], f.get("config_hash")) for f in new_failures)
+                if result.record is not None:
+                    append_jsonl(out_dir / INDEX_NAME, [result.record])
+                    summary.shards_written += 1
+                    summary.bytes_written += result.record["bytes"]
+                summary.samples += result.n_samples
+                summary.clips_failed += len(result.failures)
+                summary.clips_ok += result.n_clips - len(result.failures)
+                failure_counts.update(f["error"] for f in result.failures)
+                bar.update(result.n_clips)
+                elapsed = time.perf_counter() - started
+                bar.set_postfix_str(f"{summary.clips_ok / max(elapsed, 1e-9):.2f} clips/s, "
+                                    f"{summary.clips_failed} failed")
+        finally:
+            bar.close()
+        summary.norm_stats = _write_norm_stats(out_dir, executor, max_in_flight)
+    finally:
+        executor.close()
+    summary.failures_by_error = dict(failure_counts)
+    summary.wall_s = time.perf_counter() - started
+    for line in summary.lines():
+        log.info("%s", line)
+    if summary.clips_failed:
+        log.warning("%d clips rejected: see %s", summary.clips_failed, out_dir / FAILURES_NAME)
+    return summary
+
+
+def _failed_task_result(plan: ShardPlan, error: BaseException, content_hash: str,
+                        retries: int) -> ShardResult:
+    """A shard task that failed after its retries (not a clip error): fail each of its clips."""
+    log.error("shard %s failed after %d retries: %s: %s", plan.name, retries,
+              type(error).__name__, error)
+    failures = [{"clip_id": clip_id, "stage": "task", "error": type(error).__name__,
+                 "reason": f"shard task failed after {retries} retries: {error}",
+                 "shard": plan.name, "config_hash": content_hash} for clip_id in plan.clip_ids]
+    return ShardResult(plan.name, None, failures, len(plan.clips), 0, 0.0)
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="clip", desc="preprocess", disable=not enabled,
+                dynamic_ncols=True)
+
+
+def _write_norm_stats(out_dir: Path, executor, max_in_flight: int) -> str | None:
+    """``norm_stats.json`` from the train shards in the index (random views), in the layout of
+    ``pipeline.features.NormStats.to_json`` (read by ``trainer.data.load_norm_stats``); None when
+    there is no train shard."""
+    paths = [str(p) for p in ShardIndex.load(out_dir).paths("train")]
+    if not paths:
+        log.warning("no train shards: %s not written", NORM_STATS_NAME)
+        return None
+    accumulator = NormStatsAccumulator()
+    for path, moments, error in executor.map_unordered(shard_norm_moments, paths, max_in_flight,
+                                                       1):
+        if error is not None:
+            raise error
+        accumulator.merge(moments)
+    target = out_dir / NORM_STATS_NAME
+    accumulator.finalize().to_json(target)
+    return str(target)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def _quiet_dask_logging() -> None:
+    """Dask's cluster start/stop chatter at INFO drowns the progress bar: WARNING and above."""
+    import distributed  # noqa: F401  (configures its loggers on import; override them after)
+
+    level = max(logging.WARNING, logging.getLogger().level)
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(level)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.preprocess",
+        description="360° clips (manifest) -> sharded HDF5 training data, with Dask.")
+    parser.add_argument("--config", default="configs/preprocess.yaml", help="YAML config")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. dask.n_workers=8")
+    parser.add_argument("--force", action="store_true",
+                        help="delete results of another configuration in out_dir")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the sha256 of finished shards before skipping them")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.runtime import setup_entry_point
+
+    args = build_parser().parse_args(argv)
+    setup_entry_point(args.log_level)
+    _quiet_dask_logging()
+    try:
+        cfg = load_config(PreprocessConfig, args.config, args.overrides)
+    except (ConfigError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    print(dump_config(cfg), file=sys.stderr)
+    try:
+        summary = run_preprocess(cfg, force=args.force, verify_sha=args.verify,
+                                 progress=not args.no_progress)
+    except (PipelineError, ConfigError) as exc:   # named errors: the message says it all
+        log.error("%s: %s", type(exc).__name__, exc)
+        return 2
+    return 0 if summary.clips_ok or summary.clips_skipped_done else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Configuration of the preprocessing stage (``configs/preprocess.yaml``).
+
+Frozen dataclasses loaded with :func:`pipeline.config.load_config` (strict keys and types,
+dotted overrides such as ``dask.n_workers=8 windows.max_per_clip=4``). Degrees appear only here
+(``*_deg``); everything downstream uses radians. Relative paths are resolved against the
+working directory (the repository root under ``make``).
+
+Two hashes matter:
+- :meth:`PreprocessConfig.content_hash` covers every field that changes the *content* of a shard
+  (seed, decode, windows, viewpoints, detector model and thresholds, audio features, shard
+  grouping and compression). It is stored in every shard and in ``shards.jsonl``; a rerun into an
+  ``out_dir`` written with a different content hash is refused (use a new ``out_dir`` or
+  ``--force``).
+- Fields that only change *how* the run executes are excluded: ``paths.*`` (data may move; the
+  clip ids of each shard are checked instead), ``dask.*``, ``on_error`` and ``detector.device``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipeline.config import ConfigError, config_hash, to_dict
+from pipeline.features import AudioFeatureConfig
+from pipeline.shards import MAX_DETECTIONS
+
+__all__ = [
+    "PathsConfig",
+    "DecodeConfig",
+    "WindowsConfig",
+    "ViewpointsConfig",
+    "DetectorConfig",
+    "ShardsConfig",
+    "DaskConfig",
+    "PreprocessConfig",
+]
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    data_root: str = "data/synthetic"               # media paths in the manifest are relative to it
+    manifest: str = "data_manifests/synthetic.jsonl"  # make data (pipeline.synth.cli videos)
+    out_dir: str = "data/shards/synthetic"          # shards, shards.jsonl, failures.jsonl, ...
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    width: int = 512           # equirectangular frames are scaled to width x height (2:1)
+    height: int = 256
+    fps: float = 16.0          # video is resampled to this rate (frames/s)
+    audio_block_s: float = 60.0  # audio is decoded in blocks of this length: memory per worker
+    accept_hoa: bool = False   # keep the first 4 ACN channels of higher-order ambiX files
+
+    def validate(self) -> None:
+        if self.width != 2 * self.height or self.height < 2:
+            raise ConfigError(f"decode: expected width == 2 x height (equirectangular), got "
+                              f"{self.width}x{self.height}")
+        if self.fps <= 0 or self.audio_block_s <= 0:
+            raise ConfigError(f"decode: expected fps > 0 and audio_block_s > 0, got fps="
+                              f"{self.fps}, audio_block_s={self.audio_block_s}")
+
+
+@dataclass(frozen=True)
+class WindowsConfig:
+    """Sample windows; their length is ``audio.window_s`` (one source of truth)."""
+
+    max_per_clip: int = 10     # 0 = every non-silent window
+    hop_s: float = 1.0         # spacing of candidate windows (= window length: no overlap)
+    video_frames: int = 8      # T frames at decode.fps, centred in the audio window
+    min_rms_db: float = -60.0  # W-channel RMS (dB re full scale) below which a window is silent
+    placement: Literal["random", "even"] = "random"  # which windows when more than max_per_clip
+
+    def validate(self) -> None:
+        if self.max_per_clip < 0 or self.hop_s <= 0 or self.video_frames < 1:
+            raise ConfigError(f"windows: expected max_per_clip >= 0, hop_s > 0, video_frames >= 1, "
+                              f"got {self.max_per_clip}, {self.hop_s}, {self.video_frames}")
+
+
+@dataclass(frozen=True)
+class ViewpointsConfig:
+    k: int = 4                     # viewpoints per sample, for each source (random, yolo)
+    max_elevation_deg: float = 60.0
+    min_separation_deg: float = 30.0  # great-circle angle between any two viewpoints of a sample
+    fov_deg_min: float = 25.0      # horizontal FOV of a crop, a true angle, uniform per crop
+    fov_deg_max: float = 90.0
+    crop_size: int = 112           # square crops, pixels
+
+    def validate(self) -> None:
+        if self.k < 1 or self.crop_size < 2:
+            raise ConfigError(f"viewpoints: expected k >= 1 and crop_size >= 2, got k={self.k}, "
+                              f"crop_size={self.crop_size}")
+        if not 0 < self.fov_deg_min <= self.fov_deg_max < 180:
+            raise ConfigError(f"viewpoints: expected 0 < fov_deg_min <= fov_deg_max < 180, got "
+                              f"{self.fov_deg_min}, {self.fov_deg_max}")
+        if not 0 <= self.max_elevation_deg <= 90:
+            raise ConfigError(f"viewpoints: expected 0 <= max_elevation_deg <= 90, got "
+                              f"{self.max_elevation_deg}")
+        # A spherical cap of angular radius s/2 around each viewpoint must fit K times into the
+        # band (widened by s/2): a necessary condition, so rejection sampling can succeed.
+        half = math.radians(self.min_separation_deg) / 2.0
+        band = math.radians(min(90.0, self.max_elevation_deg + self.min_separation_deg / 2.0))
+        if self.min_separation_deg < 0 or self.k * 2 * math.pi * (1 - math.cos(half)) > (
+                4 * math.pi * math.sin(band)):
+            raise ConfigError(f"viewpoints: min_separation_deg={self.min_separation_deg} leaves no "
+                              f"room for k={self.k} viewpoints within +-{self.max_elevation_deg} deg")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    enabled: bool = True           # false: the yolo viewpoints are all random fill (flagged)
+    weights: str = "models/detector/synthetic_yolo.pt"
+    conf: float = 0.25
+    iou: float = 0.5               # NMS IoU, also for merging duplicates across the seam
+    imgsz: int = 384               # inference size; the offline detector is trained at 384
+    device: str = "cpu"            # "cpu", "cuda:0"; not part of the content hash
+    max_detections: int = MAX_DETECTIONS
+
+    def validate(self) -> None:
+        if not 1 <= self.max_detections <= MAX_DETECTIONS:
+            raise ConfigError(f"detector.max_detections: expected 1..{MAX_DETECTIONS} (shard "
+                              f"schema), got {self.max_detections}")
+        if not (0 <= self.conf <= 1 and 0 <= self.iou <= 1):
+            raise ConfigError(f"detector: expected conf and iou in [0, 1], got {self.conf}, "
+                              f"{self.iou}")
+
+
+@dataclass(frozen=True)
+class ShardsConfig:
+    # Clips of one split per shard = one Dask task. A task holds its shard in memory before the
+    # atomic write: about clips_per_shard x windows.max_per_clip x 4.3 MB at the defaults
+    # (16 x 10 x 4.3 MB = 0.7 GB per worker, whatever the clip length).
+    clips_per_shard: int = 16
+    compression: Literal["gzip", "lzf", "none"] = "gzip"
+    compression_level: int = 1     # gzip level: 4 is ~5% smaller, ~20% slower; lzf ~3x faster, ~20% larger
+    keyframe_width: int = 256      # stored equirectangular keyframe (2:1)
+    keyframe_height: int = 128
+
+    def validate(self) -> None:
+        if self.clips_per_shard < 1:
+            raise ConfigError(f"shards.clips_per_shard: expected >= 1, got {self.clips_per_shard}")
+        if self.keyframe_width != 2 * self.keyframe_height:
+            raise ConfigError(f"shards: expected keyframe_width == 2 x keyframe_height, got "
+                              f"{self.keyframe_width}x{self.keyframe_height}")
+        if not 0 <= self.compression_level <= 9:
+            raise ConfigError(f"shards.compression_level: expected 0..9, got "
+                              f"{self.compression_level}")
+
+
+@dataclass(frozen=True)
+class DaskConfig:
+    # "" = a LocalCluster started for this run; "serial" = no Dask (in-process loop);
+    # "tcp://host:8786" = an existing scheduler; anything else = a scheduler file path.
+    scheduler: str = ""
+    n_workers: int = 2             # LocalCluster only
+    threads_per_worker: int = 1    # LocalCluster only (numba/OpenCV/BLAS are pinned to 1 thread)
+    memory_limit: str = "auto"     # LocalCluster only, per worker ("4GiB", "auto")
+    max_in_flight: int = 0         # shard tasks submitted at once; 0 = 2 x workers
+    retries: int = 2               # extra attempts of a failed shard task
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    viewpoints: ViewpointsConfig = field(default_factory=ViewpointsConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    dask: DaskConfig = field(default_factory=DaskConfig)
+    # "skip": a rejected clip is recorded in failures.jsonl and the run goes on; "raise": stop.
+    on_error: Literal["skip", "raise"] = "skip"
+
+    def validate(self) -> None:
+        video_s = self.windows.video_frames / self.decode.fps
+        if video_s > self.audio.window_s + 1e-9:
+            raise ConfigError(f"windows.video_frames: {self.windows.video_frames} frames at "
+                              f"{self.decode.fps:g} fps = {video_s:g} s, expected <= "
+                              f"audio.window_s = {self.audio.window_s:g} s")
+
+    def content_dict(self) -> dict:
+        """The fields that determine shard content, as a plain dict (see the module docstring)."""
+        content = to_dict(self)
+        for key in ("paths", "dask", "on_error"):
+            content.pop(key)
+        content["detector"].pop("device")
+        return content
+
+    def content_hash(self) -> str:
+        """Short hash of :meth:`content_dict` (stored in shards and the index)."""
+        return config_hash(self.content_dict())
