@@ -1,0 +1,151 @@
+"""Binary AVC / AVSA evaluation: the rotated negatives (physics), the pairing, the head, and an
+end-to-end run on a tiny checkpoint.
+
+``make_tiny_run`` (also used by the other evaluation tests) writes factory shards and a
+checkpoint in the trainer's format, without training: evaluation code must run on any model.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import load_config, to_dict
+from pipeline.features import AudioFeatureConfig, doa_from_intensity
+from pipeline.foa import encode_plane_wave
+from pipeline.spatial import angular_distance_rad, wrap_azimuth_rad
+from tests.shard_factory import make_shards
+from trainer.checkpoint import save_checkpoint
+from trainer.config import TrainConfig
+from trainer.data import AUDIO_FEATURES, ShardStream
+from trainer.evaluate.binary import (BinaryEvalConfig, PairSet, evaluate_binary,
+                                     mismatched_partners, pair_accuracy, random_yaws_rad,
+                                     rotate_by_yaw, train_pair_classifier)
+from trainer.evaluate.frozen import iter_shard_batches, load_frozen
+from trainer.models import build_model, model_args_from_config
+
+torch.set_num_threads(1)  # tiny models: threads only add contention on 2 shared cores
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["model.preset=tiny", "model.feature_dim=32", "model.embed_dim=16"]
+
+
+def make_tiny_run(root: Path, audio_input: str = "foa_iv", experiment: str = "avsa",
+                  seed: int = 0) -> tuple[Path, Path]:
+    """Factory shards (train + test, 1 s of FOA per sample) and an untrained tiny checkpoint
+    at ``root/runs/<experiment>/ckpt.pt``. Returns ``(ckpt_path, shards_dir)``."""
+    shards = root / "shards"
+    if not (shards / "shards.jsonl").exists():
+        make_shards(shards, n_clips=6, windows_per_clip=2, n_audio_samples=24000, seed=seed)
+        make_shards(shards, n_clips=4, windows_per_clip=2, n_audio_samples=24000, seed=seed,
+                    split="test")
+    cfg = load_config(TrainConfig, ROOT / "configs" / "experiments" / f"{experiment}.yaml",
+                      [*TINY, f"data.shards_dir={shards}", f"data.audio_input={audio_input}",
+                       f"run.out_dir={root / 'runs'}"])
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, cfg.data.audio_channels)
+    ckpt = root / "runs" / experiment / "ckpt.pt"
+    save_checkpoint(ckpt, {"model_args": model_args_from_config(cfg.model, cfg.data.audio_channels),
+                           "config": to_dict(cfg), "model": model.state_dict(), "optimizer": {},
+                           "scaler": {}, "epoch": 1, "step": 1, "phase": "avsa",
+                           "rng_states": [], "history": []})
+    return ckpt, shards
+
+
+# ----------------------------------------------------------------------------- negatives
+
+@pytest.mark.parametrize("yaw_deg", [60.0, 135.0, 250.0, 300.0])
+def test_rotated_negative_moves_the_intensity_doa_by_the_yaw(yaw_deg):
+    rng = np.random.default_rng(1)
+    az, el = np.deg2rad(40.0), np.deg2rad(20.0)
+    foa = encode_plane_wave(rng.standard_normal(24000).astype(np.float32), az, el)
+    cfg = AudioFeatureConfig()
+    assert angular_distance_rad(*doa_from_intensity(foa, cfg), az, el) < np.deg2rad(2.0)
+    rotated_az, rotated_el = doa_from_intensity(rotate_by_yaw(foa, np.deg2rad(yaw_deg)), cfg)
+    # The field turns by -yaw: a source at az is heard at az - yaw, at the same elevation.
+    expected_az = wrap_azimuth_rad(az - np.deg2rad(yaw_deg))
+    assert angular_distance_rad(rotated_az, rotated_el, expected_az, el) < np.deg2rad(2.0)
+
+
+def test_random_yaws_stay_away_from_the_original_direction():
+    yaws = np.rad2deg(random_yaws_rad(1000, np.random.default_rng(0), 60.0, 300.0))
+    assert yaws.min() >= 60.0 and yaws.max() <= 300.0 and np.ptp(yaws) > 200.0
+    with pytest.raises(ValueError):
+        random_yaws_rad(3, np.random.default_rng(0), 0.0, 300.0)
+
+
+def test_avc_negatives_always_come_from_another_clip():
+    clip_ids = np.array(["a", "a", "a", "b", "c", "c"])
+    for seed in range(20):
+        partners = mismatched_partners(clip_ids, np.random.default_rng(seed))
+        assert np.all(clip_ids[partners] != clip_ids)
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        mismatched_partners(["a", "a"], np.random.default_rng(0))
+
+
+# ----------------------------------------------------------------------------- head
+
+def test_pair_classifier_learns_a_separable_correspondence():
+    rng = np.random.default_rng(0)
+    n, k, d = 96, 4, 8
+    video = rng.standard_normal((n, k, d)).astype(np.float16)
+    audio = (video + 0.1 * rng.standard_normal((n, k, d))).astype(np.float16)   # aligned
+    rotated = np.roll(audio, 1, axis=1)                                         # wrong viewpoint
+    clip_ids = np.arange(n).astype(str)
+    cfg = BinaryEvalConfig(epochs=60, batch_size=128, lr=3e-3, hidden_dim=64, dropout=0.1)
+    train = PairSet(video[:64], audio[:64], rotated[:64], clip_ids[:64])
+    test = PairSet(video[64:], audio[64:], rotated[64:], clip_ids[64:])
+    head = train_pair_classifier(train, cfg, torch.device("cpu"), seed=0)
+    accuracy = pair_accuracy(head, test, torch.device("cpu"), seed=1)
+    assert accuracy["single_view"] > 85.0 and accuracy["multi_view"] > 90.0
+
+
+# ----------------------------------------------------------------------------- end to end
+
+@pytest.mark.parametrize("audio_input", ["foa_iv", "beamform"])
+def test_evaluation_inputs_equal_the_trainers(tmp_path, audio_input):
+    """Same audio channels, same normalisation, same video scaling as trainer.data."""
+    ckpt, shards = make_tiny_run(tmp_path, audio_input=audio_input)
+    frozen = load_frozen(ckpt, "cpu")
+    stream = ShardStream(shards, "test", frozen.config.data, batch_size=4, training=False,
+                         equal_steps=False)
+    trainer_batch = next(stream.iter_worker(0, 1))
+    ours = {}
+    for batch in iter_shard_batches(shards, "test", "random", 4,
+                                    AUDIO_FEATURES[audio_input]):
+        audio = frozen.audio_input_from_features(batch["features"])
+        for i, clip_id in enumerate(batch["clip_id"]):
+            ours[(clip_id, int(batch["window_index"][i]))] = (audio[i], batch["crops"][i])
+    for i, clip_id in enumerate(trainer_batch["clip_id"]):
+        audio, crops = ours[(clip_id, int(trainer_batch["window_index"][i]))]
+        np.testing.assert_allclose(audio, trainer_batch["audio"][i].numpy(), atol=1e-5)
+        with torch.no_grad():
+            expected = frozen.model.video_encoder(trainer_batch["video"][i])
+        np.testing.assert_allclose(frozen.encode_video(crops), expected.numpy(), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_binary_evaluation_end_to_end_writes_and_caches(tmp_path):
+    ckpt, shards = make_tiny_run(tmp_path)
+    cfg = BinaryEvalConfig(epochs=2, batch_size=64, extract_batch=8)
+    result = evaluate_binary(ckpt, shards, cfg, device="cpu")
+    saved = json.loads((ckpt.parent / "eval_binary.json").read_text())
+    assert saved["accuracy_pct"] == result["accuracy_pct"]
+    assert saved["experiment"] == "avsa" and saved["synthetic"] is True
+    assert saved["config_path"] == "configs/experiments/avsa.yaml"
+    assert (saved["n_train_samples"], saved["n_test_samples"]) == (12, 8)
+    assert saved["num_viewpoints"] == 4
+    for task in ("avc", "avsa"):
+        scores = saved["accuracy_pct"][task]
+        assert set(scores) == {"single_view", "multi_view", "single_view_transformer",
+                               "multi_view_transformer", "single_view_transformer_a2v",
+                               "multi_view_transformer_a2v"}
+        assert all(0.0 <= v <= 100.0 for v in scores.values())
+    cached = sorted((ckpt.parent / "eval_cache").glob("binary-*.npz"))
+    assert [p.name.split("-")[1] for p in cached] == ["test", "train"]
+    with np.load(cached[0]) as data:
+        assert data["video"].shape == (8, 4, 32) and data["audio_rotated"].shape == (8, 4, 32)
+        assert np.all((np.rad2deg(data["yaw_rad"]) >= 60) & (np.rad2deg(data["yaw_rad"]) <= 300))
+    again = evaluate_binary(ckpt, shards, cfg, device="cpu")                # from the cache
+    assert again["accuracy_pct"] == result["accuracy_pct"]

@@ -1,0 +1,422 @@
+"""Sound-source localisation maps from a trained audio-visual model.
+
+    python -m trainer.evaluate.localize --ckpt runs/avsa/ckpt.pt              # N test-shard samples
+    python -m trainer.evaluate.localize --ckpt runs/avsa/ckpt.pt --clip data/synthetic/test/x.mp4
+
+For every direction ``d`` of a grid over the sphere (azimuth step, list of elevations), the
+model scores how well the audio *turned toward d* matches the video *looking at d*:
+
+    score(d) = cos( video_head(f_v(crop_d)), audio_head(f_a(features(R_d foa))) )
+
+where ``crop_d`` is a gnomonic crop centred on ``d`` (:mod:`pipeline.crops`) and ``R_d foa`` the
+sound field rotated so that ``d`` is at the front (the features of :mod:`pipeline.features`, so
+the ``beamform`` input is a beam toward ``d``). An AVSA-trained model scores high where the
+audio's front matches the crop's content; for an AVC model the map is flatter. The scores are
+spread over the equirectangular frame with a von Mises-Fisher kernel (width = the grid step)
+and the map's maximum is the predicted source direction. It is a *hit* when it lies within
+``hit_threshold_deg`` of a sounding ground-truth object; the hit rate is over the clips that
+have one. The same is reported for the peak of the intensity-vector energy map (a non-learned
+reference that only listens).
+
+Clip sources: samples of the test shards (the equirectangular ``keyframe`` repeated over the T
+frames, since shards keep only the keyframe; ground truth from ``gt/*``), or a raw synthetic
+clip (T frames decoded around ``--time-s``; ground truth from the ``<clip>.json`` beside it).
+PNGs go to ``<out>/localize/``, the summary to ``<out>/eval_localize.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from pipeline.crops import crop_frames
+from pipeline.features import stft
+from pipeline.foa import ACN_W, ACN_X, ACN_Y, ACN_Z
+from pipeline.shards import ShardIndex, open_shard
+from pipeline.spatial import (angular_distance_rad, direction_to_equirect_pixel, direction_vector,
+                              equirect_pixel_to_direction, vector_to_direction, wrap_azimuth_rad)
+from trainer.evaluate.frozen import (FrozenModel, describe_run, iter_shard_batches, load_frozen,
+                                     resolve_data_path, run_dir_of)
+
+log = logging.getLogger(__name__)
+
+RESULT_NAME = "eval_localize.json"
+FIGURE_DIR = "localize"
+
+
+@dataclass(frozen=True)
+class LocalizeConfig:
+    """Grid, crops and scoring (degrees here, radians inside)."""
+
+    azimuth_step_deg: float = 30.0
+    elevations_deg: tuple[float, ...] = (-30.0, 0.0, 30.0)
+    fov_deg: float = 60.0              # true horizontal angle of each crop
+    hit_threshold_deg: float = 20.0
+    map_width: int = 256               # painted maps, equirectangular, height = width / 2
+    kernel_deg: float = 0.0            # vMF kernel width; 0 = the azimuth step
+    n_clips: int = 16                  # test-shard samples to score
+    seed: int = 0
+
+
+@dataclass
+class ClipInput:
+    """What one localisation needs: frames, audio window and ground truth.
+
+    ``frames`` (T, H, W, 3) uint8 equirectangular; ``foa`` (4, n) ambiX at the model's rate;
+    ``gt_azimuth_rad`` / ``gt_elevation_rad`` / ``gt_sounding`` (O,) for the objects.
+    """
+
+    name: str
+    frames: np.ndarray
+    foa: np.ndarray
+    crop_size: int
+    gt_azimuth_rad: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    gt_elevation_rad: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    gt_sounding: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def direction_grid(azimuth_step_deg: float, elevations_deg: Sequence[float]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Grid directions ``(azimuth_rad, elevation_rad)``, each ``(G,)``: azimuths ``0, step, ...``
+    (wrapped into [-pi, pi)) at every listed elevation."""
+    if not 0 < azimuth_step_deg <= 360:
+        raise ValueError(f"azimuth_step_deg must be in (0, 360], got {azimuth_step_deg}")
+    azimuths = np.deg2rad(np.arange(0.0, 360.0 - 1e-9, azimuth_step_deg))
+    az, el = np.meshgrid(azimuths, np.deg2rad(np.asarray(elevations_deg, dtype=np.float64)))
+    return wrap_azimuth_rad(az.ravel()), el.ravel()
+
+
+def spread_on_sphere(values: np.ndarray, azimuth_rad: np.ndarray, elevation_rad: np.ndarray,
+                     width: int, kernel_rad: float) -> np.ndarray:
+    """Kernel-weighted average of values at directions, painted on an equirectangular map.
+
+    ``map(p) = sum_g w_g(p) v_g / sum_g w_g(p)`` with the von Mises-Fisher weight
+    ``w = exp((cos angle(p, d_g) - 1) / kernel_rad^2)``. Returns float64 ``(width / 2, width)``.
+    """
+    height = width // 2
+    cols, rows = np.meshgrid(np.arange(width), np.arange(height))
+    pixel_dirs = direction_vector(*equirect_pixel_to_direction(cols, rows, width, height))
+    grid_dirs = direction_vector(azimuth_rad, elevation_rad)              # (G, 3)
+    cosines = pixel_dirs @ grid_dirs.T                                     # (H, W, G)
+    logits = (cosines - 1.0) / kernel_rad ** 2
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (weights * np.asarray(values, dtype=np.float64)).sum(-1) / weights.sum(-1)
+
+
+def map_peak(values_map: np.ndarray) -> tuple[float, float]:
+    """``(azimuth_rad, elevation_rad)`` of the largest pixel of an equirectangular map."""
+    height, width = values_map.shape
+    row, col = np.unravel_index(int(np.argmax(values_map)), values_map.shape)
+    az, el = equirect_pixel_to_direction(col, row, width, height)
+    return float(az), float(el)
+
+
+def intensity_energy_map(foa: np.ndarray, width: int, kernel_rad: float, n_fft: int = 512,
+                         hop_length: int = 240) -> np.ndarray:
+    """Where the active intensity comes from: an equirectangular histogram of the per-bin IV
+    directions weighted by ``|I|``, smoothed by ``kernel_rad``.
+
+    Args:
+        foa: ``(4, n)`` ambiX (ACN W, Y, Z, X; SN3D).
+    Returns:
+        float64 ``(width / 2, width)`` map, max-normalised to 1 (zeros for silence).
+    """
+    height = width // 2
+    spec = stft(np.asarray(foa, dtype=np.float32), n_fft, hop_length)    # (4, F, T)
+    w = spec[ACN_W]
+    intensity = np.stack([w.real * spec[c].real + w.imag * spec[c].imag
+                          for c in (ACN_X, ACN_Y, ACN_Z)], axis=-1).reshape(-1, 3)
+    magnitude = np.linalg.norm(intensity, axis=-1)
+    keep = magnitude > 0
+    az, el = vector_to_direction(intensity[keep])
+    col, row = direction_to_equirect_pixel(az, el, width, height)
+    histogram = np.zeros((height, width))
+    np.add.at(histogram, (np.clip(np.rint(row).astype(int), 0, height - 1),
+                          np.rint(col).astype(int) % width), magnitude[keep])
+    sigma_px = kernel_rad / np.pi * height
+    smoothed = gaussian_filter(histogram, sigma=sigma_px, mode=("nearest", "wrap"))
+    return smoothed / smoothed.max() if smoothed.max() > 0 else smoothed
+
+
+def nearest_sounding_deg(azimuth_rad: float, elevation_rad: float, clip: ClipInput) -> float:
+    """Angle in degrees from a direction to the nearest sounding object (inf when none)."""
+    if not np.any(clip.gt_sounding):
+        return float("inf")
+    distances = angular_distance_rad(azimuth_rad, elevation_rad,
+                                     clip.gt_azimuth_rad[clip.gt_sounding],
+                                     clip.gt_elevation_rad[clip.gt_sounding])
+    return float(np.rad2deg(np.min(distances)))
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def score_directions(frozen: FrozenModel, clip: ClipInput, azimuth_rad: np.ndarray,
+                     elevation_rad: np.ndarray, fov_rad: float) -> np.ndarray:
+    """Cosine similarity ``(G,)`` of the projected video feature of the crop toward each
+    direction and the projected audio feature of the FOA rotated toward it."""
+    n = frozen.feature_cfg.n_samples
+    if clip.foa.shape[1] < n:
+        raise ValueError(f"{clip.name}: audio window of {clip.foa.shape[1]} samples, the model "
+                         f"needs {n}")
+    start = (clip.foa.shape[1] - n) // 2
+    crops = crop_frames(clip.frames, azimuth_rad, elevation_rad, fov_rad, clip.crop_size)
+    video = frozen.project(frozen.encode_video(crops), "video")
+    audio_input = frozen.audio_input_from_foa(clip.foa[:, start:start + n], azimuth_rad,
+                                              elevation_rad)
+    audio = frozen.project(frozen.encode_audio(audio_input), "audio")
+    video /= np.maximum(np.linalg.norm(video, axis=-1, keepdims=True), 1e-12)
+    audio /= np.maximum(np.linalg.norm(audio, axis=-1, keepdims=True), 1e-12)
+    return (video * audio).sum(-1)
+
+
+def localize_clip(frozen: FrozenModel, clip: ClipInput, cfg: LocalizeConfig
+                  ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Scores, maps, peaks and hits of one clip: ``(record, maps)``."""
+    grid_az, grid_el = direction_grid(cfg.azimuth_step_deg, cfg.elevations_deg)
+    kernel_rad = np.deg2rad(cfg.kernel_deg or cfg.azimuth_step_deg)
+    scores = score_directions(frozen, clip, grid_az, grid_el, np.deg2rad(cfg.fov_deg))
+    model_map = spread_on_sphere(scores, grid_az, grid_el, cfg.map_width, kernel_rad)
+    iv_map = intensity_energy_map(clip.foa, cfg.map_width, kernel_rad / 2,
+                                  frozen.feature_cfg.n_fft, frozen.feature_cfg.hop_length)
+    record: dict[str, Any] = {"clip": clip.name, "n_sounding": int(np.sum(clip.gt_sounding))}
+    for name, values in (("model", model_map), ("iv", iv_map)):
+        az, el = map_peak(values)
+        error = nearest_sounding_deg(az, el, clip)
+        record[f"{name}_peak_deg"] = [round(float(np.rad2deg(az)), 2),
+                                      round(float(np.rad2deg(el)), 2)]
+        record[f"{name}_error_deg"] = round(error, 2) if np.isfinite(error) else None
+        record[f"{name}_hit"] = bool(error <= cfg.hit_threshold_deg)
+    record["scores"] = [round(float(s), 4) for s in scores]
+    return record, {"model": model_map, "iv": iv_map}
+
+
+def plot_localization(clip: ClipInput, maps: dict[str, np.ndarray], record: dict[str, Any],
+                      path: Path, threshold_deg: float) -> Path:
+    """Keyframe with the model's similarity overlaid, and the IV energy map, each with the
+    ground-truth objects (filled: sounding, hollow: silent) and the map's peak (star)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keyframe = clip.frames[len(clip.frames) // 2]
+    height, width = keyframe.shape[:2]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    panels = (("model", "audio-visual similarity", "magma"), ("iv", "intensity-vector energy",
+                                                               "viridis"))
+    for ax, (name, label, cmap) in zip(axes, panels):
+        ax.imshow(keyframe, extent=(0, width, height, 0))
+        shown = ax.imshow(maps[name], cmap=cmap, alpha=0.55, extent=(0, width, height, 0))
+        fig.colorbar(shown, ax=ax, fraction=0.025)
+        gt_col, gt_row = direction_to_equirect_pixel(clip.gt_azimuth_rad, clip.gt_elevation_rad,
+                                                     width, height)
+        for c, r, sounding in zip(np.atleast_1d(gt_col), np.atleast_1d(gt_row), clip.gt_sounding):
+            ax.scatter([c], [r], s=90, facecolors="cyan" if sounding else "none",
+                       edgecolors="cyan", linewidths=1.5)
+        peak_az, peak_el = np.deg2rad(record[f"{name}_peak_deg"])
+        p_col, p_row = direction_to_equirect_pixel(peak_az, peak_el, width, height)
+        ax.scatter([p_col], [p_row], marker="*", s=200, c="red")
+        verdict = ("hit" if record[f"{name}_hit"] else "miss") if record["n_sounding"] else "no gt"
+        error = record[f"{name}_error_deg"]
+        ax.set_title(f"{label}: peak {record[f'{name}_peak_deg']} deg, {verdict}"
+                     + (f" ({error:.0f} deg, threshold {threshold_deg:g})" if error is not None
+                        else ""), fontsize=8)
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.set_xticks([0, width / 4, width / 2, 3 * width / 4, width], ["180", "90", "0", "-90",
+                                                                          "-180"])
+        ax.set_yticks([0, height / 2, height], ["90", "0", "-90"])
+        ax.set_xlabel("azimuth (deg, + = left)")
+        ax.set_ylabel("elevation (deg)")
+    fig.suptitle(clip.name, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- clip sources
+
+def video_geometry_from_shards(shards_dir: str | Path) -> tuple[int, int]:
+    """``(T, S)``: frames per crop clip and crop size of the training shards (default 8, 112)."""
+    paths = ShardIndex.load(resolve_data_path(shards_dir)).paths()
+    if not paths:
+        return 8, 112
+    with open_shard(paths[0]) as h5:
+        shape = h5["views/random/crops"].shape                  # (N, K, T, S, S, 3)
+    return int(shape[2]), int(shape[3])
+
+
+def clips_from_shards(shards_dir: str | Path, split: str, n_clips: int, seed: int
+                      ) -> Iterator[ClipInput]:
+    """Up to ``n_clips`` samples of a split as :class:`ClipInput` (keyframe repeated T times)."""
+    extra = ("keyframe", "gt/count", "gt/azimuth_rad", "gt/elevation_rad", "gt/sounding")
+    for batch in iter_shard_batches(shards_dir, split, "random", 1, (), 16, n_clips, seed,
+                                    extra_fields=extra):
+        n_frames, crop_size = batch["crops"].shape[2], batch["crops"].shape[3]
+        for i in range(len(batch["clip_id"])):
+            count = int(batch["gt/count"][i]) if "gt/count" in batch else 0
+            sounding = (np.asarray(batch["gt/sounding"][i][:count], dtype=bool) if count
+                        else np.zeros(0, dtype=bool))
+            yield ClipInput(
+                name=f"{batch['clip_id'][i]}@{batch['shard']}:{int(batch['row'][i])}",
+                frames=np.repeat(batch["keyframe"][i][None], n_frames, axis=0),
+                foa=batch["foa"][i], crop_size=crop_size,
+                gt_azimuth_rad=np.asarray(batch["gt/azimuth_rad"][i][:count], np.float64)
+                if count else np.zeros(0),
+                gt_elevation_rad=np.asarray(batch["gt/elevation_rad"][i][:count], np.float64)
+                if count else np.zeros(0),
+                gt_sounding=sounding)
+
+
+def clip_from_video(path: str | Path, time_s: float | None, frozen: FrozenModel,
+                    n_frames: int, crop_size: int, fps: float = 16.0) -> ClipInput:
+    """A raw 360° clip: ``n_frames`` frames at ``fps`` centred on ``time_s`` (default: the
+    middle), 1 s of FOA around it, and the ground truth of ``<clip>.json`` when present
+    (objects sounding *and* active at ``time_s``)."""
+    from pipeline.decode import decode_audio, decode_frames_at
+    from pipeline.ffmpeg_bin import probe
+
+    path = Path(path)
+    info = probe(path)
+    gt_path = path.with_suffix(".json")
+    gt = json.loads(gt_path.read_text()) if gt_path.is_file() else None
+    duration_s = float(info.duration_s or (gt or {}).get("duration_s", 0.0))
+    window_s = frozen.feature_cfg.window_s
+    if time_s is None:
+        time_s = duration_s / 2.0
+    if not window_s / 2 <= time_s <= duration_s - window_s / 2:
+        raise ValueError(f"{path.name}: time_s must leave {window_s / 2:g} s on both sides of a "
+                         f"{duration_s:g} s clip, got {time_s}")
+    times = time_s + (np.arange(n_frames) - n_frames / 2 + 0.5) / fps
+    width, height = info.video.width, info.video.height
+    frames = decode_frames_at(path, np.maximum(times, 0.0), fps, width, height, info=info)
+    foa = decode_audio(path, frozen.feature_cfg.sample_rate, "ambix",
+                       start_s=time_s - window_s / 2, duration_s=window_s, info=info)
+    clip = ClipInput(f"{path.stem}@{time_s:.2f}s", frames, foa, crop_size)
+    if gt is not None:
+        from pipeline.synth.scenes import object_directions_at
+
+        states = object_directions_at(gt, time_s)
+        clip.gt_azimuth_rad = np.array([s.azimuth_rad for s in states])
+        clip.gt_elevation_rad = np.array([s.elevation_rad for s in states])
+        clip.gt_sounding = np.array([s.sounding and s.active for s in states], dtype=bool)
+    else:
+        log.warning("%s: no ground truth %s beside the clip: hits are not scored", path, gt_path)
+    return clip
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:120]
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Hit rates (percent) over the records that have a sounding object."""
+    scored = [r for r in records if r["n_sounding"] > 0]
+    rate = lambda key: (round(100.0 * float(np.mean([r[key] for r in scored])), 2)
+                        if scored else None)
+    return {"n_clips": len(records), "n_scored": len(scored), "hit_rate_pct": rate("model_hit"),
+            "iv_hit_rate_pct": rate("iv_hit")}
+
+
+def evaluate_localization(ckpt_path: str | Path, cfg: LocalizeConfig = LocalizeConfig(), *,
+                          clip: str | Path | None = None, time_s: float | None = None,
+                          shards_dir: str | Path | None = None, split: str = "test",
+                          out_dir: str | Path | None = None, device: str = "auto",
+                          norm_stats: str | None = None) -> dict[str, Any]:
+    """Localise ``clip`` (a raw video) or ``cfg.n_clips`` test-shard samples; write PNGs and
+    the summary JSON; return the summary."""
+    started = time.perf_counter()
+    frozen = load_frozen(ckpt_path, device, norm_stats)
+    out_dir = Path(out_dir) if out_dir else run_dir_of(ckpt_path)
+    train_shards = frozen.config.data.shards_dir
+    if clip is not None:
+        n_frames, crop_size = video_geometry_from_shards(train_shards)
+        clips: Any = [clip_from_video(clip, time_s, frozen, n_frames, crop_size)]
+        source, synthetic = str(clip), Path(clip).with_suffix(".json").is_file()
+    else:
+        shards = resolve_data_path(shards_dir or train_shards)
+        clips = clips_from_shards(shards, split, cfg.n_clips, cfg.seed)
+        source, synthetic = str(shards), True
+    records = []
+    for item in clips:
+        record, maps = localize_clip(frozen, item, cfg)
+        figure = plot_localization(item, maps, record,
+                                   out_dir / FIGURE_DIR / f"{_safe_name(item.name)}.png",
+                                   cfg.hit_threshold_deg)
+        record["png"] = str(figure)
+        records.append(record)
+        log.info("%s: model peak %s deg (%s), IV peak %s deg (%s)", item.name,
+                 record["model_peak_deg"], "hit" if record["model_hit"] else "miss",
+                 record["iv_peak_deg"], "hit" if record["iv_hit"] else "miss")
+    summary = {
+        **describe_run(frozen, ckpt_path),
+        "task": "localization",
+        "source": source,
+        "synthetic": synthetic,
+        **summarise(records),
+        "threshold_deg": cfg.hit_threshold_deg,
+        "settings": asdict(cfg),
+        "clips": records,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    path = out_dir / RESULT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    tmp.replace(path)
+    log.info("hit rate %s %% (IV reference %s %%) over %d clips with a sounding object; wrote %s",
+             summary["hit_rate_pct"], summary["iv_hit_rate_pct"], summary["n_scored"], path)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.runtime import setup_entry_point
+
+    defaults = LocalizeConfig()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", required=True, help="checkpoint (runs/<name>/ckpt.pt)")
+    parser.add_argument("--clip", help="a raw 360° clip (mp4/mkv, ground truth <clip>.json "
+                                       "beside it); default: samples of the test shards")
+    parser.add_argument("--time-s", type=float, help="instant of the clip (default: middle)")
+    parser.add_argument("--shards", help="shard folder (default: the run's data.shards_dir)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", help="output folder (default: the run folder)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--norm-stats", help="norm_stats.json (default: the training shards')")
+    parser.add_argument("--azimuth-step-deg", type=float, default=defaults.azimuth_step_deg)
+    parser.add_argument("--elevations-deg", type=float, nargs="+",
+                        default=list(defaults.elevations_deg))
+    for name in ("fov_deg", "hit_threshold_deg", "map_width", "kernel_deg", "n_clips", "seed"):
+        value = getattr(defaults, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value,
+                            help=f"(default {value})")
+    args = parser.parse_args(argv)
+    setup_entry_point()
+    cfg = LocalizeConfig(azimuth_step_deg=args.azimuth_step_deg,
+                         elevations_deg=tuple(args.elevations_deg), fov_deg=args.fov_deg,
+                         hit_threshold_deg=args.hit_threshold_deg, map_width=args.map_width,
+                         kernel_deg=args.kernel_deg, n_clips=args.n_clips, seed=args.seed)
+    summary = evaluate_localization(args.ckpt, cfg, clip=args.clip, time_s=args.time_s,
+                                    shards_dir=args.shards, split=args.split, out_dir=args.out,
+                                    device=args.device, norm_stats=args.norm_stats)
+    print(json.dumps({k: summary[k] for k in ("n_clips", "n_scored", "hit_rate_pct",
+                                              "iv_hit_rate_pct")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
