@@ -1,0 +1,125 @@
+"""Write a synthetic clip (equirectangular frames + FOA track) into one media file via ffmpeg.
+
+Video frames stream into ffmpeg's stdin as raw RGB24; the FOA track goes through a temporary
+raw ``f32le`` file declared as 4 interleaved channels (``-f f32le -ar SR -ac 4`` are *input*
+options describing the raw layout; nothing is remixed). Outputs:
+
+- ``mp4``: H.264 yuv420p + AAC (default 256 kb/s, ffmpeg's native encoder with its default
+  tools). Measured on synthetic scenes: a single source keeps its intensity direction within
+  ~1.3°, per-bin |I|/E stays >= 0.98 on average; switching intensity stereo and perceptual noise
+  substitution off (``-aac_is 0 -aac_pns 0``) made both slightly worse at this bitrate (more
+  quantisation noise), so the defaults stay.
+- ``mkv``: H.264 yuv420p + PCM float32 (bit-exact audio).
+
+Files are written under a temporary name and renamed atomically, so a clip either exists
+complete or not at all (resumable generation).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.ffmpeg_bin import ffmpeg_exe
+
+AUDIO_CODECS = {"mp4": ["-c:a", "aac"], "mkv": ["-c:a", "pcm_f32le"]}
+#: A label on the audio stream; mp4 stores it as the handler name (a long mp4 ``title`` makes
+#: ffmpeg 9 warn "UDTA parsing failed" on every read), mkv as the track title.
+_AUDIO_LABEL = "ambiX FOA (ACN/SN3D: W, Y, Z, X)"
+_AUDIO_LABEL_KEY = {"mp4": "handler_name", "mkv": "title"}
+
+
+class ClipWriteError(PipelineError):
+    """ffmpeg failed to write a synthetic clip."""
+
+
+def encode_command(
+    out_path: Path,
+    audio_path: Path,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    sample_rate: int,
+    container: str,
+    crf: int = 23,
+    preset: str = "veryfast",
+    audio_bitrate: str = "256k",
+) -> list[str]:
+    """The ffmpeg command line: raw RGB24 video on stdin, raw 4-channel f32le audio from a file."""
+    if container not in AUDIO_CODECS:
+        raise ValueError(f"container must be one of {sorted(AUDIO_CODECS)}, got {container!r}")
+    audio_codec = AUDIO_CODECS[container] + (["-b:a", audio_bitrate] if container == "mp4" else [])
+    return [
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
+        "-f", "f32le", "-ar", str(sample_rate), "-ac", "4", "-i", str(audio_path),
+        "-map", "0:v:0", "-map", "1:a:0",
+        "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+        *audio_codec,
+        "-metadata:s:a:0", f"{_AUDIO_LABEL_KEY[container]}={_AUDIO_LABEL}",
+        str(out_path),
+    ]  # fmt: skip
+
+
+def write_clip(
+    out_path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    foa: np.ndarray,
+    *,
+    fps: float,
+    sample_rate: int,
+    crf: int = 23,
+    preset: str = "veryfast",
+    audio_bitrate: str = "256k",
+) -> Path:
+    """Encode ``frames`` (each ``(H, W, 3)`` uint8 RGB) and ``foa`` (``(4, n)`` ambiX) into
+    ``out_path``; the container (``.mp4`` or ``.mkv``) follows the suffix. Returns the path."""
+    out_path = Path(out_path)
+    container = out_path.suffix.lstrip(".").lower()
+    foa = np.asarray(foa, dtype=np.float32)
+    if foa.ndim != 2 or foa.shape[0] != 4:
+        raise ValueError(f"{out_path.name}: expected FOA shaped (4, n), got {foa.shape}")
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
+    partial = out_path.with_name(out_path.stem + ".partial" + out_path.suffix)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="synth_audio_") as tmp:
+        audio_path = Path(tmp) / "foa.f32"
+        np.ascontiguousarray(foa.T).astype("<f4").tofile(audio_path)  # interleaved W Y Z X
+        cmd = encode_command(
+            partial, audio_path, width=width, height=height, fps=fps, sample_rate=sample_rate,
+            container=container, crf=crf, preset=preset, audio_bitrate=audio_bitrate,
+        )  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            for frame in itertools.chain([first], frames):
+                if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+                    raise ValueError(
+                        f"{out_path.name}: expected frames ({height}, {width}, 3) uint8, "
+                        f"got {frame.shape} {frame.dtype}"
+                    )
+                proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            proc.stdin.close()
+            stderr = proc.stderr.read().decode("utf-8", errors="replace")
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            partial.unlink(missing_ok=True)
+            raise
+    if code != 0:
+        partial.unlink(missing_ok=True)
+        raise ClipWriteError(f"{out_path}: ffmpeg exited with {code}: {stderr.strip()[-500:]}")
+    os.replace(partial, out_path)
+    return out_path

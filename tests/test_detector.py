@@ -1,0 +1,110 @@
+"""Offline detector: YOLO labels from scene ground truth, a tiny end-to-end training run on CPU
+(no trained detector needed, nothing downloaded) and the missing-weights error."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from pipeline.detector import (
+    DetectorTrainConfig,
+    PixelBox,
+    detect_equirect,
+    load_detector,
+    object_boxes,
+    train_detector,
+    write_yolo_dataset,
+    yolo_label_lines,
+)
+from pipeline.errors import DetectorWeightsError
+from pipeline.spatial import direction_to_equirect_pixel
+from pipeline.synth.render import render_frame
+from pipeline.synth.scenes import ObjectSpec, SceneConfig, make_scene
+
+CFG = SceneConfig(width=256, height=128, duration_s=0.5)
+
+
+def test_box_is_centred_on_the_object_direction():
+    az, el = math.radians(50.0), math.radians(-20.0)
+    gt = make_scene(CFG, [ObjectSpec("drum", az, el, radius_rad=math.radians(10))], "c")
+    (box,) = object_boxes(gt, 0.0)
+    col, row = direction_to_equirect_pixel(az, el, CFG.width, CFG.height)
+    assert box.class_id == 2
+    assert (box.col_min + box.col_max) / 2 == pytest.approx(col, abs=0.6)
+    assert (box.row_min + box.row_max) / 2 == pytest.approx(row, abs=0.6)
+
+
+def test_seam_straddling_object_gets_two_edge_boxes_and_pole_object_full_width():
+    gt = make_scene(CFG, [ObjectSpec("bell", math.pi, 0.0, radius_rad=math.radians(10))], "c")
+    left, right = sorted(object_boxes(gt, 0.0), key=lambda b: b.col_min)
+    assert left.col_min == 0 and right.col_max == CFG.width - 1
+    assert left.col_max - left.col_min == pytest.approx(right.col_max - right.col_min, abs=1)
+    gt = make_scene(CFG, [ObjectSpec("bell", 0.3, math.radians(85), radius_rad=math.radians(12))], "c")
+    (box,) = object_boxes(gt, 0.0)
+    assert (box.col_min, box.col_max, box.row_min) == (0, CFG.width - 1, 0)
+
+
+def test_hidden_object_gets_no_box():
+    specs = [
+        ObjectSpec("bird", 0.0, 0.0, radius_rad=math.radians(8)),
+        ObjectSpec("engine", 0.0, 0.0, radius_rad=math.radians(16)),
+    ]
+    boxes = object_boxes(make_scene(CFG, specs, "c"), 0.0)
+    assert [b.class_id for b in boxes] == [5]  # the bird is painted over by the engine
+
+
+def test_yolo_label_lines_are_normalised():
+    (line,) = yolo_label_lines([PixelBox(3, 10, 20, 29, 59)], 256, 128)
+    cls, cx, cy, w, h = line.split()
+    assert cls == "3"
+    assert (float(cx), float(cy), float(w), float(h)) == pytest.approx(
+        (20 / 256, 40 / 128, 20 / 256, 40 / 128)
+    )
+
+
+def test_dataset_labels_match_ground_truth_boxes(tmp_path):
+    cfg = DetectorTrainConfig(n_train_scenes=2, n_val_scenes=1, frames_per_scene=1, frame_width=128)
+    data_yaml = write_yolo_dataset(tmp_path, cfg)
+    assert "names" in data_yaml.read_text()
+    images = sorted((tmp_path / "images" / "train").glob("*.jpg"))
+    labels = sorted((tmp_path / "labels" / "train").glob("*.txt"))
+    assert len(images) == len(labels) == 2
+    from pipeline.detector import detector_scene_config
+    from pipeline.synth.scenes import sample_scene
+
+    gt = sample_scene(detector_scene_config(128), (0, 100, 0), "det-train-00000")
+    assert labels[0].read_text().splitlines() == yolo_label_lines(object_boxes(gt, 0.0), 128, 64)
+
+
+def test_tiny_training_run_writes_weights_metrics_and_predicts(tmp_path):
+    cfg = DetectorTrainConfig(
+        n_train_scenes=4,
+        n_val_scenes=2,
+        frames_per_scene=1,
+        frame_width=128,
+        imgsz=64,
+        epochs=1,
+        batch=4,
+    )
+    metrics = train_detector(tmp_path / "out", cfg, work_dir=tmp_path / "work")
+    assert {"precision", "recall", "mAP50"} <= set(metrics)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n_train_images"] == 4
+    model = load_detector(tmp_path / "out" / "synthetic_yolo.pt")
+    gt = make_scene(
+        SceneConfig(width=128, height=64, duration_s=0.5), [ObjectSpec("bell", 0.0, 0.0)], "c"
+    )
+    detections = detect_equirect(model, render_frame(gt, 0.0), conf=0.001, imgsz=64)
+    assert isinstance(detections, list)
+    for det in detections:
+        assert 0 <= det.class_id < 6 and 0 <= det.x_min <= det.x_max <= 128
+
+
+def test_missing_weights_raise_a_helpful_error(tmp_path):
+    with pytest.raises(DetectorWeightsError, match="make detector"):
+        load_detector(tmp_path / "nope.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(DetectorWeightsError, match="failed to load"):
+        load_detector(corrupt)
