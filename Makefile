@@ -28,11 +28,26 @@ MANIFEST   ?= data_manifests/synthetic.jsonl
 SHARDS     ?= data/shards/synthetic
 SCHEDULER  ?=
 DETECTOR   ?= models/detector/synthetic_yolo.pt
-CKPT       ?= runs/$(EXP)/checkpoint.pt
+CKPT       ?= runs/$(EXP)/ckpt.pt
 EIGENSCAPE_DIR ?=
+CLIP       ?=
+IN         ?=
+OUT        ?= embeddings.h5
+NPROC      ?= 2
+UCF_DIR    ?=
+HMDB_DIR   ?=
+SPLIT      ?= 1
+PROTOCOL   ?= finetune
 PYTEST_ARGS ?=
 
-.PHONY: help venv data detector preprocess inspect train demo test bench clean
+# The CPU recipe used by `make demo` (tiny encoders, crops resampled to 56 px x 4 frames).
+TINY_CPU   ?= model.preset=tiny model.feature_dim=64 model.video_input_size=56 \
+              model.video_input_frames=4 data.batch_size=8 optim.lr=1e-3
+DEMO_TRAIN ?= $(TINY_CPU) curriculum.epochs=8 curriculum.switch_epoch=3
+DEMO_DETECTOR ?= --n-train-scenes 150 --n-val-scenes 30 --epochs 6
+
+.PHONY: help venv data detector preprocess inspect train train-ddp eval-avsa \
+        eval-eigenscape localize embed results eval-ucf eval-hmdb eval-seg demo test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,6 +77,55 @@ inspect: $(STAMP) ## Write PNGs showing keyframe, viewpoints, sound map and crop
 train: $(STAMP) ## Train an experiment: make train EXP=beamform_yolo ARGS="optim.lr=3e-4"
 	$(PY) -m trainer.train --config configs/experiments/$(EXP).yaml data.shards_dir=$(SHARDS) $(ARGS)
 
+train-ddp: $(STAMP) ## Same, on NPROC processes with torchrun (DDP; gloo on CPU, nccl on GPU)
+	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m trainer.train \
+	  --config configs/experiments/$(EXP).yaml data.shards_dir=$(SHARDS) $(ARGS)
+
+eval-avsa: $(STAMP) ## Binary AVC/AVSA accuracy on frozen features -> runs/<name>/eval_binary.json
+	$(PY) -m trainer.evaluate.binary --ckpt $(CKPT) $(ARGS)
+
+eval-eigenscape: $(STAMP) ## Scene classification (EIGENSCAPE_DIR=real data; empty: SYNTHETIC stand-in)
+	$(PY) -m trainer.evaluate.eigenscape $(if $(wildcard $(CKPT)),--ckpt $(CKPT),\
+	  $(warning no checkpoint at $(CKPT): baselines only)) \
+	  $(if $(EIGENSCAPE_DIR),--eigenscape-dir $(EIGENSCAPE_DIR)) $(ARGS)
+
+localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip, else test shards)
+	$(PY) -m trainer.evaluate.localize --ckpt $(CKPT) $(if $(CLIP),--clip $(CLIP)) $(ARGS)
+
+embed: $(STAMP) ## Audio embeddings of a folder of ambiX/FuMa WAVs: make embed IN=dir OUT=emb.h5
+	$(PY) -m trainer.evaluate.embed --in $(IN) --out $(OUT) --ckpt $(CKPT) $(ARGS)
+
+results: $(STAMP) ## Markdown table of every run's scores next to the published numbers
+	$(PY) -m trainer.evaluate.results_table --runs runs --out results.md
+
+eval-ucf: $(STAMP) ## UCF-101 action recognition: make eval-ucf UCF_DIR=... CKPT=... [PROTOCOL=linear SPLIT=2]
+	@test -n "$(UCF_DIR)" || { echo "set UCF_DIR (folder holding UCF-101/ and ucfTrainTestlist/)"; exit 2; }
+	$(PY) -m trainer.downstream.action --dataset ucf101 --root $(UCF_DIR) --split $(SPLIT) \
+	  --ckpt $(CKPT) --protocol $(PROTOCOL) --out $(dir $(CKPT))ucf101-split$(SPLIT)-$(PROTOCOL) $(ARGS)
+
+eval-hmdb: $(STAMP) ## HMDB-51 action recognition: make eval-hmdb HMDB_DIR=... CKPT=...
+	@test -n "$(HMDB_DIR)" || { echo "set HMDB_DIR (folder holding hmdb51_org/ and testTrainMulti_7030_splits/)"; exit 2; }
+	$(PY) -m trainer.downstream.action --dataset hmdb51 --root $(HMDB_DIR) --split $(SPLIT) \
+	  --ckpt $(CKPT) --protocol $(PROTOCOL) --out $(dir $(CKPT))hmdb51-split$(SPLIT)-$(PROTOCOL) $(ARGS)
+
+eval-seg: $(STAMP) ## 360° semantic segmentation: FPN head on frozen features of CKPT (synthetic labels)
+	$(PY) -m trainer.downstream.segmentation --shards $(SHARDS) --ckpt $(CKPT) --manifest $(MANIFEST) \
+	  --data-root $(DATA) --out $(dir $(CKPT))segmentation $(ARGS)
+
+demo: $(STAMP) ## The whole story on the synthetic set: data, detector, preprocess, train, evaluate
+	$(MAKE) --no-print-directory data
+	test -f $(DETECTOR) || $(MAKE) --no-print-directory detector ARGS="$(DEMO_DETECTOR)"
+	$(MAKE) --no-print-directory preprocess
+	$(MAKE) --no-print-directory train EXP=avsa ARGS="$(DEMO_TRAIN) run.name=demo_avsa"
+	$(MAKE) --no-print-directory train EXP=avc ARGS="$(DEMO_TRAIN) run.name=demo_avc"
+	$(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avsa/ckpt.pt
+	$(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avc/ckpt.pt
+	$(MAKE) --no-print-directory eval-eigenscape CKPT=runs/demo_avsa/ckpt.pt
+	$(MAKE) --no-print-directory localize CKPT=runs/demo_avsa/ckpt.pt
+	$(MAKE) --no-print-directory inspect ARGS="--n 4"
+	$(MAKE) --no-print-directory results
+	@echo "==> demo done: results.md, runs/demo_*/, outputs/inspect/"
+
 test: $(STAMP) ## Run the test suite (fast; < 15 min on 2 cores)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -69,6 +133,7 @@ bench: $(STAMP) ## Run the benchmarks in bench/ (ratios against baselines measur
 	$(PY) bench/spatial.py
 	$(PY) bench/preprocess.py
 	$(PY) bench/train.py
+	$(PY) bench/downstream.py
 
 clean: ## Remove generated data, runs and caches (keeps .venv)
 	rm -rf data runs outputs cache .pytest_cache

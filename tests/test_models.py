@@ -64,3 +64,14 @@ def test_viewpoint_encoding_makes_translation_direction_aware():
         front = net(tokens, torch.zeros(1, 2), torch.zeros(1, 2))
         turned = net(tokens, torch.full((1, 2), 1.0), torch.zeros(1, 2))
     assert not torch.allclose(front, turned)
+
+
+def test_video_input_resampling_keeps_output_shape_and_picks_even_frames():
+    from trainer.models import VideoEncoder
+
+    encoder = VideoEncoder(feature_dim=32, preset="tiny", input_size=16, input_frames=4)
+    video = torch.arange(8, dtype=torch.float32).view(1, 1, 8, 1, 1).expand(2, 3, 8, 32, 32)
+    resampled = encoder.resample(video)
+    assert resampled.shape == (2, 3, 4, 16, 16)
+    assert resampled[0, 0, :, 0, 0].tolist() == [0.0, 2.0, 5.0, 7.0]   # evenly spaced frames
+    assert encoder(video).shape == (2, 32)

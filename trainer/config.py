@@ -56,6 +56,10 @@ class ModelConfig:
     transformer_heads: int = 4
     transformer_dropout: float = 0.1
     viewpoint_encoding: bool = False   # add a learned encoding of (az, el) to the tokens
+    # CPU budget knobs: the video encoder resamples its input crops to this size / number of
+    # frames (0 = use the stored crops as they are). Part of the model, so evaluation matches.
+    video_input_size: int = 0
+    video_input_frames: int = 0
 
 
 @dataclass(frozen=True)

@@ -82,10 +82,14 @@ def conv2plus1d(in_channels: int, out_channels: int, spatial_stride: int,
 
 
 class VideoEncoder(nn.Module):
-    """(N, 3, T, S, S) crops in [0, 1] -> (N, D); normalises with the Kinetics mean/std."""
+    """(N, 3, T, S, S) crops in [0, 1] -> (N, D); normalises with the Kinetics mean/std.
 
-    def __init__(self, feature_dim: int, preset: str):
+    ``input_size`` / ``input_frames`` (0 = off) first resample the crops (area averaging in
+    space, evenly spaced frames in time): a compute knob for CPU runs."""
+
+    def __init__(self, feature_dim: int, preset: str, input_size: int = 0, input_frames: int = 0):
         super().__init__()
+        self.input_size, self.input_frames = input_size, input_frames
         self.register_buffer("mean", torch.tensor(VIDEO_MEAN).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(VIDEO_STD).view(1, 3, 1, 1, 1), persistent=False)
         if preset == "paper":
@@ -101,8 +105,18 @@ class VideoEncoder(nn.Module):
                 in_channels = width
             self.net = nn.Sequential(*blocks, nn.AdaptiveAvgPool3d(1), nn.Flatten())
 
+    def resample(self, video: torch.Tensor) -> torch.Tensor:
+        n_frames, size = video.shape[2], video.shape[-1]
+        if self.input_frames and n_frames > self.input_frames:
+            index = torch.linspace(0, n_frames - 1, self.input_frames, device=video.device)
+            video = video.index_select(2, index.round().long())
+        if self.input_size and size != self.input_size:
+            video = nn.functional.interpolate(
+                video, size=(video.shape[2], self.input_size, self.input_size), mode="area")
+        return video
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        return self.net((video - self.mean) / self.std)
+        return self.net((self.resample(video) - self.mean) / self.std)
 
 
 class TranslationNetwork(nn.Module):
@@ -128,9 +142,11 @@ class AVSpatialModel(nn.Module):
 
     def __init__(self, audio_channels: int, preset: str = "paper", feature_dim: int = 512,
                  embed_dim: int = 128, transformer_depth: int = 2, transformer_heads: int = 4,
-                 transformer_dropout: float = 0.1, viewpoint_encoding: bool = False):
+                 transformer_dropout: float = 0.1, viewpoint_encoding: bool = False,
+                 video_input_size: int = 0, video_input_frames: int = 0):
         super().__init__()
-        self.video_encoder = VideoEncoder(feature_dim, preset)
+        self.video_encoder = VideoEncoder(feature_dim, preset, video_input_size,
+                                          video_input_frames)
         self.audio_encoder = AudioEncoder(audio_channels, feature_dim, preset)
         translation = dict(dim=feature_dim, depth=transformer_depth, heads=transformer_heads,
                            dropout=transformer_dropout, viewpoint_encoding=viewpoint_encoding)
@@ -171,7 +187,9 @@ def model_args_from_config(model_cfg: ModelConfig, audio_channels: int) -> dict[
                 transformer_depth=model_cfg.transformer_depth,
                 transformer_heads=model_cfg.transformer_heads,
                 transformer_dropout=model_cfg.transformer_dropout,
-                viewpoint_encoding=model_cfg.viewpoint_encoding)
+                viewpoint_encoding=model_cfg.viewpoint_encoding,
+                video_input_size=model_cfg.video_input_size,
+                video_input_frames=model_cfg.video_input_frames)
 
 
 def build_model(model_cfg: ModelConfig, audio_channels: int) -> AVSpatialModel:
