@@ -38,6 +38,7 @@ UCF_DIR    ?=
 HMDB_DIR   ?=
 SPLIT      ?= 1
 PROTOCOL   ?= finetune
+MS_EXP     ?= multisensory
 PYTEST_ARGS ?=
 
 # The CPU recipe used by `make demo` (tiny encoders, crops resampled to 56 px x 4 frames).
@@ -47,7 +48,8 @@ DEMO_TRAIN ?= $(TINY_CPU) curriculum.epochs=8 curriculum.switch_epoch=3
 DEMO_DETECTOR ?= --n-train-scenes 150 --n-val-scenes 30 --epochs 6
 
 .PHONY: help venv data detector preprocess inspect train train-ddp eval-avsa \
-        eval-eigenscape localize embed results eval-ucf eval-hmdb eval-seg demo test bench clean
+        eval-eigenscape localize embed results eval-ucf eval-hmdb eval-seg \
+        multisensory separation demo test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -111,6 +113,14 @@ eval-hmdb: $(STAMP) ## HMDB-51 action recognition: make eval-hmdb HMDB_DIR=... C
 eval-seg: $(STAMP) ## 360° semantic segmentation: FPN head on frozen features of CKPT (synthetic labels)
 	$(PY) -m trainer.downstream.segmentation --shards $(SHARDS) --ckpt $(CKPT) --manifest $(MANIFEST) \
 	  --data-root $(DATA) --out $(dir $(CKPT))segmentation $(ARGS)
+
+multisensory: $(STAMP) ## Owens & Efros sync pretext + CAM localisation (MS_EXP=multisensory_foa for FOA)
+	$(PY) -m trainer.multisensory.train --config configs/multisensory/$(MS_EXP).yaml \
+	  data.shards_dir=$(SHARDS) $(ARGS)
+
+separation: $(STAMP) ## On/off-screen separation vs an audio-only u-net (after make multisensory)
+	$(PY) -m trainer.multisensory.train --config configs/multisensory/separation.yaml \
+	  data.shards_dir=$(SHARDS) separation.pretrained=runs/multisensory/ckpt.pt $(ARGS)
 
 demo: $(STAMP) ## The whole story on the synthetic set: data, detector, preprocess, train, evaluate
 	$(MAKE) --no-print-directory data
