@@ -43,7 +43,9 @@ log = logging.getLogger("pipeline.synth")
 SPLIT_SEED_INDEX = {"train": 0, "val": 2, "test": 1}
 #: Size presets of the video set; explicit command-line values override them.
 PRESETS = {
-    "demo": {"n_train": 48, "n_test": 16, "duration_s": 6.0},
+    # 200 short clips rather than 64 long ones: more distinct scenes generalise better (the
+    # tiny model overfits 48 training scenes: held-out AVSA loss stayed at chance).
+    "demo": {"n_train": 160, "n_test": 40, "duration_s": 4.0},
     "large": {"n_train": 800, "n_test": 200, "duration_s": 10.0},
 }
 GEOMETRY_KEYS = ("width", "height", "fps", "duration_s", "sample_rate", "seed")
