@@ -49,8 +49,8 @@ TINY_CPU   ?= model.preset=tiny model.feature_dim=64 model.video_input_size=56 \
 DEMO_EXP   ?= foa_iv_yolo
 DEMO_TRAIN ?= $(TINY_CPU) curriculum.epochs=7 curriculum.switch_epoch=3
 DEMO_AVC   ?= $(TINY_CPU) curriculum.epochs=7 data.audio_input=foa_iv data.viewpoints=yolo
-DEMO_PREP  ?= viewpoints.crop_size=56 shards.clips_per_shard=25
-DEMO_DETECTOR ?= --n-train-scenes 150 --n-val-scenes 30 --epochs 6
+DEMO_PREP  ?= viewpoints.crop_size=56 shards.clips_per_shard=25 detector.imgsz=256
+DEMO_DETECTOR ?= --imgsz 256 --epochs 12 --warmup-epochs 1
 DEMO_EIGEN ?= --synthetic-dir data/eigenscape_synth_demo --synthetic-duration-s 10 --segment-s 5
 
 .PHONY: help venv data detector preprocess inspect train train-ddp eval-avsa \
