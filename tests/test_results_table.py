@@ -3,10 +3,13 @@
 import json
 import re
 
+import pytest
 import yaml
 
 from trainer.evaluate import results_table
-from trainer.evaluate.results_table import PUBLISHED, collect_runs, write_results
+from trainer.evaluate.results_table import (MULTISENSORY_PUBLISHED, OWENS_2018, PUBLISHED,
+                                            collect_downstream, collect_multisensory,
+                                            collect_runs, write_results)
 
 
 def binary_json(single, multi, multi_t, experiment=None):
@@ -92,3 +95,173 @@ def test_cli_writes_the_file_and_handles_no_runs(tmp_path, capsys):
                                "--out", str(tmp_path / "r.md")]) == 0
     text = (tmp_path / "r.md").read_text()
     assert "No evaluated runs" in text and re.search(r"\| avsa \| AVC-bin 1 \| 86.19 \|", text)
+
+
+# ----------------------------------------------------------------------------- downstream tasks
+
+def action_results(dataset, split, protocol, clip, video, n_classes, class_names, experiment):
+    """trainer.downstream.action results.json: accuracies as fractions."""
+    return {"dataset": dataset, "split": split, "protocol": protocol,
+            "encoder": {"ckpt": f"runs/{experiment}/ckpt.pt", "experiment": experiment},
+            "n_classes": n_classes, "chance_top1": 1.0 / n_classes, "clip_top1": clip,
+            "video_top1": video, "class_names": class_names, "history": []}
+
+
+def make_downstream_and_multisensory_runs(root):
+    """avsa: real UCF-101 finetune, synthetic HMDB-51 linear, synthetic segmentation, a folder
+    without results; scratch: UCF-101 only, segmentation config.json missing;
+    multisensory: sync + CAM; multisensory_foa: sync only; separation: separation only."""
+    runs = make_runs(root)
+    avsa = runs / "avsa"
+    for name, data in (
+            ("ucf101-split1-finetune", action_results(
+                "ucf101", 1, "finetune", 0.6, 0.655, 101, ["ApplyEyeMakeup", "Archery"], "avsa")),
+            ("hmdb51-split1-linear", action_results(
+                "hmdb51", 1, "linear", 0.5, 0.75, 6, ["left_to_right", "up_down"], "avsa"))):
+        (avsa / name).mkdir()
+        (avsa / name / "results.json").write_text(json.dumps(data))
+    (avsa / "segmentation").mkdir()
+    (avsa / "segmentation" / "config.json").write_text(json.dumps(
+        {"manifest": "data_manifests/synthetic.jsonl", "labels_dir": "", "test_split": "test",
+         "features": "video+audio"}))
+    (avsa / "segmentation" / "results.json").write_text(json.dumps(
+        {"features": "video+audio", "head": {"mean_iou": 0.4, "pixel_accuracy": 0.8},
+         "majority_baseline": {"class": "background", "mean_iou": 0.1,
+                               "pixel_accuracy": 0.7}}))
+    (avsa / "ucf101-split2-finetune").mkdir()                 # interrupted: no results.json
+    scratch = runs / "scratch_tiny"
+    (scratch / "ucf101-split1-finetune").mkdir(parents=True)
+    data = action_results("ucf101", 1, "finetune", 0.3, 0.35, 101, ["ApplyEyeMakeup"], "x")
+    data["encoder"] = {"ckpt": "scratch", "preset": "tiny"}
+    (scratch / "ucf101-split1-finetune" / "results.json").write_text(json.dumps(data))
+    (scratch / "segmentation").mkdir()
+    (scratch / "segmentation" / "results.json").write_text(json.dumps(
+        {"head": {"mean_iou": 0.2, "pixel_accuracy": 0.5}}))
+    (scratch / "other").mkdir()
+    (scratch / "other" / "results.json").write_text(json.dumps({"something": "else"}))
+
+    common = {"synthetic": True, "split": "test", "train_steps": 10}
+    multi = runs / "multisensory"
+    multi.mkdir()
+    (multi / "config.yaml").write_text(yaml.safe_dump({"experiment": "multisensory"}))
+    (multi / "eval_sync.json").write_text(json.dumps(
+        {**common, "experiment": "multisensory", "accuracy_pct": 71.25, "chance_pct": 50.0,
+         "accuracy_mismatched_video_pct": 50.5,
+         "config_path": "configs/multisensory/multisensory.yaml"}))
+    (multi / "eval_localize.json").write_text(json.dumps(
+        {**common, "experiment": "multisensory", "method": "cam", "hit_rate_pct": 40.0,
+         "hit_rate_all_pct": 30.0}))
+    foa = runs / "multisensory_foa"
+    foa.mkdir()
+    (foa / "eval_sync.json").write_text(json.dumps(
+        {**common, "experiment": "multisensory_foa", "synthetic": False, "accuracy_pct": 66.0,
+         "accuracy_mismatched_video_pct": 49.0}))
+    separation = runs / "separation"
+    separation.mkdir()
+    (separation / "eval_separation.json").write_text(json.dumps(
+        {**common, "experiment": "separation", "units": "dB",
+         "audio_visual": {"si_sdri_pit": 5.5, "si_sdri_on": 3.25},
+         "audio_only": {"si_sdri_pit": 4.0},
+         "improvement_over_audio_only_db": {"si_sdri_pit": 1.5}, "n_mixtures": 8}))
+    return runs
+
+
+def test_downstream_results_are_collected_in_percent(tmp_path):
+    rows = collect_downstream(make_downstream_and_multisensory_runs(tmp_path))
+    assert [(r.run_dir.name, r.experiment, r.task, r.setting) for r in rows] == [
+        ("avsa", "avsa", "UCF-101 action recognition", "finetune"),
+        ("avsa", "avsa", "HMDB-51 action recognition", "linear"),
+        ("avsa", "avsa", "360° segmentation", "video+audio"),
+        ("scratch_tiny", "scratch", "UCF-101 action recognition", "finetune"),
+        ("scratch_tiny", "scratch_tiny", "360° segmentation", "?")]
+    ucf, hmdb, segmentation = rows[:3]
+    assert ucf.scores["clip_top1"] == 60.0 and ucf.scores["video_top1"] == 65.5
+    assert abs(ucf.scores["chance_top1"] - 100 / 101) < 1e-9 and not ucf.synthetic
+    assert hmdb.scores["video_top1"] == 75.0 and hmdb.synthetic and hmdb.split == "1"
+    assert segmentation.scores["mean_iou"] == 40.0 and segmentation.scores["pixel_accuracy"] == 80.0
+    assert segmentation.scores["majority"] == "10.00 / 70.00 (background)"
+    assert segmentation.synthetic and segmentation.split == "test"
+    assert not rows[-1].synthetic and rows[-1].scores["majority"] is None
+
+
+def test_multisensory_runs_are_collected(tmp_path):
+    runs = collect_multisensory(make_downstream_and_multisensory_runs(tmp_path))
+    by_name = {r.run_dir.name: r for r in runs}
+    assert set(by_name) == {"multisensory", "multisensory_foa", "separation"}
+    multi = by_name["multisensory"]
+    assert multi.scores["sync"] == 71.25 and multi.scores["sync_mismatched"] == 50.5
+    assert multi.scores["cam_hit"] == 40.0 and multi.scores["cam_hit_all"] == 30.0
+    assert multi.synthetic["sync"] and multi.scores["si_sdri_av"] is None
+    assert multi.config_path.startswith("configs/multisensory/multisensory.yaml")
+    foa = by_name["multisensory_foa"]
+    assert foa.scores["cam_hit"] is None and not foa.synthetic["sync"]
+    separation = by_name["separation"]
+    assert (separation.scores["si_sdri_av"], separation.scores["si_sdri_audio_only"],
+            separation.scores["si_sdri_gain"], separation.scores["si_sdri_on"]) == (
+        5.5, 4.0, 1.5, 3.25)
+    assert separation.scores["sync"] is None and separation.synthetic["si_sdri_gain"]
+
+
+def section(text, title):
+    return text.split(f"## {title}")[1].split("\n## ")[0]
+
+
+def test_markdown_reports_downstream_and_multisensory_tables(tmp_path):
+    text = write_results(make_downstream_and_multisensory_runs(tmp_path),
+                         tmp_path / "results.md").read_text()
+    rows = [line for line in section(text, "Downstream tasks").splitlines()
+            if line.startswith("| ")]
+    ucf = next(i for i, line in enumerate(rows) if "| UCF-101 action recognition | 1 | finetune"
+               in line and line.startswith("| avsa |"))
+    assert "| 60.00 | 65.50 | 0.99 |" in rows[ucf]
+    hmdb = next(line for line in rows if "HMDB-51" in line)
+    assert "50.00 (synthetic) | 75.00 (synthetic) | 16.67 |" in hmdb
+    seg = next(line for line in rows if line.startswith("| avsa | avsa | 360° segmentation"))
+    assert "40.00 (synthetic) | 80.00 (synthetic) | 10.00 / 70.00 (background) (synthetic)" in seg
+    # The published action-recognition numbers follow each run's action rows.
+    published = [line for line in rows if line.startswith("| ↳ published |")]
+    assert len(published) == 2
+    assert "| avsa |" in published[0] and "68.52 / 73.80" in published[0]
+    assert "Morgado et al. 2020" in published[0] and rows.index(published[0]) == ucf + 2
+    assert rows[ucf + 3].startswith("| avsa | avsa | 360° segmentation")
+    assert "| scratch |" in published[1] and "54.85 / 59.95" in published[1]
+    assert all(line.count("|") == rows[0].count("|") for line in rows)
+
+    rows = [line for line in section(text, "Multisensory baseline (Owens & Efros 2018)")
+            .splitlines() if line.startswith("| ")]
+    assert "[dB]" in rows[0] and "chance 50" in rows[0]
+    multi = next(i for i, line in enumerate(rows) if line.startswith("| multisensory |"))
+    assert "| 71.25 (synthetic) | 50.50 (synthetic) | 40.00 (synthetic) | 30.00 (synthetic) |" \
+        in rows[multi]
+    assert rows[multi + 1].startswith("| ↳ published | multisensory | 59.90 |")
+    assert OWENS_2018 in rows[multi + 1]
+    foa = next(i for i, line in enumerate(rows) if line.startswith("| multisensory_foa |"))
+    assert "| 66.00 | 49.00 | – |" in rows[foa] and "59.90" in rows[foa + 1]
+    separation = next(line for line in rows if line.startswith("| separation |"))
+    assert "| 5.50 (synthetic) | 4.00 (synthetic) | 1.50 (synthetic) | 3.25 (synthetic) |" \
+        in separation
+    assert not any(line.startswith("| ↳ published | separation") for line in rows)
+    assert all(line.count("|") == rows[0].count("|") for line in rows)
+    assert "| multisensory | sync acc. (chance 50) | 59.90 |" in section(text,
+                                                                       "Published anchors")
+
+
+def test_published_sync_anchor_is_in_the_paper_text():
+    candidates = [root / "shared" / "papers" / "owens_efros2018_multisensory_blog.txt"
+                  for root in (results_table.REPO_ROOT, results_table.REPO_ROOT.parent)]
+    paper = next((path for path in candidates if path.is_file()), None)
+    if paper is None:
+        pytest.skip("shared/papers/owens_efros2018_multisensory_blog.txt not available")
+    value = MULTISENSORY_PUBLISHED["multisensory"]["sync"][0]
+    assert f"{value}% accuracy on held-out videos" in paper.read_text(encoding="utf-8")
+
+
+def test_missing_downstream_and_multisensory_files_are_skipped(tmp_path):
+    runs = make_runs(tmp_path)                         # no downstream or multisensory results
+    assert collect_downstream(runs) == [] and collect_multisensory(runs) == []
+    assert collect_downstream(tmp_path / "absent") == []
+    text = write_results(runs, tmp_path / "results.md").read_text()
+    assert "_No downstream results found" in section(text, "Downstream tasks")
+    assert "_No multisensory runs found" in section(text, "Multisensory baseline (Owens & Efros "
+                                                          "2018)")
+    assert "| avsa | avsa |" in text.split("## Downstream tasks")[0]

@@ -1,12 +1,20 @@
-"""One Markdown table of every run's scores next to the published numbers.
+"""Markdown tables of every run's scores next to the published numbers.
 
-``python -m trainer.evaluate.results_table --runs runs --out results.md`` scans ``runs/*/`` for
-the JSON files the evaluators write (``eval_binary.json``, ``eval_eigenscape.json``,
-``eval_localize.json``) and the resolved training config, and writes one row per run and, under
-it, the published anchor row for the same experiment (from :data:`PUBLISHED`, each number with
-its source). Cells of runs evaluated on synthetic data are marked ``(synthetic)``.
+``python -m trainer.evaluate.results_table --runs runs --out results.md`` scans ``runs/*/`` and
+writes three tables, each run row followed by the published anchor row of its experiment:
 
-Every number is an accuracy or hit rate in percent.
+- Results: the JSON files the evaluators write (``eval_binary.json``, ``eval_eigenscape.json``,
+  ``eval_localize.json``) and the resolved training config (anchors: :data:`PUBLISHED`).
+- Downstream tasks: ``runs/*/*/results.json`` of :mod:`trainer.downstream.action` (UCF-101 /
+  HMDB-51) and :mod:`trainer.downstream.segmentation`, recognised by their keys (anchors: the
+  action-recognition rows of :data:`PUBLISHED_REFERENCE`).
+- Multisensory baseline: ``eval_sync.json``, ``eval_localize.json`` and
+  ``eval_separation.json`` of :mod:`trainer.multisensory.train` (anchor:
+  :data:`MULTISENSORY_PUBLISHED`).
+
+Cells of runs evaluated on synthetic data are marked ``(synthetic)``. Every number is an
+accuracy, hit rate, mIoU or pixel accuracy in percent, except the separation scores (SI-SDR
+improvements in dB, in columns labelled so).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from trainer.downstream.synthetic_actions import MOTION_CLASSES
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +37,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BINARY_JSON = "eval_binary.json"
 EIGENSCAPE_JSON = "eval_eigenscape.json"
 LOCALIZE_JSON = "eval_localize.json"
+SYNC_JSON = "eval_sync.json"
+SEPARATION_JSON = "eval_separation.json"
+DOWNSTREAM_RESULTS_JSON = "results.json"     # in runs/<name>/<task folder>/
+DOWNSTREAM_CONFIG_JSON = "config.json"       # written next to it
 # The trainer saves the resolved config under one of these names (first match wins).
 RUN_CONFIG_NAMES = ("config.yaml", "resolved_config.yaml", "train_config.yaml")
 
@@ -39,7 +53,8 @@ RUN_CONFIG_NAMES = ("config.yaml", "resolved_config.yaml", "train_config.yaml")
 #   from audio-visual data using spatial alignment", Table 2: EigenScape scene accuracy with
 #   frozen audio embeddings (AVC / AVSA pretext x log-mel "Baseline" / FOA-IV input); text of
 #   section 3: in-domain AVSA accuracy 71 % (log-mel) -> 81 % (FOA-IV), number of crops not
-#   stated; Table 1: action recognition (not evaluated by this tool, listed for reference).
+#   stated; Table 1: action recognition (shown under the matching rows of the downstream
+#   table, from PUBLISHED_REFERENCE).
 # ----------------------------------------------------------------------------------------------
 MORGADO_2020 = "Morgado et al. 2020, Table 1 (YT-360 test)"
 WANG_2022_T2 = "Wang et al. 2022, Table 2 (EigenScape, frozen)"
@@ -71,7 +86,8 @@ PUBLISHED: dict[str, dict[str, tuple[float, str]]] = {
     "foa_iv": {"avsa_bin_1": (81.0, WANG_2022_TXT), "eigenscape": (74.1, WANG_2022_T2)},
 }
 
-# Reference only (tasks this tool does not run, or systems that are not experiments here):
+# Reference text (action recognition, shown in the downstream table; systems that are not
+# experiments here):
 # (experiment, metric, published values, source), listed in the anchors section.
 PUBLISHED_REFERENCE: tuple[tuple[str, str, str, str], ...] = (
     ("avsa", "action recognition", "UCF-101 clip@1 / video@1 68.52 / 73.80, HMDB-51 "
@@ -96,6 +112,16 @@ PUBLISHED_REFERENCE: tuple[tuple[str, str, str, str], ...] = (
      "Green et al. 2019)", "Wang et al. 2022, Sec. 3"),
 )
 
+# Owens & Efros (2018), "Audio-Visual Scene Analysis with Self-Supervised Multisensory
+# Features", as summarised in shared/papers/owens_efros2018_multisensory_blog.txt ("Task
+# Performance"): 59.9 % sync accuracy on held-out videos (chance 50 %), model trained on
+# ~750k AudioSet videos. Shown under both sync experiments (same pretext; ours mono or FOA).
+OWENS_2018 = "Owens & Efros 2018 (held-out videos, trained on AudioSet)"
+MULTISENSORY_PUBLISHED: dict[str, dict[str, tuple[float, str]]] = {
+    "multisensory": {"sync": (59.9, OWENS_2018)},
+    "multisensory_foa": {"sync": (59.9, OWENS_2018)},
+}
+
 # Experiment order of the table: Wang et al.'s six, then Morgado et al.'s three.
 EXPERIMENT_ORDER = ("baseline", "foa_yolo", "foa_iv", "foa_iv_yolo", "beamform", "beamform_yolo",
                     "avc", "avts", "avsa")
@@ -108,6 +134,27 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("localization", "Loc. hit"),
 )
 
+ACTION_METRIC = "action recognition"
+
+# Downstream table: (column key, header), percent.
+DOWNSTREAM_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("clip_top1", "clip@1"), ("video_top1", "video@1"), ("chance_top1", "chance"),
+    ("mean_iou", "mIoU"), ("pixel_accuracy", "pixel acc."),
+    ("majority", "majority class mIoU / pixel acc."),
+)
+ACTION_DATASET_NAMES = {"ucf101": "UCF-101", "hmdb51": "HMDB-51"}
+SEGMENTATION_TASK = "360° segmentation"
+DOWNSTREAM_TASK_ORDER = (*(f"{name} {ACTION_METRIC}" for name in ACTION_DATASET_NAMES.values()),
+                         SEGMENTATION_TASK)
+
+# Multisensory table: (column key, header); percent unless the header says dB.
+MULTISENSORY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("sync", "sync acc. (chance 50)"), ("sync_mismatched", "sync acc., mismatched video"),
+    ("cam_hit", "CAM hit (in view)"), ("cam_hit_all", "CAM hit (all sounding)"),
+    ("si_sdri_av", "SI-SDRi audio-visual [dB]"), ("si_sdri_audio_only", "SI-SDRi audio-only [dB]"),
+    ("si_sdri_gain", "AV − audio-only [dB]"), ("si_sdri_on", "SI-SDRi on-screen output, AV [dB]"),
+)
+
 
 @dataclass
 class RunScores:
@@ -118,6 +165,20 @@ class RunScores:
     config_path: str
     scores: dict[str, float | str | None]   # str: several numbers in one cell
     synthetic: dict[str, bool]
+
+
+@dataclass
+class DownstreamScores:
+    """One downstream result folder ``runs/<run>/<out>/`` (percent; None = not reported)."""
+
+    run_dir: Path                            # runs/<run>/
+    results_path: Path
+    experiment: str
+    task: str                                # "UCF-101 action recognition", "360° segmentation"
+    split: str
+    setting: str                             # action: protocol; segmentation: features
+    scores: dict[str, float | str | None]    # keys of DOWNSTREAM_COLUMNS
+    synthetic: bool
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -202,16 +263,148 @@ def collect_run(run_dir: Path, repo_root: Path | None = None) -> RunScores | Non
                      scores, synthetic)
 
 
+def _run_dirs(runs_dir: Path) -> list[Path]:
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+
+
+def _experiment_rank(experiment: str) -> int:
+    return (EXPERIMENT_ORDER.index(experiment) if experiment in EXPERIMENT_ORDER
+            else len(EXPERIMENT_ORDER))
+
+
+def _run_order(run: RunScores) -> tuple[int, str, str]:
+    return _experiment_rank(run.experiment), run.experiment, run.run_dir.name
+
+
 def collect_runs(runs_dir: Path, repo_root: Path | None = None) -> list[RunScores]:
     """Every evaluated run under ``runs_dir`` (one level deep), in :data:`EXPERIMENT_ORDER`."""
-    runs = [r for d in sorted(p for p in runs_dir.iterdir() if p.is_dir())
-            if (r := collect_run(d, repo_root)) is not None] if runs_dir.is_dir() else []
+    runs = [r for d in _run_dirs(runs_dir) if (r := collect_run(d, repo_root)) is not None]
+    return sorted(runs, key=_run_order)
 
-    def order(run: RunScores) -> tuple[int, str, str]:
-        rank = (EXPERIMENT_ORDER.index(run.experiment) if run.experiment in EXPERIMENT_ORDER
-                else len(EXPERIMENT_ORDER))
-        return rank, run.experiment, run.run_dir.name
-    return sorted(runs, key=order)
+
+# ----------------------------------------------------------------------------- downstream tasks
+
+def _percent(fraction: Any) -> float | None:
+    """A fraction in [0, 1] as percent; None for missing or NaN."""
+    if fraction is None or fraction != fraction:
+        return None
+    return 100.0 * float(fraction)
+
+
+def is_synthetic_action_set(class_names: Sequence[str]) -> bool:
+    """Whether the class names are those of :mod:`trainer.downstream.synthetic_actions`
+    (``left_to_right`` in the HMDB layout, ``LeftToRight`` in the UCF layout)."""
+    motions = {name.replace("_", "") for name in MOTION_CLASSES}
+    return bool(class_names) and all(name.replace("_", "").lower() in motions
+                                     for name in class_names)
+
+
+def _action_scores(results: Mapping[str, Any], run_dir: Path, results_path: Path,
+                   parent_experiment: str) -> DownstreamScores:
+    """A ``trainer.downstream.action`` results.json (accuracies as fractions)."""
+    encoder = results.get("encoder") or {}
+    experiment = encoder.get("experiment") or (
+        "scratch" if encoder.get("ckpt") == "scratch" else parent_experiment)
+    dataset = str(results.get("dataset", "?"))
+    scores: dict[str, float | str | None] = {key: None for key, _ in DOWNSTREAM_COLUMNS}
+    for key in ("clip_top1", "video_top1", "chance_top1"):
+        scores[key] = _percent(results.get(key))
+    synthetic = bool(results.get("synthetic",
+                                 is_synthetic_action_set(results.get("class_names") or ())))
+    return DownstreamScores(run_dir, results_path, str(experiment),
+                            f"{ACTION_DATASET_NAMES.get(dataset, dataset)} {ACTION_METRIC}",
+                            str(results.get("split", "?")), str(results.get("protocol", "?")),
+                            scores, synthetic)
+
+
+def _segmentation_scores(results: Mapping[str, Any], config: Mapping[str, Any], run_dir: Path,
+                         results_path: Path, parent_experiment: str) -> DownstreamScores:
+    """A ``trainer.downstream.segmentation`` results.json (fractions); its config.json tells
+    synthetic ground truth (``manifest``) from user label maps (``labels_dir``)."""
+    head, majority = results.get("head") or {}, results.get("majority_baseline") or {}
+    scores: dict[str, float | str | None] = {key: None for key, _ in DOWNSTREAM_COLUMNS}
+    scores["mean_iou"] = _percent(head.get("mean_iou"))
+    scores["pixel_accuracy"] = _percent(head.get("pixel_accuracy"))
+    majority_pct = [_percent(majority.get(k)) for k in ("mean_iou", "pixel_accuracy")]
+    if any(v is not None for v in majority_pct):
+        scores["majority"] = (" / ".join("–" if v is None else f"{v:.2f}" for v in majority_pct)
+                              + (f" ({majority['class']})" if majority.get("class") else ""))
+    synthetic = bool(results.get("synthetic", bool(config.get("manifest"))))
+    return DownstreamScores(run_dir, results_path, parent_experiment, SEGMENTATION_TASK,
+                            str(config.get("test_split", "–")),
+                            str(results.get("features", config.get("features", "?"))),
+                            scores, synthetic)
+
+
+def collect_downstream(runs_dir: Path) -> list[DownstreamScores]:
+    """Every action-recognition and segmentation ``results.json`` in ``runs_dir/*/*/``; the
+    experiment is the encoder's (action) or the run folder's (its config.yaml, else its name)."""
+    found = []
+    for run_dir in _run_dirs(runs_dir):
+        config, _ = _run_config(run_dir)
+        parent_experiment = str(config.get("experiment") or run_dir.name)
+        for out in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+            results = _read_json(out / DOWNSTREAM_RESULTS_JSON)
+            if results is None:
+                continue
+            results_path = out / DOWNSTREAM_RESULTS_JSON
+            if "clip_top1" in results:
+                found.append(_action_scores(results, run_dir, results_path, parent_experiment))
+            elif isinstance(results.get("head"), dict) and "mean_iou" in results["head"]:
+                found.append(_segmentation_scores(
+                    results, _read_json(out / DOWNSTREAM_CONFIG_JSON) or {}, run_dir,
+                    results_path, parent_experiment))
+
+    def order(row: DownstreamScores) -> tuple[int, str, str, int, str, str, str]:
+        task_rank = (DOWNSTREAM_TASK_ORDER.index(row.task) if row.task in DOWNSTREAM_TASK_ORDER
+                     else len(DOWNSTREAM_TASK_ORDER))
+        return (_experiment_rank(row.experiment), row.experiment, row.run_dir.name, task_rank,
+                row.task, row.split, row.setting)
+    return sorted(found, key=order)
+
+
+# ----------------------------------------------------------------------------- multisensory
+
+def collect_multisensory_run(run_dir: Path, repo_root: Path | None = None) -> RunScores | None:
+    """Scores of one :mod:`trainer.multisensory.train` run folder (sync, CAM localisation,
+    separation), or None when it holds neither ``eval_sync.json`` nor ``eval_separation.json``."""
+    sync = _read_json(run_dir / SYNC_JSON)
+    separation = _read_json(run_dir / SEPARATION_JSON)
+    if sync is None and separation is None:
+        return None
+    local = _read_json(run_dir / LOCALIZE_JSON) if sync is not None else None
+    evaluated = [r for r in (sync, local, separation) if r is not None]
+    config, config_file = _run_config(run_dir)
+    experiment = str(next((r["experiment"] for r in evaluated if r.get("experiment")), None)
+                     or config.get("experiment") or run_dir.name)
+    scores: dict[str, float | str | None] = {key: None for key, _ in MULTISENSORY_COLUMNS}
+    synthetic: dict[str, bool] = {key: False for key, _ in MULTISENSORY_COLUMNS}
+    for source, keys in ((sync, {"sync": "accuracy_pct",
+                                 "sync_mismatched": "accuracy_mismatched_video_pct"}),
+                         (local, {"cam_hit": "hit_rate_pct", "cam_hit_all": "hit_rate_all_pct"})):
+        for key, json_key in keys.items():
+            if source is not None:
+                scores[key] = source.get(json_key)
+                synthetic[key] = bool(source.get("synthetic", False))
+    if separation is not None:
+        audio_visual = separation.get("audio_visual") or {}
+        scores["si_sdri_av"] = audio_visual.get("si_sdri_pit")
+        scores["si_sdri_on"] = audio_visual.get("si_sdri_on")
+        scores["si_sdri_audio_only"] = (separation.get("audio_only") or {}).get("si_sdri_pit")
+        scores["si_sdri_gain"] = (separation.get("improvement_over_audio_only_db")
+                                  or {}).get("si_sdri_pit")
+        for key in ("si_sdri_av", "si_sdri_on", "si_sdri_audio_only", "si_sdri_gain"):
+            synthetic[key] = bool(separation.get("synthetic", False))
+    return RunScores(run_dir, experiment,
+                     _config_path(experiment, config_file, repo_root, evaluated),
+                     scores, synthetic)
+
+
+def collect_multisensory(runs_dir: Path, repo_root: Path | None = None) -> list[RunScores]:
+    """Every multisensory run under ``runs_dir`` (one level deep)."""
+    runs = [r for d in _run_dirs(runs_dir)
+            if (r := collect_multisensory_run(d, repo_root)) is not None]
+    return sorted(runs, key=_run_order)
 
 
 def _cell(value: float | str | None, synthetic: bool = False) -> str:
@@ -238,6 +431,49 @@ def markdown_table(runs: Sequence[RunScores]) -> str:
     return "\n".join(lines)
 
 
+def downstream_markdown(rows: Sequence[DownstreamScores]) -> str:
+    """One row per (run, task); under the last action-recognition row of each run, the
+    published action-recognition numbers of its experiment (:data:`PUBLISHED_REFERENCE`)."""
+    published = {experiment: (text, source) for experiment, metric, text, source
+                 in PUBLISHED_REFERENCE if metric == ACTION_METRIC}
+    header = ["run", "experiment", "task", "split", "protocol / features",
+              *[h for _, h in DOWNSTREAM_COLUMNS], "results"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, row in enumerate(rows):
+        cells = [_cell(row.scores[key], row.synthetic and key != "chance_top1")
+                 for key, _ in DOWNSTREAM_COLUMNS]
+        lines.append(f"| {row.run_dir.name} | {row.experiment} | {row.task} | {row.split} | "
+                     f"{row.setting} | " + " | ".join(cells) + f" | `{row.results_path}` |")
+        def is_action_of_this_run(other: DownstreamScores) -> bool:
+            return (other.task.endswith(ACTION_METRIC) and other.run_dir == row.run_dir
+                    and other.experiment == row.experiment)
+        last_action_row = is_action_of_this_run(row) and not (
+            i + 1 < len(rows) and is_action_of_this_run(rows[i + 1]))
+        if last_action_row and row.experiment in published:
+            text, source = published[row.experiment]
+            lines.append(f"| ↳ published | {row.experiment} | {ACTION_METRIC} | | | {text} |"
+                         + " |" * (len(DOWNSTREAM_COLUMNS) - 1) + f" {source} |")
+    return "\n".join(lines)
+
+
+def multisensory_markdown(runs: Sequence[RunScores]) -> str:
+    """One row per multisensory run, then its published anchor row (if any)."""
+    header = ["run", "experiment", *[h for _, h in MULTISENSORY_COLUMNS], "config"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        cells = [_cell(run.scores[key], run.synthetic[key]) for key, _ in MULTISENSORY_COLUMNS]
+        lines.append(f"| {run.run_dir.name} | {run.experiment} | " + " | ".join(cells)
+                     + f" | `{run.config_path}` |")
+        anchors = MULTISENSORY_PUBLISHED.get(run.experiment)
+        if anchors and run.scores["sync"] is not None:
+            cells = [_cell(anchors[key][0]) if key in anchors else ""
+                     for key, _ in MULTISENSORY_COLUMNS]
+            sources = sorted({source for _, source in anchors.values()})
+            lines.append(f"| ↳ published | {run.experiment} | " + " | ".join(cells)
+                         + f" | {'; '.join(sources)} |")
+    return "\n".join(lines)
+
+
 def anchors_markdown() -> str:
     """Every published anchor with its source (binary, EigenScape, and reference-only rows)."""
     lines = ["| experiment | metric | published | source |", "|---|---|---|---|"]
@@ -245,12 +481,20 @@ def anchors_markdown() -> str:
     for experiment, anchors in PUBLISHED.items():
         for key, (value, source) in anchors.items():
             lines.append(f"| {experiment} | {headers[key]} | {value:.2f} | {source} |")
+    multisensory_headers = dict(MULTISENSORY_COLUMNS)
+    for experiment, anchors in MULTISENSORY_PUBLISHED.items():
+        for key, (value, source) in anchors.items():
+            lines.append(f"| {experiment} | {multisensory_headers[key]} | {value:.2f} | "
+                         f"{source} |")
     for experiment, metric, text, source in PUBLISHED_REFERENCE:
-        lines.append(f"| {experiment} | {metric} (reference, not run here) | {text} | {source} |")
+        status = "see Downstream tasks" if metric == ACTION_METRIC else "not run here"
+        lines.append(f"| {experiment} | {metric} (reference, {status}) | {text} | {source} |")
     return "\n".join(lines)
 
 
-def render_report(runs: Sequence[RunScores], runs_dir: Path) -> str:
+def render_report(runs: Sequence[RunScores], runs_dir: Path,
+                  downstream: Sequence[DownstreamScores] = (),
+                  multisensory: Sequence[RunScores] = ()) -> str:
     legend = ("Accuracies and hit rates in percent. AVC-bin / AVSA-bin: binary classification on "
               "frozen features with 1 viewpoint, averaged over 4 viewpoints, and over 4 with the "
               "translation transformer (Morgado et al. 2020). EigenScape: mean accuracy over the "
@@ -260,8 +504,32 @@ def render_report(runs: Sequence[RunScores], runs_dir: Path) -> str:
               "object. `(synthetic)`: measured on the synthetic data set, not comparable with "
               "the published number below it.")
     body = markdown_table(runs) if runs else f"_No evaluated runs found under `{runs_dir}`._"
+    downstream_legend = (
+        "Percent. Action recognition (trainer.downstream.action): top-1 accuracy of single "
+        "clips (clip@1) and of videos from the mean softmax of 25 clips (video@1) on the test "
+        "list of the split; chance = 1 / classes; protocol `finetune` (Morgado et al. 2020) or "
+        "`linear` (frozen encoder, Wang et al. 2022 \"without fine-tuning\"). 360° segmentation "
+        "(trainer.downstream.segmentation): mIoU and pixel accuracy of the FPN head on frozen "
+        "features (protocol column: input features) vs labelling every pixel with the most "
+        "frequent training class. `(synthetic)`: synthetic action set or synthetic ground "
+        "truth, not comparable with the published numbers.")
+    multisensory_legend = (
+        "Sync accuracy, CAM hit rates in percent; separation columns in dB. Sync acc.: held-out "
+        "synchronised vs shifted audio (chance 50 %); mismatched video: the same pairs scored "
+        "with another clip's video (a model using the video should fall towards chance). CAM "
+        "hit: the class-activation-map peak within the threshold of a sounding object, over "
+        "clips with one in view / over all clips with one. SI-SDRi: SI-SDR improvement over the "
+        "mixture, best source assignment (PIT), of the audio-visual and the audio-only u-net "
+        "on the same mixtures, their difference, and the audio-visual on-screen output alone.")
+    downstream_body = (downstream_markdown(downstream) if downstream
+                       else f"_No downstream results found under `{runs_dir}/*/`._")
+    multisensory_body = (multisensory_markdown(multisensory) if multisensory
+                         else f"_No multisensory runs found under `{runs_dir}`._")
     return "\n\n".join([
-        "# Results", legend, body, "## Published anchors", anchors_markdown(),
+        "# Results", legend, body,
+        "## Downstream tasks", downstream_legend, downstream_body,
+        "## Multisensory baseline (Owens & Efros 2018)", multisensory_legend, multisensory_body,
+        "## Published anchors", anchors_markdown(),
     ]) + "\n"
 
 
@@ -269,12 +537,16 @@ def write_results(runs_dir: str | Path, out_path: str | Path,
                   repo_root: str | Path | None = None) -> Path:
     """Collect the runs under ``runs_dir`` and write the Markdown report to ``out_path``."""
     runs_dir, out_path = Path(runs_dir), Path(out_path)
-    runs = collect_runs(runs_dir, Path(repo_root) if repo_root else None)
+    root = Path(repo_root) if repo_root else None
+    runs = collect_runs(runs_dir, root)
+    downstream = collect_downstream(runs_dir)
+    multisensory = collect_multisensory(runs_dir, root)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(render_report(runs, runs_dir), encoding="utf-8")
+    tmp.write_text(render_report(runs, runs_dir, downstream, multisensory), encoding="utf-8")
     tmp.replace(out_path)
-    log.info("wrote %s (%d evaluated runs)", out_path, len(runs))
+    log.info("wrote %s (%d evaluated runs, %d downstream results, %d multisensory runs)",
+             out_path, len(runs), len(downstream), len(multisensory))
     return out_path
 
 
