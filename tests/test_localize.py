@@ -69,7 +69,7 @@ def test_localization_on_test_shards_writes_maps_and_hit_rates(tmp_path):
     # reference must find it, which checks the ground truth and the map geometry together.
     assert saved["iv_hit_rate_pct"] == 100.0
     for record in saved["clips"]:
-        assert len(record["scores"]) == 8 * 3 and Path(record["png"]).stat().st_size > 5_000
+        assert len(record["scores"]) == 8 * len(cfg.elevations_deg) and Path(record["png"]).stat().st_size > 5_000
 
 
 @pytest.mark.slow
@@ -87,3 +87,14 @@ def test_localization_of_a_raw_synthetic_clip(tmp_path):
     (record,) = summary["clips"]
     assert record["clip"] == f"{clip.stem}@1.00s" and Path(record["png"]).is_file()
     assert record["n_sounding"] >= 0 and len(record["model_peak_deg"]) == 2
+
+
+def test_avsa_scoring_context_pairs_each_direction_with_its_quarter_turns():
+    from trainer.evaluate.localize import context_indices
+
+    azimuth_rad = np.deg2rad(np.arange(0, 360, 30.0))
+    elevation_rad = np.zeros_like(azimuth_rad)
+    tokens = context_indices(azimuth_rad, elevation_rad)
+    assert tokens.shape == (12, 4)
+    assert np.array_equal(tokens[:, 0], np.arange(12))               # token 0 is the direction
+    assert np.array_equal(tokens[:, 2], (np.arange(12) + 6) % 12)    # +180 deg

@@ -57,14 +57,21 @@ FIGURE_DIR = "localize"
 class LocalizeConfig:
     """Grid, crops and scoring (degrees here, radians inside)."""
 
-    azimuth_step_deg: float = 30.0
-    elevations_deg: tuple[float, ...] = (-30.0, 0.0, 30.0)
-    fov_deg: float = 60.0              # true horizontal angle of each crop
+    # 15 deg grid: with 30 deg steps and elevations +-30 an object between grid points is often
+    # > 20 deg from every one, so the 20 deg hit test measured the grid, not the model.
+    azimuth_step_deg: float = 15.0
+    elevations_deg: tuple[float, ...] = (-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0)
+    fov_deg: float = 45.0              # true horizontal angle of each crop
     hit_threshold_deg: float = 20.0
     map_width: int = 256               # painted maps, equirectangular, height = width / 2
     kernel_deg: float = 0.0            # vMF kernel width; 0 = the azimuth step
-    n_clips: int = 16                  # test-shard samples to score
+    n_clips: int = 40                  # test-shard samples to score
     seed: int = 0
+    # avc: cos(video_head(v_d), audio_head(a_d)), the cross-modal similarity AVC trains;
+    # avsa: cos(video_head(g_a2v(a_d, a_d+90, a_d+180, a_d+270)_d), video_head(v_d)), the
+    # within-modality match of the translated audio that the AVSA phase trains (K = 4 tokens);
+    # auto: avsa for models whose pretext is avsa, else avc.
+    scoring: str = "auto"
 
 
 @dataclass
@@ -161,10 +168,32 @@ def nearest_sounding_deg(azimuth_rad: float, elevation_rad: float, clip: ClipInp
 
 # ----------------------------------------------------------------------------- scoring
 
+def context_indices(azimuth_rad: np.ndarray, elevation_rad: np.ndarray) -> np.ndarray:
+    """``(G, 4)`` grid indices: each direction, then the grid directions nearest to it turned
+    by +90, +180 and +270 degrees of azimuth (same elevation)."""
+    grid = direction_vector(azimuth_rad, elevation_rad)                       # (G, 3)
+    columns = []
+    for turn_rad in (0.0, np.pi / 2, np.pi, 3 * np.pi / 2):
+        turned = direction_vector(azimuth_rad + turn_rad, elevation_rad)     # (G, 3)
+        columns.append(np.argmax(turned @ grid.T, axis=1))
+    return np.stack(columns, axis=1)
+
+
+def resolve_scoring(frozen: FrozenModel, scoring: str) -> str:
+    """``auto`` -> ``avsa`` for an AVSA-pretext model, else ``avc``."""
+    if scoring == "auto":
+        return "avsa" if frozen.config.curriculum.pretext == "avsa" else "avc"
+    if scoring not in ("avc", "avsa"):
+        raise ValueError(f"scoring must be auto, avc or avsa, got {scoring!r}")
+    return scoring
+
+
 def score_directions(frozen: FrozenModel, clip: ClipInput, azimuth_rad: np.ndarray,
-                     elevation_rad: np.ndarray, fov_rad: float) -> np.ndarray:
-    """Cosine similarity ``(G,)`` of the projected video feature of the crop toward each
-    direction and the projected audio feature of the FOA rotated toward it."""
+                     elevation_rad: np.ndarray, fov_rad: float, scoring: str = "avc"
+                     ) -> np.ndarray:
+    """Cosine similarity ``(G,)`` between the crop toward each direction and the FOA rotated
+    toward it: cross-modal heads (``avc``) or the audio translated into video space by g_a2v
+    over all G directions (``avsa``), see :class:`LocalizeConfig`."""
     n = frozen.feature_cfg.n_samples
     if clip.foa.shape[1] < n:
         raise ValueError(f"{clip.name}: audio window of {clip.foa.shape[1]} samples, the model "
@@ -174,7 +203,16 @@ def score_directions(frozen: FrozenModel, clip: ClipInput, azimuth_rad: np.ndarr
     video = frozen.project(frozen.encode_video(crops), "video")
     audio_input = frozen.audio_input_from_foa(clip.foa[:, start:start + n], azimuth_rad,
                                               elevation_rad)
-    audio = frozen.project(frozen.encode_audio(audio_input), "audio")
+    audio_features = frozen.encode_audio(audio_input)                       # (G, D)
+    if scoring == "avsa":
+        # K = 4 tokens as in training: direction d and the grid directions nearest to d turned
+        # by 90, 180 and 270 degrees of azimuth; output token 0 is the prediction at d.
+        tokens = context_indices(azimuth_rad, elevation_rad)                  # (G, 4)
+        translated = frozen.translate(audio_features[tokens], "a2v", azimuth_rad[tokens],
+                                      elevation_rad[tokens])[:, 0]
+        audio = frozen.project(translated, "video")
+    else:
+        audio = frozen.project(audio_features, "audio")
     video /= np.maximum(np.linalg.norm(video, axis=-1, keepdims=True), 1e-12)
     audio /= np.maximum(np.linalg.norm(audio, axis=-1, keepdims=True), 1e-12)
     return (video * audio).sum(-1)
@@ -185,7 +223,8 @@ def localize_clip(frozen: FrozenModel, clip: ClipInput, cfg: LocalizeConfig
     """Scores, maps, peaks and hits of one clip: ``(record, maps)``."""
     grid_az, grid_el = direction_grid(cfg.azimuth_step_deg, cfg.elevations_deg)
     kernel_rad = np.deg2rad(cfg.kernel_deg or cfg.azimuth_step_deg)
-    scores = score_directions(frozen, clip, grid_az, grid_el, np.deg2rad(cfg.fov_deg))
+    scores = score_directions(frozen, clip, grid_az, grid_el, np.deg2rad(cfg.fov_deg),
+                              resolve_scoring(frozen, cfg.scoring))
     model_map = spread_on_sphere(scores, grid_az, grid_el, cfg.map_width, kernel_rad)
     iv_map = intensity_energy_map(clip.foa, cfg.map_width, kernel_rad / 2,
                                   frozen.feature_cfg.n_fft, frozen.feature_cfg.hop_length)
@@ -400,7 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--azimuth-step-deg", type=float, default=defaults.azimuth_step_deg)
     parser.add_argument("--elevations-deg", type=float, nargs="+",
                         default=list(defaults.elevations_deg))
-    for name in ("fov_deg", "hit_threshold_deg", "map_width", "kernel_deg", "n_clips", "seed"):
+    for name in ("fov_deg", "hit_threshold_deg", "map_width", "kernel_deg", "n_clips", "seed",
+                 "scoring"):
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value,
                             help=f"(default {value})")
@@ -409,7 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = LocalizeConfig(azimuth_step_deg=args.azimuth_step_deg,
                          elevations_deg=tuple(args.elevations_deg), fov_deg=args.fov_deg,
                          hit_threshold_deg=args.hit_threshold_deg, map_width=args.map_width,
-                         kernel_deg=args.kernel_deg, n_clips=args.n_clips, seed=args.seed)
+                         kernel_deg=args.kernel_deg, n_clips=args.n_clips, seed=args.seed,
+                         scoring=args.scoring)
     summary = evaluate_localization(args.ckpt, cfg, clip=args.clip, time_s=args.time_s,
                                     shards_dir=args.shards, split=args.split, out_dir=args.out,
                                     device=args.device, norm_stats=args.norm_stats)
