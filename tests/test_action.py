@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import from_dict, to_dict
-from trainer.checkpoint import save_checkpoint
-from trainer.config import TrainConfig
+from tests.shard_factory import random_checkpoint
 from trainer.downstream.action import (ActionClassifier, ActionEvalConfig, clip_top1, main,
                                        run_action_eval, video_predictions, video_top1)
 from trainer.downstream.synthetic_actions import SyntheticActionConfig, generate_action_tree
-from trainer.models import VideoEncoder, build_model, model_args_from_config
+from trainer.models import VideoEncoder
 
 
 @pytest.fixture
@@ -26,18 +24,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-def random_checkpoint(path, feature_dim: int = 32) -> str:
-    """A trainer checkpoint of a random-init tiny model (what load_trained_model reads)."""
-    cfg = from_dict(TrainConfig, {"model": {"preset": "tiny", "feature_dim": feature_dim}})
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.data.audio_channels)
-    save_checkpoint(path, {"model_args": model_args_from_config(cfg.model, cfg.data.audio_channels),
-                           "config": to_dict(cfg), "model": model.state_dict(), "optimizer": {},
-                           "scaler": {}, "epoch": 0, "step": 0, "phase": "avc",
-                           "rng_states": [], "history": []})
-    return str(path)
 
 
 # ----------------------------------------------------------------------------- metrics

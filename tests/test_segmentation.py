@@ -12,20 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import from_dict, load_config, to_dict
+from pipeline.config import load_config
 from pipeline.crops import CropSampler
 from pipeline.preprocess import run_preprocess
 from pipeline.preprocess_config import PreprocessConfig
 from pipeline.synth.cli import generate_videos
 from pipeline.synth.render import background_image, render_frame, render_label_map
 from pipeline.synth.scenes import CLASS_BY_NAME, ObjectSpec, SceneConfig, make_scene
-from trainer.checkpoint import save_checkpoint
-from trainer.config import TrainConfig
+from tests.shard_factory import random_checkpoint
 from trainer.downstream.segmentation import (
     IGNORE_LABEL, EquirectPngLabels, FPNSegmentationHead, LabelMapError, SegmentationEvalConfig,
     SyntheticGroundTruthLabels, confusion_matrix, iter_shard_samples, majority_baseline,
     mean_iou, per_class_iou, pixel_accuracy, project_labels, run_segmentation_eval, video_pyramid)
-from trainer.models import VideoEncoder, build_model, model_args_from_config
+from trainer.models import VideoEncoder
 
 
 @pytest.fixture
@@ -121,17 +120,6 @@ def test_fpn_head_predicts_at_the_finest_scale_with_and_without_extra_features()
 
 
 # ----------------------------------------------------------------------------- end to end
-
-def random_checkpoint(path, feature_dim: int = 32) -> str:
-    """A trainer checkpoint of a random-init tiny model (FOA audio input)."""
-    cfg = from_dict(TrainConfig, {"model": {"preset": "tiny", "feature_dim": feature_dim}})
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.data.audio_channels)
-    save_checkpoint(path, {"model_args": model_args_from_config(cfg.model, cfg.data.audio_channels),
-                           "config": to_dict(cfg), "model": model.state_dict(), "optimizer": {},
-                           "scaler": {}, "epoch": 0, "step": 0, "phase": "avc",
-                           "rng_states": [], "history": []})
-    return str(path)
 
 
 @pytest.fixture(scope="module")
