@@ -253,11 +253,6 @@ def load_production_detector(weights_path: str | Path, *, conf: float, iou: floa
     key = (str(Path(weights_path).resolve()), conf, iou, imgsz, device)
     with _DETECTOR_LOCK:
         if key not in _DETECTOR_CACHE:
-            if not Path(weights_path).is_file():
-                raise DetectorWeightsError(
-                    f"detector weights: expected a file at {weights_path}, got none. Train them "
-                    "with `python -m pipeline.detector train` or set detector.enabled=false to "
-                    "fill the yolo viewpoints randomly")
             from pipeline.detector import load_detector  # heavy import (torch, ultralytics)
 
             model = load_detector(weights_path)

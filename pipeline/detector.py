@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -325,19 +326,42 @@ def train_detector(out_dir: Path, cfg: DetectorTrainConfig, work_dir: Path | Non
 # --------------------------------------------------------------------------- inference
 
 
+def downloads_allowed() -> bool:
+    """True only when the user turned ultralytics' offline mode off (``YOLO_OFFLINE=0``); the
+    entry points default it to 1, so nothing is fetched unless asked for."""
+    return os.environ.get("YOLO_OFFLINE", "1").strip().lower() in ("0", "false", "no")
+
+
+def check_weights(weights_path: str | Path) -> str:
+    """The weights to hand to ultralytics, or DetectorWeightsError saying how to get some.
+
+    A local file is always used. A bare model name such as ``yolo11n.pt`` that is not on disk is
+    passed through to ultralytics (which downloads it, the ordinary usage) only when
+    :func:`downloads_allowed`; otherwise it is an error, like any missing file.
+    """
+    weights_path = Path(weights_path)
+    if weights_path.is_file():
+        return str(weights_path)
+    if weights_path.name == str(weights_path) and downloads_allowed():
+        return str(weights_path)
+    raise DetectorWeightsError(
+        f"{weights_path}: expected YOLO detector weights, got no such file. Train the offline "
+        "synthetic detector with `make detector` (CPU, a few minutes; writes "
+        f"{DEFAULT_WEIGHTS}), or give the path of real weights (detector.weights=...); on a "
+        "machine with internet, YOLO_OFFLINE=0 with detector.weights=yolo11n.pt lets "
+        "ultralytics fetch them as usual (nothing is downloaded while YOLO_OFFLINE=1). Or set "
+        "detector.enabled=false: the yolo viewpoints are then random fill, flagged "
+        "from_detection=false."
+    )
+
+
 def load_detector(weights_path: str | Path = DEFAULT_WEIGHTS):
     """Load YOLO weights for equirectangular detection.
 
-    Raises DetectorWeightsError when the file is missing or not loadable, saying how to get one.
+    Raises DetectorWeightsError when the weights are missing (see :func:`check_weights`) or not
+    loadable, saying how to get some.
     """
-    weights_path = Path(weights_path)
-    if not weights_path.is_file():
-        raise DetectorWeightsError(
-            f"{weights_path}: expected YOLO detector weights, got no such file. Train the offline "
-            "synthetic detector with `make detector` (CPU, a few minutes; writes "
-            f"{DEFAULT_WEIGHTS}), or pass the path of a yolo11n.pt downloaded on a machine with "
-            "internet access (nothing is downloaded here: YOLO_OFFLINE=1)."
-        )
+    weights_path = check_weights(weights_path)
     ultralytics = _ultralytics()
     try:
         return ultralytics.YOLO(str(weights_path), task="detect")

@@ -44,7 +44,8 @@ import numpy as np
 from pipeline.clip_samples import ClipError, clip_samples
 from pipeline.config import ConfigError, dump_config, load_config, save_config
 from pipeline.detect import load_production_detector
-from pipeline.errors import DetectorWeightsError, PipelineError
+from pipeline.detector import check_weights
+from pipeline.errors import PipelineError
 from pipeline.features import NormStatsAccumulator
 from pipeline.manifest import Clip, read_manifest
 from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
@@ -484,12 +485,8 @@ def run_preprocess(cfg: PreprocessConfig, *, force: bool = False, verify_sha: bo
     _remove_stale_tmp(out_dir)
     if detector_factory is None:
         detector_factory = default_detector_factory
-        if cfg.detector.enabled and not Path(cfg.detector.weights).is_file():
-            raise DetectorWeightsError(
-                f"detector.weights: expected a YOLO weights file at {cfg.detector.weights}, got "
-                "none. Train it with `python -m pipeline.detector train --out models/detector` "
-                "or run with detector.enabled=false (the yolo viewpoints are then random fill, "
-                "flagged from_detection=false)")
+        if cfg.detector.enabled:       # fail before any work; detector.enabled=false skips YOLO
+            check_weights(cfg.detector.weights)
 
     clips = read_manifest(cfg.paths.manifest)
     plans = plan_shards(clips, cfg.shards.clips_per_shard)

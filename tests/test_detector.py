@@ -108,3 +108,18 @@ def test_missing_weights_raise_a_helpful_error(tmp_path):
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(DetectorWeightsError, match="failed to load"):
         load_detector(corrupt)
+
+
+def test_bare_model_names_reach_ultralytics_only_when_downloads_are_allowed(monkeypatch, tmp_path):
+    from pipeline.detector import check_weights
+
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    with pytest.raises(DetectorWeightsError, match="YOLO_OFFLINE=0"):
+        check_weights("yolo11n.pt")
+    monkeypatch.setenv("YOLO_OFFLINE", "0")
+    assert check_weights("yolo11n.pt") == "yolo11n.pt"          # ordinary ultralytics usage
+    with pytest.raises(DetectorWeightsError, match="no such file"):
+        check_weights(tmp_path / "missing" / "yolo11n.pt")      # a path is never fetched
+    local = tmp_path / "w.pt"
+    local.write_bytes(b"x")
+    assert check_weights(local) == str(local)
