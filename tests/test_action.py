@@ -17,13 +17,6 @@ from trainer.downstream.synthetic_actions import SyntheticActionConfig, generate
 from trainer.models import VideoEncoder
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on 2 shared cores OpenMP spinning makes 2 threads ~10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -25,13 +25,7 @@ from trainer.multisensory.model import FusedNet, sync_labels, sync_logits
 RATE = 2400           # factory shards: 2400 samples per 1 s window (keeps tests fast)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small convs on a shared 2-core machine run far faster on one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

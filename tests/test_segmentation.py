@@ -27,12 +27,6 @@ from trainer.downstream.segmentation import (
 from trainer.models import VideoEncoder
 
 
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------- metrics

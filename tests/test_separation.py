@@ -16,13 +16,7 @@ from trainer.multisensory.separation import (SeparationModel, SeparationUNet,
                                              si_sdr_db, stft)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small convs on a shared 2-core machine run far faster on one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tones(length: int = 4800) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,14 @@
+"""Shared pytest fixtures."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module: on 2 shared cores, OpenMP spinning made small
+    convolutions 10-100x slower with 2 threads (measured)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
