@@ -103,6 +103,26 @@ def model_step(preset: str, device: torch.device, batch_size: int, steps: int,
     return {"step_s": step_s, "clips_per_s": batch_size / step_s, "peak_gb": peak_gb}
 
 
+def audio_layout_ratio(preset: str, batch_size: int, steps: int) -> dict:
+    """Forward + backward ms per input of the audio CNN on (B, 7, 128, 100) inputs (log-mel +
+    FOA-IV), NCHW (baseline: calling its layers directly) vs the channels-last forward."""
+    from trainer.models import AudioEncoder
+    encoder = AudioEncoder(7, 512 if preset == "paper" else 128, preset).train()
+    size = SIZES["paper"]
+    audio = torch.randn(batch_size, 7, size["n_mels"], size["n_frames_audio"])
+    runs = {"nchw": lambda: encoder.layers(audio).amax(dim=(2, 3)),
+            "channels_last": lambda: encoder(audio)}
+    ms = {}
+    for name, forward in runs.items():
+        times = []
+        for _ in range(steps + 1):                   # the first step warms up
+            start = time.perf_counter()
+            forward().sum().backward()
+            times.append(time.perf_counter() - start)
+        ms[name] = 1000 * sum(times[1:]) / steps / batch_size
+    return ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=16, help="tiny training steps per run")
@@ -131,6 +151,12 @@ def main() -> None:
         rows.append(("train loop, tiny preset, B=8 K=4 (CPU)", workers,
                      f"{run['clips_per_s']:.1f} clips/s", f"{run['step_ms']:.0f} ms",
                      f"{run['data_wait_pct']:.0f}%"))
+    layout = audio_layout_ratio("tiny", 32, steps=3)
+    rows.append(("audio CNN fwd+bwd, tiny, NCHW (baseline)", "-", "",
+                 f"{layout['nchw']:.1f} ms/input", ""))
+    rows.append(("audio CNN fwd+bwd, tiny, channels-last (ours)", "-",
+                 f"{layout['nchw'] / layout['channels_last']:.2f}x baseline",
+                 f"{layout['channels_last']:.1f} ms/input", ""))
     cpu = model_step("paper", torch.device("cpu"), 2, args.paper_steps, amp=False)
     rows.append(("model step, paper preset, B=2 K=4 (CPU)", "-",
                  f"{cpu['clips_per_s']:.2f} clips/s", f"{1000 * cpu['step_s']:.0f} ms", ""))
