@@ -39,6 +39,7 @@ HMDB_DIR   ?=
 SPLIT      ?= 1
 PROTOCOL   ?= finetune
 MS_EXP     ?= multisensory
+SYNC_SHARDS ?= data/shards/synthetic_sync
 PYTEST_ARGS ?=
 
 # The CPU recipe used by `make demo` (tiny encoders, crops resampled to 56 px x 4 frames).
@@ -55,7 +56,7 @@ DEMO_EIGEN ?= --synthetic-dir data/eigenscape_synth_demo --synthetic-duration-s 
 
 .PHONY: help venv data detector preprocess inspect train train-ddp eval-avsa \
         eval-eigenscape localize embed results eval-ucf eval-hmdb eval-seg \
-        multisensory separation demo test bench clean
+        preprocess-sync multisensory separation demo test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -120,13 +121,18 @@ eval-seg: $(STAMP) ## 360° semantic segmentation: FPN head on frozen features o
 	$(PY) -m trainer.downstream.segmentation --shards $(SHARDS) --ckpt $(CKPT) --manifest $(MANIFEST) \
 	  --data-root $(DATA) --out $(dir $(CKPT))segmentation $(ARGS)
 
+preprocess-sync: $(STAMP) ## Shards with 3 s windows (2 s of video) for the multisensory baseline
+	$(PY) -m pipeline.preprocess --config configs/preprocess_sync.yaml \
+	  paths.data_root=$(DATA) paths.manifest=$(MANIFEST) paths.out_dir=$(SYNC_SHARDS) \
+	  $(if $(SCHEDULER),dask.scheduler=$(SCHEDULER)) $(ARGS)
+
 multisensory: $(STAMP) ## Owens & Efros sync pretext + CAM localisation (MS_EXP=multisensory_foa for FOA)
 	$(PY) -m trainer.multisensory.train --config configs/multisensory/$(MS_EXP).yaml \
-	  data.shards_dir=$(SHARDS) $(ARGS)
+	  data.shards_dir=$(SYNC_SHARDS) $(ARGS)
 
 separation: $(STAMP) ## On/off-screen separation vs an audio-only u-net (after make multisensory)
 	$(PY) -m trainer.multisensory.train --config configs/multisensory/separation.yaml \
-	  data.shards_dir=$(SHARDS) separation.pretrained=runs/multisensory/ckpt.pt $(ARGS)
+	  data.shards_dir=$(SYNC_SHARDS) separation.pretrained=runs/multisensory/ckpt.pt $(ARGS)
 
 # One torch/BLAS thread per process: on 2 shared cores, oversubscribed threads made small
 # convolutions 25-100x slower (measured); DataLoader workers use the other core.
@@ -138,10 +144,10 @@ demo: $(STAMP) ## The whole story on the synthetic set: data, detector, preproce
 	$(MAKE) --no-print-directory preprocess ARGS="$(DEMO_PREP)"
 	$(MAKE) --no-print-directory train EXP=$(DEMO_EXP) ARGS="$(DEMO_TRAIN) run.name=demo_avsa"
 	$(MAKE) --no-print-directory train EXP=avc ARGS="$(DEMO_AVC) run.name=demo_avc"
-	$(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avsa/ckpt.pt
-	$(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avc/ckpt.pt
-	$(MAKE) --no-print-directory eval-eigenscape CKPT=runs/demo_avsa/ckpt.pt ARGS="$(DEMO_EIGEN)"
-	$(MAKE) --no-print-directory localize CKPT=runs/demo_avsa/ckpt.pt
+	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avsa/ckpt.pt
+	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avc/ckpt.pt
+	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory eval-eigenscape CKPT=runs/demo_avsa/ckpt.pt ARGS="$(DEMO_EIGEN)"
+	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory localize CKPT=runs/demo_avsa/ckpt.pt
 	$(MAKE) --no-print-directory inspect ARGS="--n 4"
 	$(MAKE) --no-print-directory results
 	@echo "==> demo done: results.md, runs/demo_*/, outputs/inspect/"

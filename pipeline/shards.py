@@ -1,8 +1,8 @@
 """HDF5 shard format (schema v1): the contract between preprocessing and the trainer.
 
-A shard holds N samples; one sample is one 1 s window of one clip with K viewpoints from each
-of two viewpoint sources (``random`` and ``yolo``), stored side by side so that every
-experiment trains from the same shards. Every per-sample dataset has N as its first axis.
+A shard holds N samples; one sample is one window (``audio.window_s``, 1 s by default) of one
+clip with K viewpoints from each of two viewpoint sources (``random`` and ``yolo``), stored side
+by side so that every experiment trains from the same shards. Every per-sample dataset has N as its first axis.
 The table :data:`SAMPLE_FIELDS` is the single source of truth; the README's "Shard format"
 section is generated from it (``python -m pipeline.shards --markdown``).
 
@@ -73,7 +73,8 @@ SAMPLE_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("clip_id", "(N,)", "str", "clip identifier from the manifest"),
     FieldSpec("split", "(N,)", "str", "train / val / test"),
     FieldSpec("window_index", "(N,)", "int32", "index of the window within its clip"),
-    FieldSpec("audio_start_s", "(N,)", "float64", "start of the 1 s audio window in the clip, s"),
+    FieldSpec("audio_start_s", "(N,)", "float64",
+              "start of the audio window (audio.window_s, 1 s by default) in the clip, s"),
     FieldSpec("video_start_s", "(N,)", "float64",
               "time of the first of the T video frames, s (window centred in the audio)"),
     FieldSpec("foa_acn_sn3d", "(N, 4, A)", "float16",

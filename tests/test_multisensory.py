@@ -54,6 +54,46 @@ def test_window_geometry_rejects_shifts_leaving_the_window():
         load_config(MultisensoryConfig, None, ["data.min_shift_s=0"])
 
 
+def test_sync_configs_fit_the_windows_that_preprocess_sync_stores():
+    from pipeline.preprocess_config import PreprocessConfig
+    prep = load_config(PreprocessConfig, "configs/preprocess_sync.yaml")
+    for name in ("multisensory", "multisensory_foa", "separation"):
+        data = load_config(MultisensoryConfig, f"configs/multisensory/{name}.yaml").data
+        assert data.audio_window_s == prep.audio.window_s
+        video_s = prep.windows.video_frames / prep.decode.fps
+        geometry = window_geometry(prep.audio.n_samples, prep.audio.window_s,
+                                   (prep.audio.window_s - video_s) / 2, data.min_shift_s,
+                                   data.max_shift_s)
+        assert geometry.video_length == round(video_s * prep.audio.sample_rate)
+        assert geometry.max_shift <= geometry.video_offset
+
+
+def test_subclips_move_the_aligned_audio_and_keep_negatives_inside():
+    from trainer.multisensory.data import subclip_geometry
+    full = window_geometry(72000, 3.0, 0.5, 0.25, 0.5)           # 2 s of video in 3 s
+    assert (full.video_offset, full.video_length) == (12000, 48000)
+    for start in range(9):                                      # 24 of 32 frames
+        sub = subclip_geometry(full, 32, 24, start)
+        assert sub.video_offset == 12000 + 1500 * start and sub.video_length == 36000
+        for shift in (-full.max_shift, full.max_shift):
+            positive, negative = sync_pair(np.arange(72000)[None], sub, shift)
+            assert positive[0, 0] == sub.video_offset and negative.shape == positive.shape
+    with pytest.raises(SyncSamplingError, match="does not fit"):
+        subclip_geometry(full, 32, 24, 9)
+
+
+def test_stream_rejects_shards_with_another_window_length(tmp_path):
+    import h5py
+    from trainer.multisensory.data import _check_window_length
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["config"] = json.dumps({"audio": {"window_s": 1.0}})
+    with h5py.File(path, "r") as h5:
+        _check_window_length(h5, str(path), 1.0)
+        with pytest.raises(SyncSamplingError, match="data.audio_window_s=1"):
+            _check_window_length(h5, str(path), 3.0)
+
+
 def test_shifts_are_never_zero_bounded_and_both_signs():
     shifts = draw_shifts(np.random.default_rng(0), 20000, 3600, 6000)
     assert np.all(shifts != 0)
@@ -245,7 +285,8 @@ def test_sync_and_separation_training_smoke(shards, tmp_path):
     common = [f"data.shards_dir={shards}", "data.val_split=val", "data.batch_size=4",
               "data.num_workers=0", f"run.out_dir={tmp_path}", "run.epochs=1",
               "run.max_steps_per_epoch=2", "run.log_interval=1", "eval.max_batches=1",
-              "eval.n_cam_figures=1"]
+              "eval.n_cam_figures=1", "data.audio_window_s=1.0", "data.min_shift_s=0.15",
+              "data.max_shift_s=0.25", "data.clip_frames=6"]
     result = main(["--config", "configs/multisensory/multisensory.yaml", *common])
     run = tmp_path / "multisensory"
     assert result["step"] == 2 and np.isfinite(result["history"][-1]["loss"])

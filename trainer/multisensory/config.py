@@ -34,7 +34,8 @@ class SyncDataConfig:
     The stored window is ``audio_window_s`` of FOA with the video centred inside it; positives
     take the audio aligned with the video, negatives the same length shifted by ``s`` with
     ``min_shift_s <= |s| <= max_shift_s`` (both signs). The shifted window must stay inside
-    the stored one: ``max_shift_s`` <= (audio window - video span) / 2 = 0.25 s for schema v1.
+    the stored one: ``max_shift_s`` <= (audio window - video span) / 2 (0.25 s for the default
+    1 s shards, 0.5 s for those of ``configs/preprocess_sync.yaml``).
     """
 
     shards_dir: str = "data/shards/synthetic"
@@ -44,6 +45,8 @@ class SyncDataConfig:
     view_policy: Literal["first", "random"] = "first"   # which of the K stored crops
     audio: AudioInput = "mono"
     audio_window_s: float = 1.0              # stored FOA window length (schema v1: 1 s)
+    clip_frames: int = 0                     # 0: all stored frames; else a sub-clip of them,
+                                             # at a random start in training, centred in eval
     min_shift_s: float = 0.15
     max_shift_s: float = 0.25
     batch_size: int = 16                     # clips per step, each one positive + one negative
@@ -57,6 +60,8 @@ class SyncDataConfig:
         if self.batch_size < 2:
             raise ConfigError(f"data.batch_size must be >= 2 (separation mixes clips of a "
                               f"batch), got {self.batch_size}")
+        if self.clip_frames < 0:
+            raise ConfigError(f"data.clip_frames must be >= 0, got {self.clip_frames}")
         if self.audio_window_s <= 0:
             raise ConfigError(f"data.audio_window_s must be > 0, got {self.audio_window_s}")
 

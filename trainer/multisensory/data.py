@@ -2,27 +2,29 @@
 
 What one example is
 -------------------
-A shard sample holds ``foa_acn_sn3d`` (4, A): ``audio_window_s`` (1 s) of unrotated ambiX FOA,
-and T video frames (0.5 s at 16 fps) whose span is centred inside that window (schema v1:
-``video_start_s - audio_start_s`` = 0.25 s). Per clip we take one crop (``views/<source>/crops``,
-the first stored viewpoint or a random one) and build a *pair*:
+A shard sample holds ``foa_acn_sn3d`` (4, A): ``audio_window_s`` of unrotated ambiX FOA, and T
+video frames at the shard's fps whose span is centred inside that window
+(``video_start_s - audio_start_s`` = ``o``). The default shards hold 1 s windows with 0.5 s of
+video; this experiment reads the shards of ``configs/preprocess_sync.yaml`` (3 s windows, 2 s
+of video, ``o`` = 0.5 s), where most windows hold an on/off event that makes synchrony
+decidable. Per clip we take one crop (``views/<source>/crops``, the first stored viewpoint or a
+random one), optionally a sub-clip of ``clip_frames`` of its frames (a random start in
+training, centred in evaluation: :func:`subclip_geometry`), and build a *pair*:
 
-- positive: the audio samples aligned with the video, ``[o, o + L)`` with ``o`` the video
-  offset and ``L = A - 2 o`` the video span, in samples;
+- positive: the audio samples aligned with the video frames, ``[o, o + L)`` (``L``: their span
+  in samples, ``o`` moved with the sub-clip's start);
 - negative: the same length shifted by ``s`` samples, ``[o + s, o + s + L)``, where ``|s|`` is
   uniform in ``[ceil(min_shift_s * r), floor(max_shift_s * r)]`` (``r`` samples per second)
   and the sign is a fair coin. ``s`` is never 0, and ``max_shift_s`` may not exceed the
-  margin ``o / r`` (0.25 s), so the shifted audio always lies inside the stored window.
+  margin around the stored video, so the shifted audio always lies inside the stored window.
 
 Every clip yields both, so labels are exactly balanced and a video-only or audio-only cue
 cannot separate positives from negatives. The original shifts by 2.0-5.8 s within 4.2 s
-clips (125 frames); with our 1 s windows the shift is 0.15-0.25 s, about 2.4-4 video frames,
-i.e. the task is fine-grained synchronisation rather than "same moment or not". A longer
-stored context (a preprocessing knob proposed in the README) would allow the original's
-seconds-scale shifts.
+clips (125 frames); our 0.25-0.5 s shifts of 1.5 s sub-clips (4-8 video frames) make the task
+finer-grained synchronisation rather than "same moment or not".
 
-The sample rate is ``A / audio_window_s`` (the stored window *is* 1 s by the schema), which
-also covers factory shards that store fewer samples per window.
+The sample rate is ``A / audio_window_s``, which also covers factory shards that store fewer
+samples per window; a shard whose preprocessing config names another window length is an error.
 
 Audio in the example
 --------------------
@@ -42,6 +44,7 @@ ground truth), ``has_gt`` (B,) bool; ``clip_id`` and ``source`` (shard path, row
 
 from __future__ import annotations
 
+import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -62,6 +65,7 @@ __all__ = [
     "SyncSamplingError",
     "WindowGeometry",
     "window_geometry",
+    "subclip_geometry",
     "draw_shifts",
     "audio_subwindow",
     "sync_pair",
@@ -123,6 +127,21 @@ def window_geometry(n_audio_samples: int, audio_window_s: float, video_offset_s:
                                 f"{offset / rate:.3f} s): the negative would leave the stored "
                                 f"window; lower data.max_shift_s or store longer windows")
     return WindowGeometry(rate, offset, length, min_shift, max_shift)
+
+
+def subclip_geometry(geometry: WindowGeometry, n_frames: int,
+                     clip_frames: int, start_frame: int) -> WindowGeometry:
+    """The geometry of video frames ``[start_frame, start_frame + clip_frames)`` of the
+    ``n_frames`` stored ones: the aligned audio moves with them. A sub-clip lies inside the
+    full video span, so its margins are at least the full ones and every shift stays valid."""
+    if not 0 < clip_frames <= n_frames or not 0 <= start_frame <= n_frames - clip_frames:
+        raise SyncSamplingError(f"sub-clip of {clip_frames} frames at {start_frame} does not "
+                                f"fit the {n_frames} stored frames")
+    per_frame = geometry.video_length / n_frames
+    offset = geometry.video_offset + int(round(start_frame * per_frame))
+    length = int(round(clip_frames * per_frame))
+    return WindowGeometry(geometry.samples_per_s, offset, length, geometry.min_shift,
+                          geometry.max_shift)
 
 
 def draw_shifts(rng: np.random.Generator, n: int, min_shift: int, max_shift: int) -> np.ndarray:
@@ -297,13 +316,23 @@ class SyncStream(IterableDataset):
         elevation = float(h5[f"{prefix}/elevation_rad"][row, view])
         foa = h5["foa_acn_sn3d"][row]
         offset_s = float(h5["video_start_s"][row] - h5["audio_start_s"][row])
+        _check_window_length(h5, path, self.cfg.audio_window_s)
         geometry = window_geometry(foa.shape[-1], self.cfg.audio_window_s, offset_s,
                                    self.cfg.min_shift_s, self.cfg.max_shift_s)
+        n_frames = h5[f"{prefix}/crops"].shape[2]
+        clip_frames = self.cfg.clip_frames or n_frames
+        if clip_frames > n_frames:
+            raise SyncSamplingError(f"{path}: data.clip_frames = {clip_frames} but the shard "
+                                    f"stores {n_frames} frames per window")
+        start = (int(rng.integers(n_frames - clip_frames + 1)) if self.training
+                 else (n_frames - clip_frames) // 2)
+        if clip_frames != n_frames:
+            geometry = subclip_geometry(geometry, n_frames, clip_frames, start)
         shift = int(draw_shifts(rng, 1, geometry.min_shift, geometry.max_shift)[0])
         flipped = bool(self.training and rng.random() < self.cfg.flip_prob)
         audio = prepare_audio(foa, azimuth, elevation, self.cfg.audio, flipped)
         positive, negative = sync_pair(audio, geometry, shift)
-        crops = h5[f"{prefix}/crops"][row, view]                              # (T, S, S, 3)
+        crops = h5[f"{prefix}/crops"][row, view, start:start + clip_frames]   # (T, S, S, 3)
         if flipped:
             crops = crops[:, :, ::-1]
         video = np.ascontiguousarray(crops.transpose(3, 0, 1, 2), dtype=np.float32) / 255.0
@@ -320,6 +349,22 @@ class SyncStream(IterableDataset):
         example["clip_id"] = h5["clip_id"].asstr()[row]
         example["source"] = (path, row)
         return example
+
+
+def _check_window_length(h5: h5py.File, path: str, audio_window_s: float) -> None:
+    """Raise when the shard's preprocessing config (root attribute ``config``) stored windows
+    of another length than ``data.audio_window_s`` (shards without it are trusted)."""
+    if "config" not in h5.attrs:
+        return
+    try:
+        stored_s = float(json.loads(h5.attrs["config"])["audio"]["window_s"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if abs(stored_s - audio_window_s) > 1e-6:
+        raise SyncSamplingError(f"{path}: the shard stores {stored_s:g} s audio windows but "
+                                f"data.audio_window_s = {audio_window_s:g}; set "
+                                f"data.audio_window_s={stored_s:g} (or point data.shards_dir at "
+                                f"shards preprocessed for this experiment)")
 
 
 def _ground_truth(h5: h5py.File, row: int, azimuth_sign: float) -> dict[str, np.ndarray]:
