@@ -194,14 +194,22 @@ def prepare_audio(foa: np.ndarray, azimuth_rad: float, elevation_rad: float, mod
 
 
 class _Shards:
-    """Shards opened lazily inside the worker, at most ``MAX_OPEN_SHARDS`` at once."""
+    """Shards opened lazily inside the worker, at most ``MAX_OPEN_SHARDS`` at once; each one's
+    stored window length is checked when it is opened."""
 
-    def __init__(self) -> None:
+    def __init__(self, audio_window_s: float) -> None:
         self._open: OrderedDict[str, h5py.File] = OrderedDict()
+        self._audio_window_s = audio_window_s
 
     def get(self, path: str) -> h5py.File:
         if path not in self._open:
-            self._open[path] = open_shard(path)
+            h5 = open_shard(path)
+            try:
+                _check_window_length(h5, path, self._audio_window_s)
+            except SyncSamplingError:
+                h5.close()
+                raise
+            self._open[path] = h5
             while len(self._open) > MAX_OPEN_SHARDS:
                 self._open.popitem(last=False)[1].close()
         self._open.move_to_end(path)
@@ -247,7 +255,7 @@ class SyncStream(IterableDataset):
         """The first unit's example (shapes for building models, ground truth presence)."""
         if not self.units:
             raise ShardFormatError(f"no samples of split '{self.split}' in the shard index")
-        shards = _Shards()
+        shards = _Shards(self.cfg.audio_window_s)
         try:
             return self._example(shards, *self.units[0], np.random.default_rng([self.seed, 3]))
         finally:
@@ -260,7 +268,7 @@ class SyncStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        shards = _Shards()
+        shards = _Shards(self.cfg.audio_window_s)
         try:
             yield from (self._train_batches if self.training else self._eval_batches)(
                 shards, worker, workers)
@@ -316,7 +324,6 @@ class SyncStream(IterableDataset):
         elevation = float(h5[f"{prefix}/elevation_rad"][row, view])
         foa = h5["foa_acn_sn3d"][row]
         offset_s = float(h5["video_start_s"][row] - h5["audio_start_s"][row])
-        _check_window_length(h5, path, self.cfg.audio_window_s)
         geometry = window_geometry(foa.shape[-1], self.cfg.audio_window_s, offset_s,
                                    self.cfg.min_shift_s, self.cfg.max_shift_s)
         n_frames = h5[f"{prefix}/crops"].shape[2]
