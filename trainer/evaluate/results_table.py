@@ -414,21 +414,29 @@ def _cell(value: float | str | None, synthetic: bool = False) -> str:
     return text + (" (synthetic)" if synthetic else "")
 
 
-def markdown_table(runs: Sequence[RunScores]) -> str:
-    """The results table: one row per run, then its published anchor row (if any)."""
-    header = ["run", "experiment", *[h for _, h in COLUMNS], "config"]
+def _runs_markdown(runs: Sequence[RunScores], columns: Sequence[tuple[str, str]],
+                   published: dict[str, dict[str, tuple[float, str]]],
+                   anchor_needs: str | None = None) -> str:
+    """One row per run, then its published anchor row (if any; with ``anchor_needs``, only
+    when the run has that score)."""
+    header = ["run", "experiment", *[h for _, h in columns], "config"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
-        cells = [_cell(run.scores[key], run.synthetic[key]) for key, _ in COLUMNS]
+        cells = [_cell(run.scores[key], run.synthetic[key]) for key, _ in columns]
         lines.append(f"| {run.run_dir.name} | {run.experiment} | " + " | ".join(cells)
                      + f" | `{run.config_path}` |")
-        anchors = PUBLISHED.get(run.experiment)
-        if anchors:
-            cells = [_cell(anchors[key][0]) if key in anchors else "" for key, _ in COLUMNS]
+        anchors = published.get(run.experiment)
+        if anchors and (anchor_needs is None or run.scores[anchor_needs] is not None):
+            cells = [_cell(anchors[key][0]) if key in anchors else "" for key, _ in columns]
             sources = sorted({source for _, source in anchors.values()})
             lines.append(f"| ↳ published | {run.experiment} | " + " | ".join(cells)
                          + f" | {'; '.join(sources)} |")
     return "\n".join(lines)
+
+
+def markdown_table(runs: Sequence[RunScores]) -> str:
+    """The results table: one row per run, then its published anchor row (if any)."""
+    return _runs_markdown(runs, COLUMNS, PUBLISHED)
 
 
 def downstream_markdown(rows: Sequence[DownstreamScores]) -> str:
@@ -457,21 +465,8 @@ def downstream_markdown(rows: Sequence[DownstreamScores]) -> str:
 
 
 def multisensory_markdown(runs: Sequence[RunScores]) -> str:
-    """One row per multisensory run, then its published anchor row (if any)."""
-    header = ["run", "experiment", *[h for _, h in MULTISENSORY_COLUMNS], "config"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
-        cells = [_cell(run.scores[key], run.synthetic[key]) for key, _ in MULTISENSORY_COLUMNS]
-        lines.append(f"| {run.run_dir.name} | {run.experiment} | " + " | ".join(cells)
-                     + f" | `{run.config_path}` |")
-        anchors = MULTISENSORY_PUBLISHED.get(run.experiment)
-        if anchors and run.scores["sync"] is not None:
-            cells = [_cell(anchors[key][0]) if key in anchors else ""
-                     for key, _ in MULTISENSORY_COLUMNS]
-            sources = sorted({source for _, source in anchors.values()})
-            lines.append(f"| ↳ published | {run.experiment} | " + " | ".join(cells)
-                         + f" | {'; '.join(sources)} |")
-    return "\n".join(lines)
+    """One row per multisensory run, then its published anchor row (sync runs only)."""
+    return _runs_markdown(runs, MULTISENSORY_COLUMNS, MULTISENSORY_PUBLISHED, anchor_needs="sync")
 
 
 def anchors_markdown() -> str:
