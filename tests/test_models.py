@@ -42,6 +42,15 @@ def test_audio_encoder_handles_the_paper_input_size():
         assert encoder(torch.randn(2, 7, 128, 100)).shape == (2, 64)
 
 
+def test_channels_last_audio_forward_matches_the_plain_layout():
+    torch.manual_seed(0)
+    encoder = AudioEncoder(7, 64, "tiny").eval()
+    audio = torch.randn(3, 7, 128, 100)
+    with torch.no_grad():
+        fast, plain = encoder(audio), encoder.layers(audio).amax(dim=(2, 3))
+    assert torch.allclose(fast, plain, rtol=1e-4, atol=1e-5)
+
+
 def test_translation_is_permutation_equivariant_without_viewpoint_encoding():
     torch.manual_seed(0)
     net = TranslationNetwork(dim=16, depth=2, heads=4, dropout=0.0, viewpoint_encoding=False).eval()
