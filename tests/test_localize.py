@@ -12,8 +12,9 @@ from pipeline.foa import encode_plane_wave
 from pipeline.spatial import angular_distance_rad
 from tests.test_eval_binary import make_tiny_run
 from trainer.evaluate.localize import (ClipInput, LocalizeConfig, direction_grid,
-                                       evaluate_localization, intensity_energy_map, map_peak,
-                                       nearest_sounding_deg, spread_on_sphere)
+                                       direction_scores, evaluate_localization,
+                                       intensity_energy_map, map_peak, nearest_sounding_deg,
+                                       spread_on_sphere)
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on 2 shared cores
 
@@ -65,6 +66,15 @@ def test_localization_on_test_shards_writes_maps_and_hit_rates(tmp_path):
     assert saved["hit_rate_pct"] == summary["hit_rate_pct"]
     assert (saved["n_clips"], saved["n_scored"], saved["synthetic"]) == (3, 3, True)
     assert 0.0 <= saved["hit_rate_pct"] <= 100.0
+    assert saved["settings"]["score"] == "alignment"
+    assert saved["hit_rate_pct"] == saved["alignment_hit_rate_pct"]
+    assert 0.0 <= saved["cosine_hit_rate_pct"] <= 100.0
+    # Every sample after the first clip's also gets the previous clip's video.
+    clip_ids = [r["clip"].split("@")[0] for r in saved["clips"]]
+    assert len(set(clip_ids)) >= 2
+    assert [("mismatched_hit" in r) for r in saved["clips"]] == [c != clip_ids[0]
+                                                                 for c in clip_ids]
+    assert saved["mismatched_video_hit_rate_pct"] is not None
     # The factory's FOA is a plane wave from its ground-truth object: the listening-only
     # reference must find it, which checks the ground truth and the map geometry together.
     assert saved["iv_hit_rate_pct"] == 100.0
@@ -98,3 +108,34 @@ def test_avsa_scoring_context_pairs_each_direction_with_its_quarter_turns():
     assert tokens.shape == (12, 4)
     assert np.array_equal(tokens[:, 0], np.arange(12))               # token 0 is the direction
     assert np.array_equal(tokens[:, 2], (np.arange(12) + 6) % 12)    # +180 deg
+
+
+def test_alignment_is_the_contrastive_log_likelihood_of_each_pair():
+    rng = np.random.default_rng(0)
+    video = rng.standard_normal((6, 5))
+    audio = rng.standard_normal((6, 5))
+    video /= np.linalg.norm(video, axis=1, keepdims=True)
+    audio /= np.linalg.norm(audio, axis=1, keepdims=True)
+    logits = torch.from_numpy(video @ audio.T / 0.07)
+    target = torch.arange(6)
+    expected = -0.5 * (torch.nn.functional.cross_entropy(logits, target, reduction="none")
+                       + torch.nn.functional.cross_entropy(logits.T, target, reduction="none"))
+    np.testing.assert_allclose(direction_scores(video, audio, "alignment", 0.07),
+                               expected.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(direction_scores(video, audio, "cosine", 0.07),
+                               (video * audio).sum(1))
+    with pytest.raises(ValueError, match="alignment or cosine"):
+        direction_scores(video, audio, "dot", 0.07)
+
+
+def test_alignment_prefers_the_object_over_a_crop_that_matches_every_direction():
+    # Direction 0 looks at a sounding object: its crop matches the audio turned toward it and
+    # nothing else. Directions 1-3 see empty sky, whose embedding is close to *every* audio
+    # embedding (nothing in front sounds alike): the highest raw cosine, yet no alignment.
+    object_axis, sky_axis = np.eye(3)[0], np.eye(3)[1]
+    audio = np.stack([object_axis + 0.9 * sky_axis] + [sky_axis + 0.1 * np.eye(3)[2]] * 3)
+    video = np.stack([object_axis + 0.3 * sky_axis] + [sky_axis] * 3)
+    video /= np.linalg.norm(video, axis=1, keepdims=True)
+    audio /= np.linalg.norm(audio, axis=1, keepdims=True)
+    assert np.argmax(direction_scores(video, audio, "cosine", 0.07)) != 0
+    assert np.argmax(direction_scores(video, audio, "alignment", 0.07)) == 0

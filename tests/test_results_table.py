@@ -33,6 +33,7 @@ def make_runs(root):
         {"data_source": "synthetic", "methods": {"model": {"mean_accuracy_pct": 61.0},
                                                  "dirac_stats": {"mean_accuracy_pct": 40.0}}}))
     (avsa / "eval_localize.json").write_text(json.dumps({"hit_rate_pct": 37.5,
+                                                         "mismatched_video_hit_rate_pct": 12.5,
                                                          "synthetic": True}))
     foa_iv = runs / "foa_iv"
     foa_iv.mkdir()
@@ -56,6 +57,7 @@ def test_runs_are_collected_in_experiment_order(tmp_path):
     assert avsa.scores["avc_bin_1"] == 81.5 and avsa.scores["avsa_bin_4t"] == 70.0
     assert avsa.scores["eigenscape"] == 61.0 and avsa.synthetic["eigenscape"]
     assert avsa.scores["localization"] == 37.5
+    assert avsa.scores["localization_mismatched"] == 12.5
     assert avsa.config_path.startswith("configs/experiments/avsa.yaml")
     assert runs[0].scores["avc_bin_1"] is None and not runs[0].synthetic["eigenscape"]
 
@@ -66,7 +68,7 @@ def test_markdown_puts_published_numbers_under_each_run(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     avsa_row = next(i for i, line in enumerate(rows) if line.startswith("| avsa | avsa |"))
     assert "81.50 (synthetic)" in rows[avsa_row] and "61.00 (synthetic)" in rows[avsa_row]
-    assert "37.50 (synthetic)" in rows[avsa_row] and "– / 40.00 (synthetic)" in rows[avsa_row]
+    assert "37.50 (synthetic) | 12.50 (synthetic)" in rows[avsa_row] and "– / 40.00 (synthetic)" in rows[avsa_row]
     published = rows[avsa_row + 1]
     assert published.startswith("| ↳ published | avsa |")
     for value in ("86.19", "91.67", "89.83", "64.97", "68.87", "69.97", "89.40"):

@@ -10,13 +10,26 @@ model scores how well the audio *turned toward d* matches the video *looking at 
 
 where ``crop_d`` is a gnomonic crop centred on ``d`` (:mod:`pipeline.crops`) and ``R_d foa`` the
 sound field rotated so that ``d`` is at the front (the features of :mod:`pipeline.features`, so
-the ``beamform`` input is a beam toward ``d``). An AVSA-trained model scores high where the
-audio's front matches the crop's content; for an AVC model the map is flatter. The scores are
+the ``beamform`` input is a beam toward ``d``).
+
+The map plots the *alignment* of each direction (``score = "alignment"``, the default): with
+``S[i, j] = cos(video_d_i, audio_d_j) / tau`` over all grid pairs (tau: the model's training
+temperature),
+
+    alignment(d_i) = S[i, i] - (logsumexp_j S[i, j] + logsumexp_j S[j, i]) / 2,
+
+the log-likelihood the contrastive loss gives the pair (crop d_i, audio d_i) among the clip's
+other directions, in both directions (video -> audio, audio -> video). The raw cosine
+``S[i, i]`` (``score = "cosine"``, also recorded) is not identified across crops: InfoNCE is
+unchanged when a constant is added to one crop's similarities to every audio, so an empty sky
+crop may score as high as the object (it matches "nothing in front" well). The scores are
 spread over the equirectangular frame with a von Mises-Fisher kernel (width = the grid step)
 and the map's maximum is the predicted source direction. It is a *hit* when it lies within
 ``hit_threshold_deg`` of a sounding ground-truth object; the hit rate is over the clips that
-have one. The same is reported for the peak of the intensity-vector energy map (a non-learned
-reference that only listens).
+have one. Two references come with it: the peak of the intensity-vector energy map (a
+non-learned method that only listens), and the same model scored with *another clip's video*
+(``mismatched_video``: a map that uses the picture falls toward chance there, one that only
+listens would not).
 
 Clip sources: samples of the test shards (the equirectangular ``keyframe`` repeated over the T
 frames, since shards keep only the keyframe; ground truth from ``gt/*``), or a raw synthetic
@@ -67,11 +80,13 @@ class LocalizeConfig:
     kernel_deg: float = 0.0            # vMF kernel width; 0 = the azimuth step
     n_clips: int = 40                  # test-shard samples to score
     seed: int = 0
-    # avc: cos(video_head(v_d), audio_head(a_d)), the cross-modal similarity AVC trains;
-    # avsa: cos(video_head(g_a2v(a_d, a_d+90, a_d+180, a_d+270)_d), video_head(v_d)), the
-    # within-modality match of the translated audio that the AVSA phase trains (K = 4 tokens);
+    # Embedding space compared. avc: video_head(v_d) with audio_head(a_d), the cross-modal
+    # pair AVC trains; avsa: video_head(v_d) with video_head(g_a2v(a_d, a_d+90, a_d+180,
+    # a_d+270)_d), the translated audio the AVSA phase trains (K = 4 tokens);
     # auto: avsa for models whose pretext is avsa, else avc.
     scoring: str = "auto"
+    # What the map plots: alignment (contrastive log-likelihood, see the module doc) or cosine.
+    score: str = "alignment"
 
 
 @dataclass
@@ -188,12 +203,12 @@ def resolve_scoring(frozen: FrozenModel, scoring: str) -> str:
     return scoring
 
 
-def score_directions(frozen: FrozenModel, clip: ClipInput, azimuth_rad: np.ndarray,
+def embed_directions(frozen: FrozenModel, clip: ClipInput, azimuth_rad: np.ndarray,
                      elevation_rad: np.ndarray, fov_rad: float, scoring: str = "avc"
-                     ) -> np.ndarray:
-    """Cosine similarity ``(G,)`` between the crop toward each direction and the FOA rotated
-    toward it: cross-modal heads (``avc``) or the audio translated into video space by g_a2v
-    over all G directions (``avsa``), see :class:`LocalizeConfig`."""
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm embeddings ``(video, audio)``, each ``(G, E)``: the crop toward each grid
+    direction and the FOA rotated toward it, in the space named by ``scoring`` (see
+    :class:`LocalizeConfig`)."""
     n = frozen.feature_cfg.n_samples
     if clip.foa.shape[1] < n:
         raise ValueError(f"{clip.name}: audio window of {clip.foa.shape[1]} samples, the model "
@@ -215,29 +230,71 @@ def score_directions(frozen: FrozenModel, clip: ClipInput, azimuth_rad: np.ndarr
         audio = frozen.project(audio_features, "audio")
     video /= np.maximum(np.linalg.norm(video, axis=-1, keepdims=True), 1e-12)
     audio /= np.maximum(np.linalg.norm(audio, axis=-1, keepdims=True), 1e-12)
-    return (video * audio).sum(-1)
+    return video, audio
 
 
-def localize_clip(frozen: FrozenModel, clip: ClipInput, cfg: LocalizeConfig
-                  ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Scores, maps, peaks and hits of one clip: ``(record, maps)``."""
+def _logsumexp(values: np.ndarray, axis: int) -> np.ndarray:
+    peak = values.max(axis=axis, keepdims=True)
+    return (peak + np.log(np.exp(values - peak).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def direction_scores(video: np.ndarray, audio: np.ndarray, score: str, temperature: float
+                     ) -> np.ndarray:
+    """``(G,)`` map values from unit embeddings ``(G, E)``: ``cosine`` = ``cos(v_i, a_i)``;
+    ``alignment`` = ``S_ii - (logsumexp_j S_ij + logsumexp_j S_ji) / 2`` with
+    ``S = v a^T / temperature`` (nats; the contrastive log-likelihood of the pair ``i``)."""
+    if score == "cosine":
+        return (video * audio).sum(-1)
+    if score != "alignment":
+        raise ValueError(f"score must be alignment or cosine, got {score!r}")
+    similarity = video @ audio.T / temperature
+    return np.diag(similarity) - 0.5 * (_logsumexp(similarity, 1) + _logsumexp(similarity, 0))
+
+
+def peak_record(values_map: np.ndarray, clip: ClipInput, threshold_deg: float
+                ) -> dict[str, Any]:
+    """``peak_deg`` [azimuth, elevation], ``error_deg`` to the nearest sounding object (None
+    without one) and ``hit`` (error within the threshold) of a map."""
+    az, el = map_peak(values_map)
+    error = nearest_sounding_deg(az, el, clip)
+    return {"peak_deg": [round(float(np.rad2deg(az)), 2), round(float(np.rad2deg(el)), 2)],
+            "error_deg": round(error, 2) if np.isfinite(error) else None,
+            "hit": bool(error <= threshold_deg)}
+
+
+def localize_clip(frozen: FrozenModel, clip: ClipInput, cfg: LocalizeConfig,
+                  mismatched_video: np.ndarray | None = None
+                  ) -> tuple[dict[str, Any], dict[str, np.ndarray], np.ndarray]:
+    """Scores, maps, peaks and hits of one clip: ``(record, maps, video_embeddings)``.
+
+    ``mismatched_video``: another clip's crop embeddings on the same grid (from an earlier
+    call's return value); the clip's audio is then also scored against them (the
+    ``mismatched_*`` fields)."""
     grid_az, grid_el = direction_grid(cfg.azimuth_step_deg, cfg.elevations_deg)
     kernel_rad = np.deg2rad(cfg.kernel_deg or cfg.azimuth_step_deg)
-    scores = score_directions(frozen, clip, grid_az, grid_el, np.deg2rad(cfg.fov_deg),
-                              resolve_scoring(frozen, cfg.scoring))
-    model_map = spread_on_sphere(scores, grid_az, grid_el, cfg.map_width, kernel_rad)
-    iv_map = intensity_energy_map(clip.foa, cfg.map_width, kernel_rad / 2,
-                                  frozen.feature_cfg.n_fft, frozen.feature_cfg.hop_length)
-    record: dict[str, Any] = {"clip": clip.name, "n_sounding": int(np.sum(clip.gt_sounding))}
-    for name, values in (("model", model_map), ("iv", iv_map)):
-        az, el = map_peak(values)
-        error = nearest_sounding_deg(az, el, clip)
-        record[f"{name}_peak_deg"] = [round(float(np.rad2deg(az)), 2),
-                                      round(float(np.rad2deg(el)), 2)]
-        record[f"{name}_error_deg"] = round(error, 2) if np.isfinite(error) else None
-        record[f"{name}_hit"] = bool(error <= cfg.hit_threshold_deg)
-    record["scores"] = [round(float(s), 4) for s in scores]
-    return record, {"model": model_map, "iv": iv_map}
+    temperature = frozen.config.loss.temperature
+    video, audio = embed_directions(frozen, clip, grid_az, grid_el, np.deg2rad(cfg.fov_deg),
+                                    resolve_scoring(frozen, cfg.scoring))
+    spread = lambda values: spread_on_sphere(values, grid_az, grid_el, cfg.map_width, kernel_rad)
+    scores = {name: direction_scores(video, audio, name, temperature)
+              for name in ("alignment", "cosine")}
+    if cfg.score not in scores:
+        raise ValueError(f"score must be alignment or cosine, got {cfg.score!r}")
+    maps = {"model": spread(scores[cfg.score]),
+            "iv": intensity_energy_map(clip.foa, cfg.map_width, kernel_rad / 2,
+                                       frozen.feature_cfg.n_fft, frozen.feature_cfg.hop_length)}
+    extra = {name: spread(values) for name, values in scores.items() if name != cfg.score}
+    extra[cfg.score] = maps["model"]
+    if mismatched_video is not None:
+        extra["mismatched"] = spread(direction_scores(mismatched_video, audio, cfg.score,
+                                                      temperature))
+    record: dict[str, Any] = {"clip": clip.name, "n_sounding": int(np.sum(clip.gt_sounding)),
+                              "score": cfg.score}
+    for name, values in {**maps, **extra}.items():
+        for key, value in peak_record(values, clip, cfg.hit_threshold_deg).items():
+            record[f"{name}_{key}"] = value
+    record["scores"] = [round(float(s), 4) for s in scores[cfg.score]]
+    return record, maps, video
 
 
 def plot_localization(clip: ClipInput, maps: dict[str, np.ndarray], record: dict[str, Any],
@@ -251,8 +308,9 @@ def plot_localization(clip: ClipInput, maps: dict[str, np.ndarray], record: dict
     keyframe = clip.frames[len(clip.frames) // 2]
     height, width = keyframe.shape[:2]
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
-    panels = (("model", "audio-visual similarity", "magma"), ("iv", "intensity-vector energy",
-                                                               "viridis"))
+    model_label = {"alignment": "audio-visual alignment",
+                   "cosine": "audio-visual cosine"}.get(record.get("score"), "audio-visual score")
+    panels = (("model", model_label, "magma"), ("iv", "intensity-vector energy", "viridis"))
     for ax, (name, label, cmap) in zip(axes, panels):
         ax.imshow(keyframe, extent=(0, width, height, 0))
         shown = ax.imshow(maps[name], cmap=cmap, alpha=0.55, extent=(0, width, height, 0))
@@ -365,9 +423,15 @@ def _safe_name(text: str) -> str:
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Hit rates (percent) over the records that have a sounding object."""
     scored = [r for r in records if r["n_sounding"] > 0]
-    rate = lambda key: (round(100.0 * float(np.mean([r[key] for r in scored])), 2)
-                        if scored else None)
+
+    def rate(key: str) -> float | None:
+        values = [r[key] for r in scored if key in r]
+        return round(100.0 * float(np.mean(values)), 2) if values else None
+
     return {"n_clips": len(records), "n_scored": len(scored), "hit_rate_pct": rate("model_hit"),
+            "alignment_hit_rate_pct": rate("alignment_hit"),
+            "cosine_hit_rate_pct": rate("cosine_hit"),
+            "mismatched_video_hit_rate_pct": rate("mismatched_hit"),
             "iv_hit_rate_pct": rate("iv_hit")}
 
 
@@ -391,15 +455,28 @@ def evaluate_localization(ckpt_path: str | Path, cfg: LocalizeConfig = LocalizeC
         clips = clips_from_shards(shards, split, cfg.n_clips, cfg.seed)
         source, synthetic = str(shards), True
     records = []
+    # The mismatched-video reference pairs each clip's audio with the crops of the latest
+    # sample of the previous clip (shard samples of one clip are consecutive); the first
+    # clip's samples have none.
+    current: tuple[str, np.ndarray] | None = None
+    previous: tuple[str, np.ndarray] | None = None
     for item in clips:
-        record, maps = localize_clip(frozen, item, cfg)
+        clip_id = item.name.split("@")[0]
+        if current is not None and current[0] != clip_id:
+            previous = current
+        record, maps, video = localize_clip(frozen, item, cfg,
+                                            previous[1] if previous is not None else None)
+        current = (clip_id, video)
         figure = plot_localization(item, maps, record,
                                    out_dir / FIGURE_DIR / f"{_safe_name(item.name)}.png",
                                    cfg.hit_threshold_deg)
         record["png"] = str(figure)
         records.append(record)
-        log.info("%s: model peak %s deg (%s), IV peak %s deg (%s)", item.name,
-                 record["model_peak_deg"], "hit" if record["model_hit"] else "miss",
+        log.info("%s: model peak %s deg (%s), cosine peak %s, mismatched video %s, "
+                 "IV peak %s deg (%s)", item.name, record["model_peak_deg"],
+                 "hit" if record["model_hit"] else "miss",
+                 "hit" if record["cosine_hit"] else "miss",
+                 {True: "hit", False: "miss"}.get(record.get("mismatched_hit"), "-"),
                  record["iv_peak_deg"], "hit" if record["iv_hit"] else "miss")
     summary = {
         **describe_run(frozen, ckpt_path),
@@ -417,8 +494,10 @@ def evaluate_localization(ckpt_path: str | Path, cfg: LocalizeConfig = LocalizeC
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     tmp.replace(path)
-    log.info("hit rate %s %% (IV reference %s %%) over %d clips with a sounding object; wrote %s",
-             summary["hit_rate_pct"], summary["iv_hit_rate_pct"], summary["n_scored"], path)
+    log.info("hit rate %s %% (%s score; cosine %s %%, mismatched video %s %%, IV reference "
+             "%s %%) over %d clips with a sounding object; wrote %s", summary["hit_rate_pct"],
+             cfg.score, summary["cosine_hit_rate_pct"], summary["mismatched_video_hit_rate_pct"],
+             summary["iv_hit_rate_pct"], summary["n_scored"], path)
     return summary
 
 
@@ -440,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--elevations-deg", type=float, nargs="+",
                         default=list(defaults.elevations_deg))
     for name in ("fov_deg", "hit_threshold_deg", "map_width", "kernel_deg", "n_clips", "seed",
-                 "scoring"):
+                 "scoring", "score"):
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value,
                             help=f"(default {value})")
@@ -450,11 +529,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                          elevations_deg=tuple(args.elevations_deg), fov_deg=args.fov_deg,
                          hit_threshold_deg=args.hit_threshold_deg, map_width=args.map_width,
                          kernel_deg=args.kernel_deg, n_clips=args.n_clips, seed=args.seed,
-                         scoring=args.scoring)
+                         scoring=args.scoring, score=args.score)
     summary = evaluate_localization(args.ckpt, cfg, clip=args.clip, time_s=args.time_s,
                                     shards_dir=args.shards, split=args.split, out_dir=args.out,
                                     device=args.device, norm_stats=args.norm_stats)
     print(json.dumps({k: summary[k] for k in ("n_clips", "n_scored", "hit_rate_pct",
+                                              "cosine_hit_rate_pct",
+                                              "mismatched_video_hit_rate_pct",
                                               "iv_hit_rate_pct")}, indent=2))
     return 0
 
