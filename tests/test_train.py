@@ -111,3 +111,20 @@ def test_non_finite_loss_stops_with_the_step(shards, tmp_path, monkeypatch):
 def test_too_little_data_is_a_clear_error(shards, tmp_path):
     with pytest.raises(ValueError, match="fewer than one step"):
         run(shards, tmp_path, "data.batch_size=128")
+
+
+def test_learning_rate_warms_up_then_follows_the_schedule():
+    from trainer.config import OptimConfig
+
+    constant = OptimConfig(lr=1e-3, warmup_steps=4)
+    assert [train.learning_rate(s, 20, constant) for s in (0, 1, 3, 10, 19)] == pytest.approx(
+        [2.5e-4, 5e-4, 1e-3, 1e-3, 1e-3])
+    cosine = OptimConfig(lr=1e-3, warmup_steps=4, schedule="cosine", min_lr_ratio=0.1)
+    lrs = [train.learning_rate(s, 20, cosine) for s in range(20)]
+    assert lrs[0] == pytest.approx(2.5e-4) and lrs[3] == pytest.approx(1e-3)   # warm-up
+    assert lrs[19] == pytest.approx(1e-4)                                      # the floor, last step
+    # Half a cosine from step 4 to 19: symmetric about the mean of the two ends.
+    assert [lrs[4 + k] + lrs[19 - k] for k in range(16)] == pytest.approx([1.1e-3] * 16)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))                       # never rises
+    with pytest.raises(ConfigError, match="min_lr_ratio"):
+        TrainConfig(optim=OptimConfig(min_lr_ratio=1.5)).validate()

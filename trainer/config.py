@@ -84,6 +84,10 @@ class OptimConfig:
     grad_clip: float = 5.0
     amp: bool = True              # only on CUDA
     warmup_steps: int = 0
+    # Learning rate after warm-up: constant, or cosine (half a cosine from lr down to
+    # lr * min_lr_ratio at the last step of the run, over both curriculum phases).
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,9 @@ class TrainConfig:
         if self.model.preset == "paper" and self.model.feature_dim != 512:
             raise ConfigError(f"model.feature_dim must be 512 for the paper preset (R(2+1)D-18 "
                               f"output), got {self.model.feature_dim}")
+        if not 0.0 <= self.optim.min_lr_ratio <= 1.0:
+            raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got "
+                              f"{self.optim.min_lr_ratio}")
         windows = self.data.avts_windows_per_clip
         if self.curriculum.pretext == "avts" and self.data.batch_size % windows:
             raise ConfigError(f"data.batch_size ({self.data.batch_size}) must be a multiple of "

@@ -37,7 +37,7 @@ from pipeline.config import ConfigError, dump_config, load_config, save_config, 
 from trainer import distributed
 from trainer.checkpoint import (capture_rng_state, load_checkpoint, load_trained_model,
                                 restore_rng_state, save_checkpoint)
-from trainer.config import TrainConfig
+from trainer.config import OptimConfig, TrainConfig
 from trainer.data import ShardStream, make_loader
 from trainer.logging_utils import MetricsLog, plot_curves
 from trainer.losses import LossTerms, avc_loss, avsa_loss, avts_loss
@@ -57,6 +57,18 @@ def phase_for_epoch(curriculum, epoch: int) -> str:
     if curriculum.pretext == "avsa" and epoch < curriculum.switch_epoch:
         return "avc"
     return curriculum.pretext
+
+
+def learning_rate(step: int, total_steps: int, optim: OptimConfig) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) out of ``total_steps``: linear
+    warm-up over ``warmup_steps``, then ``optim.schedule`` (constant or cosine decay)."""
+    lr = optim.lr * min(1.0, (step + 1) / max(1, optim.warmup_steps))
+    if optim.schedule == "cosine":
+        decay_steps = max(1, total_steps - optim.warmup_steps - 1)
+        progress = min(1.0, max(0.0, (step - optim.warmup_steps) / decay_steps))
+        floor = optim.min_lr_ratio
+        lr *= floor + (1.0 - floor) * 0.5 * (1.0 + np.cos(np.pi * progress))
+    return float(lr)
 
 
 def compute_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any], phase: str,
@@ -213,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 t_wait = time.perf_counter()
                 batch = to_device(next(batches), device)
                 t_step = time.perf_counter()
-                lr = cfg.optim.lr * min(1.0, (step + 1) / max(1, cfg.optim.warmup_steps))
+                lr = learning_rate(step, cfg.curriculum.epochs * steps_per_epoch, cfg.optim)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
 
