@@ -123,6 +123,29 @@ def audio_layout_ratio(preset: str, batch_size: int, steps: int) -> dict:
     return ms
 
 
+@torch.no_grad()
+def audio_fusion_ratio(preset: str, batch_size: int, steps: int) -> dict:
+    """Frozen-inference ms per input of the audio CNN on (B, 7, 128, 100) inputs: eval mode as
+    trained (baseline) vs BatchNorm folded into the convolutions (trainer.models.fuse_batchnorm,
+    what the evaluators load)."""
+    import copy
+
+    from trainer.models import AudioEncoder, fuse_batchnorm
+    encoder = AudioEncoder(7, 512 if preset == "paper" else 128, preset).eval()
+    fused = fuse_batchnorm(copy.deepcopy(encoder))
+    size = SIZES["paper"]
+    audio = torch.randn(batch_size, 7, size["n_mels"], size["n_frames_audio"])
+    ms = {}
+    for name, net in (("eval", encoder), ("fused", fused)):
+        times = []
+        for _ in range(steps + 1):                   # the first pass warms up
+            start = time.perf_counter()
+            net(audio)
+            times.append(time.perf_counter() - start)
+        ms[name] = 1000 * sum(times[1:]) / steps / batch_size
+    return ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=16, help="tiny training steps per run")
@@ -157,6 +180,12 @@ def main() -> None:
     rows.append(("audio CNN fwd+bwd, tiny, channels-last (ours)", "-",
                  f"{layout['nchw'] / layout['channels_last']:.2f}x baseline",
                  f"{layout['channels_last']:.1f} ms/input", ""))
+    fusion = audio_fusion_ratio("tiny", 128, steps=5)
+    rows.append(("audio CNN inference, tiny, eval-mode BatchNorm (baseline)", "-", "",
+                 f"{fusion['eval']:.2f} ms/input", ""))
+    rows.append(("audio CNN inference, tiny, BatchNorm folded (ours)", "-",
+                 f"{fusion['eval'] / fusion['fused']:.2f}x baseline",
+                 f"{fusion['fused']:.2f} ms/input", ""))
     cpu = model_step("paper", torch.device("cpu"), 2, args.paper_steps, amp=False)
     rows.append(("model step, paper preset, B=2 K=4 (CPU)", "-",
                  f"{cpu['clips_per_s']:.2f} clips/s", f"{1000 * cpu['step_s']:.0f} ms", ""))

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from trainer.config import ModelConfig
-from trainer.models import AVSpatialModel, AudioEncoder, TranslationNetwork, build_model
+from trainer.models import (AVSpatialModel, AudioEncoder, TranslationNetwork, build_model,
+                            fuse_batchnorm)
 
 torch.set_num_threads(1)
 
@@ -49,6 +50,35 @@ def test_channels_last_audio_forward_matches_the_plain_layout():
     with torch.no_grad():
         fast, plain = encoder(audio), encoder.layers(audio).amax(dim=(2, 3))
     assert torch.allclose(fast, plain, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "paper"])
+def test_batchnorm_fusion_keeps_frozen_outputs(preset):
+    torch.manual_seed(0)
+    dim = 64 if preset == "tiny" else 512
+    model = build_model(ModelConfig(preset=preset, feature_dim=dim), audio_channels=7)
+    # Non-trivial running statistics, as after training.
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    count_norms = lambda: sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                              for m in model.modules())
+    video, audio = torch.rand(2, 3, 4, 32, 32), torch.randn(2, 7, 32, 24)
+    with torch.no_grad():
+        expected = model.video_encoder(video), model.audio_encoder(audio)
+        n_before = count_norms()
+        fuse_batchnorm(model)
+        fused = model.video_encoder(video), model.audio_encoder(audio)
+    # Every norm of the tiny preset follows a conv; the paper audio encoder's nine do too.
+    assert count_norms() == 0 if preset == "tiny" else count_norms() <= n_before - 9
+    for before, after in zip(expected, fused):
+        assert torch.allclose(before, after, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="eval mode"):
+        fuse_batchnorm(model.train())
 
 
 def test_translation_is_permutation_equivariant_without_viewpoint_encoding():

@@ -182,6 +182,28 @@ class AVSpatialModel(nn.Module):
         return out
 
 
+def fuse_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every BatchNorm that directly follows a convolution in an ``nn.Sequential`` into
+    that convolution's weights (in place, eval mode only; the BatchNorm becomes Identity).
+
+    Frozen inference gives the same outputs up to float rounding and skips a pass over every
+    activation map (measured in ``bench/train.py``)."""
+    if module.training:
+        raise ValueError("fuse_batchnorm needs a module in eval mode")
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for child in module.children():
+        fuse_batchnorm(child)
+    if isinstance(module, nn.Sequential):
+        for index in range(len(module) - 1):
+            conv, norm = module[index], module[index + 1]
+            if (isinstance(conv, (nn.Conv2d, nn.Conv3d)) and isinstance(norm, nn.modules.batchnorm._BatchNorm)
+                    and norm.track_running_stats):
+                module[index] = fuse_conv_bn_eval(conv, norm)
+                module[index + 1] = nn.Identity()
+    return module
+
+
 def model_args_from_config(model_cfg: ModelConfig, audio_channels: int) -> dict[str, Any]:
     """Constructor arguments of :class:`AVSpatialModel` (stored in checkpoints)."""
     return dict(audio_channels=audio_channels, preset=model_cfg.preset,

@@ -39,7 +39,7 @@ from pipeline.shards import NORM_STATS_NAME, ShardIndex, open_shard
 from trainer.checkpoint import load_trained_model
 from trainer.config import TrainConfig
 from trainer.data import AUDIO_FEATURES, FeatureNorm, load_norm_stats
-from trainer.models import AVSpatialModel
+from trainer.models import AVSpatialModel, fuse_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ def load_frozen(ckpt_path: str | Path, device: str | torch.device = "auto",
     """
     device = resolve_device(device) if isinstance(device, str) else device
     model, config = load_trained_model(ckpt_path, device)
-    model.eval().requires_grad_(False)
+    fuse_batchnorm(model.eval().requires_grad_(False))
     norm = _norm_stats(config, norm_stats)
     feature_cfg = feature_cfg or feature_config_from_shards(config.data.shards_dir)
     log.info("loaded %s: experiment %s, audio input %s (%d channels), features %d mels x %d "
