@@ -6,6 +6,7 @@ checkpoint in the trainer's format, without training: evaluation code must run o
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,11 @@ def test_binary_evaluation_end_to_end_writes_and_caches(tmp_path):
         assert np.all((np.rad2deg(data["yaw_rad"]) >= 60) & (np.rad2deg(data["yaw_rad"]) <= 300))
     again = evaluate_binary(ckpt, shards, cfg, device="cpu")                # from the cache
     assert again["accuracy_pct"] == result["accuracy_pct"]
+    # The same model scored on the other stored viewpoint set: its own file and cache entries.
+    other = evaluate_binary(ckpt, shards, replace(cfg, viewpoints="yolo"), device="cpu")
+    saved_other = json.loads((ckpt.parent / "eval_binary_yolo.json").read_text())
+    assert saved_other["pair_viewpoints"] == "yolo" and saved["pair_viewpoints"] == "random"
+    assert saved_other["accuracy_pct"] == other["accuracy_pct"]
+    assert len(list((ckpt.parent / "eval_cache").glob("binary-*.npz"))) == 4
+    with pytest.raises(ValueError, match="run, random or yolo"):
+        evaluate_binary(ckpt, shards, replace(cfg, viewpoints="detr"), device="cpu")

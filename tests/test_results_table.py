@@ -35,6 +35,8 @@ def make_runs(root):
     (avsa / "eval_localize.json").write_text(json.dumps({"hit_rate_pct": 37.5,
                                                          "mismatched_video_hit_rate_pct": 12.5,
                                                          "synthetic": True}))
+    (avsa / "eval_binary_random.json").write_text(json.dumps(
+        {**binary_json(55.0, 60.0, 61.0), "pair_viewpoints": "random"}))
     foa_iv = runs / "foa_iv"
     foa_iv.mkdir()
     (foa_iv / "config.yaml").write_text(yaml.safe_dump({"experiment": "foa_iv"}))
@@ -51,9 +53,11 @@ def make_runs(root):
 
 def test_runs_are_collected_in_experiment_order(tmp_path):
     runs = collect_runs(make_runs(tmp_path))
-    assert [(r.run_dir.name, r.experiment) for r in runs] == [
-        ("foa_iv", "foa_iv"), ("avc_seed1", "avc"), ("avsa", "avsa")]
-    avsa = runs[-1]
+    assert [(r.name, r.experiment) for r in runs] == [
+        ("foa_iv", "foa_iv"), ("avc_seed1", "avc"), ("avsa", "avsa"),
+        ("avsa · random viewpoints", "avsa")]
+    assert runs[-1].scores["avc_bin_1"] == 55.0 and runs[-1].scores["localization"] is None
+    avsa = runs[-2]
     assert avsa.scores["avc_bin_1"] == 81.5 and avsa.scores["avsa_bin_4t"] == 70.0
     assert avsa.scores["eigenscape"] == 61.0 and avsa.synthetic["eigenscape"]
     assert avsa.scores["localization"] == 37.5
@@ -69,8 +73,11 @@ def test_markdown_puts_published_numbers_under_each_run(tmp_path):
     avsa_row = next(i for i, line in enumerate(rows) if line.startswith("| avsa | avsa |"))
     assert "81.50 (synthetic)" in rows[avsa_row] and "61.00 (synthetic)" in rows[avsa_row]
     assert "37.50 (synthetic) | 12.50 (synthetic)" in rows[avsa_row] and "– / 40.00 (synthetic)" in rows[avsa_row]
-    published = rows[avsa_row + 1]
+    # The run's row on random viewpoints follows it; the published anchors come once, last.
+    assert rows[avsa_row + 1].startswith("| avsa · random viewpoints | avsa | 55.00 (synthetic)")
+    published = rows[avsa_row + 2]
     assert published.startswith("| ↳ published | avsa |")
+    assert sum(line.startswith("| ↳ published | avsa |") for line in rows) == 1
     for value in ("86.19", "91.67", "89.83", "64.97", "68.87", "69.97", "89.40"):
         assert value in published
     foa_iv_row = next(line for line in rows if line.startswith("| foa_iv | foa_iv |"))

@@ -21,9 +21,15 @@ predicted from all K crops), as in the reference benchmark (``use_transf: audio`
 too. One head is trained per task and feature variant, on the train split; accuracies are on the
 test split (balanced: one positive and one negative per sample, chance = 50 %).
 
+Pairs come from the viewpoint set the model trained on (``viewpoints: run``), or from another
+stored set: ``--viewpoints random`` scores a YOLO-trained model on Morgado et al.'s uniformly
+drawn viewpoints. On detection-centred crops an AVSA positive nearly always has a sound in front
+and a rotated negative rarely does, so the audio alone can decide; on random viewpoints many
+crops are empty and the head must relate the picture to the sound's direction.
+
 Features of both splits are extracted once, in batches, and cached in
 ``<run>/eval_cache/`` (keyed by checkpoint, shards and settings), so heads train in seconds.
-Results go to ``<run>/eval_binary.json``.
+Results go to ``<run>/eval_binary.json`` (``eval_binary_<set>.json`` on another viewpoint set).
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ class BinaryEvalConfig:
     """Settings of the binary evaluation (angles in degrees, as in every config)."""
 
     num_viewpoints: int = 4
+    # Stored viewpoint set the pairs are drawn from: random (uniform directions, Morgado et
+    # al.'s protocol), yolo, or run (the set the checkpoint trained on).
+    viewpoints: str = "run"
     max_train_samples: int = 20000    # 0 = all
     max_test_samples: int = 0         # 0 = all
     yaw_min_deg: float = 60.0
@@ -297,6 +306,23 @@ def encode_batch(frozen: FrozenModel, batch: dict[str, Any], yaws_rad: np.ndarra
     return features
 
 
+def result_name(pair_viewpoints: str, trained_viewpoints: str) -> str:
+    """``eval_binary.json`` on the viewpoint set the model trained on, else
+    ``eval_binary_<set>.json`` (e.g. a YOLO-trained model scored on random viewpoints)."""
+    if pair_viewpoints == trained_viewpoints:
+        return RESULT_NAME
+    return RESULT_NAME.replace(".json", f"_{pair_viewpoints}.json")
+
+
+def resolve_viewpoints(frozen: FrozenModel, viewpoints: str) -> str:
+    """The stored viewpoint set to evaluate on: ``run`` -> the checkpoint's training set."""
+    if viewpoints == "run":
+        return frozen.config.data.viewpoints
+    if viewpoints not in ("random", "yolo"):
+        raise ValueError(f"viewpoints must be run, random or yolo, got {viewpoints!r}")
+    return viewpoints
+
+
 def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: BinaryEvalConfig,
                      max_samples: int) -> dict[str, np.ndarray]:
     """Every feature the heads need, for the samples of one split.
@@ -308,7 +334,7 @@ def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: Bin
     rng = np.random.default_rng([cfg.seed, sum(map(ord, split))])
     out: dict[str, list[np.ndarray]] = {name: [] for name in FEATURE_NAMES}
     clip_ids, yaws, synthetic = [], [], False
-    batches = iter_shard_batches(shards_dir, split, frozen.config.data.viewpoints,
+    batches = iter_shard_batches(shards_dir, split, resolve_viewpoints(frozen, cfg.viewpoints),
                                  cfg.num_viewpoints, keys, cfg.extract_batch, max_samples,
                                  cfg.seed, extra_fields=("gt/count",))
     for batch in tqdm(batches, desc=f"features {split}", unit="batch", leave=False):
@@ -336,6 +362,7 @@ def _cache_key(ckpt_path: Path, shards_dir: Path, split: str, cfg: BinaryEvalCon
         "ckpt": [str(ckpt_path.resolve()), stat.st_size, stat.st_mtime_ns],
         "shards": [[r["shard"], r.get("sha256", ""), r["n_samples"]] for r in records],
         "split": split, "max_samples": max_samples, "k": cfg.num_viewpoints,
+        "viewpoints": resolve_viewpoints(frozen, cfg.viewpoints),
         "yaw": [cfg.yaw_min_deg, cfg.yaw_max_deg], "seed": cfg.seed,
         "feature_cfg": asdict(frozen.feature_cfg),
         "norm": {k: [v.mean.tolist(), v.std.tolist()] for k, v in sorted(frozen.norm.items())},
@@ -399,6 +426,7 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
         "task": "binary_avc_avsa",
         "shards_dir": str(shards_dir),
         "synthetic": bool(train["synthetic"]) or bool(test["synthetic"]),
+        "pair_viewpoints": resolve_viewpoints(frozen, cfg.viewpoints),
         "num_viewpoints": int(test["video"].shape[1]),
         "n_train_samples": int(len(train["clip_id"])),
         "n_test_samples": int(len(test["clip_id"])),
@@ -411,7 +439,8 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
                   "g_a2v(a^1..a^K). Chance = 50."),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    out_path = Path(out_path) if out_path else run_dir / RESULT_NAME
+    out_path = Path(out_path) if out_path else run_dir / result_name(
+        resolve_viewpoints(frozen, cfg.viewpoints), frozen.config.data.viewpoints)
     _write_json(out_path, result)
     log.info("wrote %s", out_path)
     return result
@@ -433,7 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shards", help="shard folder (default: the run's data.shards_dir)")
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--test-split", default="test")
-    parser.add_argument("--out", help=f"results JSON (default: <run>/{RESULT_NAME})")
+    parser.add_argument("--out", help=f"results JSON (default: <run>/{RESULT_NAME}, or "
+                                      f"eval_binary_<set>.json with --viewpoints on another "
+                                      f"set than the run's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--norm-stats", help="norm_stats.json (default: the training shards'; "
                                              "'none' = no normalisation)")

@@ -165,6 +165,11 @@ class RunScores:
     config_path: str
     scores: dict[str, float | str | None]   # str: several numbers in one cell
     synthetic: dict[str, bool]
+    label: str = ""                          # row name; default: the run folder's name
+
+    @property
+    def name(self) -> str:
+        return self.label or self.run_dir.name
 
 
 @dataclass
@@ -278,10 +283,30 @@ def _run_order(run: RunScores) -> tuple[int, str, str]:
     return _experiment_rank(run.experiment), run.experiment, run.run_dir.name
 
 
+def collect_other_viewpoints(run: RunScores) -> list[RunScores]:
+    """Rows of the binary tasks scored on another viewpoint set than the run trained on
+    (``eval_binary_<set>.json``), labelled ``<run> · <set> viewpoints``."""
+    rows = []
+    for path in sorted(run.run_dir.glob(BINARY_JSON.replace(".json", "_*.json"))):
+        binary = _read_json(path)
+        if binary is None:
+            continue
+        viewpoints = binary.get("pair_viewpoints") or path.stem.rsplit("_", 1)[-1]
+        scores: dict[str, float | str | None] = {key: None for key, _ in COLUMNS}
+        scores.update(_binary_scores(binary))
+        synthetic = {key: bool(binary.get("synthetic", False)) and scores[key] is not None
+                     for key, _ in COLUMNS}
+        rows.append(RunScores(run.run_dir, run.experiment, run.config_path, scores, synthetic,
+                              label=f"{run.run_dir.name} · {viewpoints} viewpoints"))
+    return rows
+
+
 def collect_runs(runs_dir: Path, repo_root: Path | None = None) -> list[RunScores]:
-    """Every evaluated run under ``runs_dir`` (one level deep), in :data:`EXPERIMENT_ORDER`."""
+    """Every evaluated run under ``runs_dir`` (one level deep), in :data:`EXPERIMENT_ORDER`,
+    each followed by its rows on other viewpoint sets."""
     runs = [r for d in _run_dirs(runs_dir) if (r := collect_run(d, repo_root)) is not None]
-    return sorted(runs, key=_run_order)
+    return [row for run in sorted(runs, key=_run_order)
+            for row in (run, *collect_other_viewpoints(run))]
 
 
 # ----------------------------------------------------------------------------- downstream tasks
@@ -423,12 +448,14 @@ def _runs_markdown(runs: Sequence[RunScores], columns: Sequence[tuple[str, str]]
     when the run has that score)."""
     header = ["run", "experiment", *[h for _, h in columns], "config"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
+    for index, run in enumerate(runs):
         cells = [_cell(run.scores[key], run.synthetic[key]) for key, _ in columns]
-        lines.append(f"| {run.run_dir.name} | {run.experiment} | " + " | ".join(cells)
+        lines.append(f"| {run.name} | {run.experiment} | " + " | ".join(cells)
                      + f" | `{run.config_path}` |")
         anchors = published.get(run.experiment)
-        if anchors and (anchor_needs is None or run.scores[anchor_needs] is not None):
+        last_of_run = index + 1 == len(runs) or runs[index + 1].run_dir != run.run_dir
+        if anchors and last_of_run and (anchor_needs is None
+                                        or run.scores[anchor_needs] is not None):
             cells = [_cell(anchors[key][0]) if key in anchors else "" for key, _ in columns]
             sources = sorted({source for _, source in anchors.values()})
             lines.append(f"| ↳ published | {run.experiment} | " + " | ".join(cells)
@@ -500,6 +527,8 @@ def render_report(runs: Sequence[RunScores], runs_dir: Path,
               "of clips whose localisation-map peak (contrastive alignment score) lies within "
               "the threshold of a sounding object; other clip's video: the same audio scored "
               "against another clip's crops (a map that uses the picture falls there). "
+              "`<run> · random viewpoints`: the binary tasks of a run trained on other "
+              "viewpoints (YOLO) scored on uniformly drawn ones, Morgado et al.'s protocol. "
               "`(synthetic)`: measured on the synthetic data set, not comparable with "
               "the published number below it.")
     body = markdown_table(runs) if runs else f"_No evaluated runs found under `{runs_dir}`._"
