@@ -146,6 +146,8 @@ demo: $(STAMP) ## The whole story on the synthetic set: data, detector, preproce
 	$(MAKE) --no-print-directory train EXP=avc ARGS="$(DEMO_AVC) run.name=demo_avc"
 	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avsa/ckpt.pt
 	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avc/ckpt.pt
+	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avsa/ckpt.pt ARGS="--viewpoints random"
+	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avc/ckpt.pt ARGS="--viewpoints random"
 	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory eval-eigenscape CKPT=runs/demo_avsa/ckpt.pt ARGS="$(DEMO_EIGEN)"
 	OMP_NUM_THREADS=$(NPROC) $(MAKE) --no-print-directory localize CKPT=runs/demo_avsa/ckpt.pt
 	$(MAKE) --no-print-directory inspect ARGS="--n 4"
