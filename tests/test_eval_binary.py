@@ -155,6 +155,13 @@ def test_binary_evaluation_end_to_end_writes_and_caches(tmp_path):
     saved_other = json.loads((ckpt.parent / "eval_binary_yolo.json").read_text())
     assert saved_other["pair_viewpoints"] == "yolo" and saved["pair_viewpoints"] == "random"
     assert saved_other["accuracy_pct"] == other["accuracy_pct"]
+    # The factory's YOLO set centres its first viewpoint on the source, the rest are fill:
+    # single views are split by kind, and the two kinds average to the whole (1 of 4 detected).
+    for task in ("avc", "avsa"):
+        scores = saved_other["accuracy_pct"][task]
+        assert (scores["single_view_detected"] + 3 * scores["single_view_fill"]) / 4 == \
+            pytest.approx(scores["single_view"])
+    assert "single_view_detected" not in saved["accuracy_pct"]["avc"]   # random views: no split
     assert len(list((ckpt.parent / "eval_cache").glob("binary-*.npz"))) == 4
     with pytest.raises(ValueError, match="run, random or yolo"):
         evaluate_binary(ckpt, shards, replace(cfg, viewpoints="detr"), device="cpu")

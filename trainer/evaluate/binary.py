@@ -155,6 +155,7 @@ class PairSet:
     audio_positive: np.ndarray
     audio_negative: np.ndarray | None
     clip_ids: np.ndarray
+    from_detection: np.ndarray | None = None   # (N, K) bool: YOLO-centred, not random fill
 
     def negatives(self, rng: np.random.Generator) -> np.ndarray:
         if self.audio_negative is not None:
@@ -215,14 +216,21 @@ def pair_accuracy(head: PairClassifier, test: PairSet, device: torch.device, see
     ``single_view`` over all (sample, viewpoint) pairs, ``multi_view`` per sample with the
     logits averaged over its K viewpoints."""
     negatives = test.negatives(np.random.default_rng(seed))
-    single, multi, n = 0.0, 0.0, len(test.video)
+    n, k = test.video.shape[:2]
+    correct = np.zeros((2, n, k), dtype=bool)       # (positive / negative, sample, viewpoint)
+    multi = 0.0
     for start in range(0, n, chunk):
         video = _as_tensor(test.video[start:start + chunk], device)
-        for audio, label in ((test.audio_positive, 1), (negatives, 0)):
+        for side, (audio, label) in enumerate(((test.audio_positive, 1), (negatives, 0))):
             logits = head(video, _as_tensor(audio[start:start + chunk], device))   # (b, K, 2)
-            single += float((logits.argmax(-1) == label).float().mean(-1).sum())
+            correct[side, start:start + chunk] = (logits.argmax(-1) == label).cpu().numpy()
             multi += float((logits.mean(1).argmax(-1) == label).float().sum())
-    return {"single_view": 100.0 * single / (2 * n), "multi_view": 100.0 * multi / (2 * n)}
+    scores = {"single_view": 100.0 * float(correct.mean()), "multi_view": 100.0 * multi / (2 * n)}
+    if test.from_detection is not None:
+        for name, mask in (("detected", test.from_detection), ("fill", ~test.from_detection)):
+            if mask.any():
+                scores[f"single_view_{name}"] = 100.0 * float(correct[:, mask].mean())
+    return scores
 
 
 # ----------------------------------------------------------------------------- features
@@ -235,10 +243,14 @@ def pair_set(features: dict[str, np.ndarray], task: str, variant: str) -> PairSe
     """The :class:`PairSet` of ``task`` (avc / avsa) and ``variant`` (plain / v2a / a2v)."""
     video = features["video_v2a"] if variant == "v2a" else features["video"]
     suffix = "_a2v" if variant == "a2v" else ""
+    from_detection = features.get("from_detection")
+    if from_detection is not None:
+        from_detection = from_detection.astype(bool)
     if task == "avc":
-        return PairSet(video, features["audio_stored" + suffix], None, features["clip_id"])
+        return PairSet(video, features["audio_stored" + suffix], None, features["clip_id"],
+                       from_detection)
     return PairSet(video, features["audio_foa" + suffix], features["audio_rotated" + suffix],
-                   features["clip_id"])
+                   features["clip_id"], from_detection)
 
 
 def _check_recomputed(stored: dict[str, np.ndarray], recomputed: dict[str, np.ndarray],
@@ -328,15 +340,20 @@ def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: Bin
     """Every feature the heads need, for the samples of one split.
 
     Returns ``{name: (N, K, D) float16}`` for :data:`FEATURE_NAMES`, plus ``clip_id`` (N,),
-    ``yaw_rad`` (N,) (the AVSA negative's rotation) and ``synthetic`` (bool, gt fields seen).
+    ``yaw_rad`` (N,) (the AVSA negative's rotation), ``synthetic`` (bool, gt fields seen) and,
+    for detection viewpoints, ``from_detection`` (N, K) (YOLO-centred, not random fill).
     """
     keys = AUDIO_FEATURES[frozen.audio_input]
     rng = np.random.default_rng([cfg.seed, sum(map(ord, split))])
     out: dict[str, list[np.ndarray]] = {name: [] for name in FEATURE_NAMES}
-    clip_ids, yaws, synthetic = [], [], False
-    batches = iter_shard_batches(shards_dir, split, resolve_viewpoints(frozen, cfg.viewpoints),
+    clip_ids, yaws, detected, synthetic = [], [], [], False
+    view_set = resolve_viewpoints(frozen, cfg.viewpoints)
+    # Random viewpoints are all fill: only the YOLO set splits into detected and fill views.
+    detection_field = f"views/{view_set}/from_detection" if view_set == "yolo" else ""
+    batches = iter_shard_batches(shards_dir, split, view_set,
                                  cfg.num_viewpoints, keys, cfg.extract_batch, max_samples,
-                                 cfg.seed, extra_fields=("gt/count",))
+                                 cfg.seed, extra_fields=("gt/count", detection_field)
+                                 if detection_field else ("gt/count",))
     for batch in tqdm(batches, desc=f"features {split}", unit="batch", leave=False):
         batch_yaws = random_yaws_rad(len(batch["clip_id"]), rng, cfg.yaw_min_deg,
                                      cfg.yaw_max_deg)
@@ -344,6 +361,8 @@ def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: Bin
             out[name].append(value)
         clip_ids.append(batch["clip_id"])
         yaws.append(batch_yaws)
+        if detection_field and detection_field in batch:
+            detected.append(np.asarray(batch[detection_field][:, :cfg.num_viewpoints], bool))
         synthetic = synthetic or "gt/count" in batch
     if not clip_ids:
         raise ValueError(f"no samples of split '{split}' in {shards_dir}")
@@ -351,6 +370,8 @@ def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: Bin
     features["clip_id"] = np.concatenate(clip_ids).astype(str)
     features["yaw_rad"] = np.concatenate(yaws)
     features["synthetic"] = np.asarray(synthetic)
+    if detected and len(detected) == len(clip_ids):
+        features["from_detection"] = np.concatenate(detected)
     return features
 
 
@@ -362,7 +383,7 @@ def _cache_key(ckpt_path: Path, shards_dir: Path, split: str, cfg: BinaryEvalCon
         "ckpt": [str(ckpt_path.resolve()), stat.st_size, stat.st_mtime_ns],
         "shards": [[r["shard"], r.get("sha256", ""), r["n_samples"]] for r in records],
         "split": split, "max_samples": max_samples, "k": cfg.num_viewpoints,
-        "viewpoints": resolve_viewpoints(frozen, cfg.viewpoints),
+        "viewpoints": resolve_viewpoints(frozen, cfg.viewpoints), "cache_version": 2,
         "yaw": [cfg.yaw_min_deg, cfg.yaw_max_deg], "seed": cfg.seed,
         "feature_cfg": asdict(frozen.feature_cfg),
         "norm": {k: [v.mean.tolist(), v.std.tolist()] for k, v in sorted(frozen.norm.items())},
@@ -419,8 +440,12 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
             suffix = {"plain": "", "v2a": "_transformer", "a2v": "_transformer_a2v"}[variant]
             for view, value in scores.items():
                 accuracy[task][view + suffix] = round(value, 2)
-            log.info("%s-bin %-5s: 1 view %.2f %%, %d views %.2f %%", task.upper(), variant,
-                     scores["single_view"], train["video"].shape[1], scores["multi_view"])
+            by_kind = "".join(f", {kind} views {scores[f'single_view_{kind}']:.2f} %"
+                              for kind in ("detected", "fill")
+                              if f"single_view_{kind}" in scores)
+            log.info("%s-bin %-5s: 1 view %.2f %%, %d views %.2f %%%s", task.upper(), variant,
+                     scores["single_view"], train["video"].shape[1], scores["multi_view"],
+                     by_kind)
     result = {
         **describe_run(frozen, ckpt_path),
         "task": "binary_avc_avsa",
@@ -436,7 +461,9 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
         "notes": ("single_view: every (sample, viewpoint) pair; multi_view: logits averaged "
                   "over the K viewpoints of a sample; _transformer: video side g_v2a(v^1..v^K) "
                   "(reference 'use_transf: audio'); _transformer_a2v: audio side "
-                  "g_a2v(a^1..a^K). Chance = 50."),
+                  "g_a2v(a^1..a^K); single_view_detected / _fill: single views centred on a "
+                  "detection / drawn at random because fewer objects were detected. "
+                  "Chance = 50."),
         "seconds": round(time.perf_counter() - started, 1),
     }
     out_path = Path(out_path) if out_path else run_dir / result_name(
