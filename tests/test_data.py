@@ -12,8 +12,8 @@ import torch
 from pipeline.shards import ShardFormatError
 from tests.shard_factory import make_shards
 from trainer.config import DataConfig
-from trainer.data import (ShardStream, assign_parts, load_norm_stats, make_loader, make_parts,
-                          split_steps, write_norm_stats)
+from trainer.data import (ShardStream, assign_parts, choose_views, load_norm_stats, make_loader,
+                          make_parts, split_steps, write_norm_stats)
 
 torch.set_num_threads(1)
 PLAIN = DataConfig(batch_size=3, num_viewpoints=1, flip_prob=0.0, color_jitter=0.0,
@@ -184,3 +184,38 @@ def test_norm_stats_formats(tmp_path):
 def test_too_many_viewpoints_is_a_clear_error(shards):
     with pytest.raises(ShardFormatError, match="4 viewpoints stored, 5 requested"):
         next(iter(ShardStream(shards, "train", replace(PLAIN, num_viewpoints=5))))
+
+
+def test_view_choice_takes_detections_before_fill():
+    rng = np.random.default_rng(0)
+    detected = np.array([False, True, False, True])
+    singles = Counter(int(choose_views(4, 1, rng, detected)[0]) for _ in range(200))
+    assert set(singles) == {1, 3} and min(singles.values()) > 60         # both, roughly evenly
+    for _ in range(20):
+        three = choose_views(4, 3, rng, detected)
+        assert {1, 3} <= set(three.tolist()) and len(set(three.tolist())) == 3
+    # No detections, or every viewpoint read: a uniform draw over all of them.
+    assert set(int(choose_views(4, 1, rng, np.zeros(4, bool))[0]) for _ in range(100)) == {0, 1, 2, 3}
+    assert sorted(choose_views(4, 4, rng, detected).tolist()) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("prefer", [True, False])
+def test_single_view_phase_reads_the_detected_viewpoint(shards, prefer):
+    cfg = replace(PLAIN, viewpoints="yolo", prefer_detected_views=prefer)
+    stream = ShardStream(shards, "train", cfg, viewpoints_per_sample=1, seed=3)
+    stored = {}
+    for path in sorted(shards.glob("*.h5")):
+        with h5py.File(path, "r") as h5:
+            for cid, w, az, det in zip(h5["clip_id"].asstr()[:], h5["window_index"][:],
+                                       h5["views/yolo/azimuth_rad"][:],
+                                       h5["views/yolo/from_detection"][:]):
+                stored[(cid, int(w))] = az[det.astype(bool)]
+    read = [(key, float(az[0])) for batch in stream
+            for key, az in zip(zip(batch["clip_id"], batch["window_index"].tolist()),
+                               batch["azimuth_rad"])]
+    on_detection = [np.isclose(stored[key], az).any() for key, az in read]
+    assert len(read) == 48
+    if prefer:
+        assert all(on_detection)
+    else:                                   # 1 of 4 stored viewpoints is the detection
+        assert 0.05 < np.mean(on_detection) < 0.6

@@ -25,6 +25,9 @@ class DataConfig:
     num_viewpoints: int = 4                  # K used per sample (<= K stored)
     batch_size: int = 28                     # clips per step (x K viewpoints)
     num_workers: int = 2
+    # Reading fewer viewpoints than stored (the AVC phase reads 1): take YOLO-centred ones
+    # before random fill (no effect on random viewpoints or when all are read).
+    prefer_detected_views: bool = True
     flip_prob: float = 0.5                   # crop flip, with the matching FOA mirror (Y -> -Y)
     color_jitter: float = 0.2                # brightness/contrast/saturation strength, 0 = off
     volume_jitter_db: float = 3.0            # random gain on all audio channels, dB

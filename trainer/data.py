@@ -237,6 +237,13 @@ class ShardReader:
     def n_viewpoints(self, path: str) -> int:
         return int(self.shard(path)[f"{self.view_prefix}/azimuth_rad"].shape[1])
 
+    def from_detection(self, path: str, row: int) -> np.ndarray | None:
+        """``(K,)`` bool: which stored viewpoints are centred on a detection (None when the
+        shard does not say, as for random viewpoints of older shards)."""
+        name = f"{self.view_prefix}/from_detection"
+        h5 = self.shard(path)
+        return np.asarray(h5[name][row], dtype=bool) if name in h5 else None
+
     def read(self, path: str, row: int, views: np.ndarray) -> dict[str, Any]:
         """One sample at ``views`` (K indices): crops (K, T, S, S, 3) uint8, features
         ``{key: (K, C, M, F) float32}``, azimuth/elevation (K,), clip id, window index."""
@@ -260,6 +267,22 @@ class ShardReader:
     def close(self) -> None:
         while self._open:
             self._open.popitem()[1].close()
+
+
+def choose_views(stored_k: int, k: int, rng: np.random.Generator,
+                 from_detection: np.ndarray | None = None) -> np.ndarray:
+    """``k`` distinct viewpoint indices out of ``stored_k``, in random order.
+
+    With ``from_detection`` (``(stored_k,)`` bool) and at least one detection, detection-centred
+    viewpoints come first and random fill only makes up the rest (Wang et al. 2022 crop around
+    detected objects to avoid audio-visual mismatches; fill exists only because fewer than K
+    objects were found). Without detections it is a uniform draw."""
+    if from_detection is None or not np.any(from_detection) or k >= stored_k:
+        return rng.choice(stored_k, size=k, replace=False)
+    detected = np.flatnonzero(from_detection)
+    fill = np.flatnonzero(~np.asarray(from_detection, dtype=bool))
+    order = np.concatenate([rng.permutation(detected), rng.permutation(fill)])
+    return rng.permutation(order[:k])
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -310,7 +333,9 @@ class ShardStream(IterableDataset):
         data_cfg: :class:`DataConfig` (audio input, viewpoint source, augmentation, batch size).
         batch_size: samples per batch (default ``data_cfg.batch_size``).
         viewpoints_per_sample: K viewpoints read per sample (a random subset of the stored K
-            when training, the first K otherwise). Change per phase with :meth:`set_epoch`.
+            when training, YOLO-centred ones first with ``data_cfg.prefer_detected_views``, see
+            :func:`choose_views`; the first K otherwise). Change per phase with
+            :meth:`set_epoch`.
         windows_per_clip: 1 = sample units; >= 2 = AVTS groups of windows of one clip.
         training: shuffle the viewpoint choice and augment (else no augmentation).
         equal_steps: every rank yields ``steps_per_epoch`` full batches (training, DDP
@@ -473,7 +498,12 @@ class ShardStream(IterableDataset):
         k = self.viewpoints_per_sample
         if k > stored_k:
             raise ShardFormatError(f"{path}: {stored_k} viewpoints stored, {k} requested")
-        views = rng.choice(stored_k, size=k, replace=False) if self.training else np.arange(k)
+        if self.training:
+            detections = (reader.from_detection(path, row)
+                          if self.cfg.prefer_detected_views and k < stored_k else None)
+            views = choose_views(stored_k, k, rng, detections)
+        else:
+            views = np.arange(k)
         sample = reader.read(path, row, views)
         crops, features, azimuth = sample["crops"], sample["features"], sample["azimuth_rad"]
 
