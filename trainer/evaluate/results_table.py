@@ -573,8 +573,9 @@ def write_results(runs_dir: str | Path, out_path: str | Path,
     tmp = out_path.with_name(out_path.name + ".tmp")
     tmp.write_text(render_report(runs, runs_dir, downstream, multisensory), encoding="utf-8")
     tmp.replace(out_path)
-    log.info("wrote %s (%d evaluated runs, %d downstream results, %d multisensory runs)",
-             out_path, len(runs), len(downstream), len(multisensory))
+    log.info("wrote %s (%d evaluated runs in %d rows, %d downstream results, %d multisensory "
+             "runs)", out_path, len({run.run_dir for run in runs}), len(runs), len(downstream),
+             len(multisensory))
     return out_path
 
 
