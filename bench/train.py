@@ -103,47 +103,57 @@ def model_step(preset: str, device: torch.device, batch_size: int, steps: int,
     return {"step_s": step_s, "clips_per_s": batch_size / step_s, "peak_gb": peak_gb}
 
 
+def _ms_per_input(run, steps: int, batch_size: int) -> float:
+    """Mean wall ms per input of ``run()`` over ``steps`` calls after one warm-up call."""
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000 * sum(times[1:]) / steps / batch_size
+
+
+def _audio_batch(batch_size: int) -> torch.Tensor:
+    """(B, 7, 128, 100): log-mel + FOA-IV channels at the paper's feature size."""
+    size = SIZES["paper"]
+    return torch.randn(batch_size, 7, size["n_mels"], size["n_frames_audio"])
+
+
 def audio_layout_ratio(preset: str, batch_size: int, steps: int) -> dict:
-    """Forward + backward ms per input of the audio CNN on (B, 7, 128, 100) inputs (log-mel +
-    FOA-IV), NCHW (baseline: calling its layers directly) vs the channels-last forward."""
+    """Forward + backward ms per input of the audio CNN, NCHW (baseline: calling its layers
+    directly) vs the channels-last forward."""
     from trainer.models import AudioEncoder
     encoder = AudioEncoder(7, 512 if preset == "paper" else 128, preset).train()
-    size = SIZES["paper"]
-    audio = torch.randn(batch_size, 7, size["n_mels"], size["n_frames_audio"])
-    runs = {"nchw": lambda: encoder.layers(audio).amax(dim=(2, 3)),
-            "channels_last": lambda: encoder(audio)}
-    ms = {}
-    for name, forward in runs.items():
-        times = []
-        for _ in range(steps + 1):                   # the first step warms up
-            start = time.perf_counter()
-            forward().sum().backward()
-            times.append(time.perf_counter() - start)
-        ms[name] = 1000 * sum(times[1:]) / steps / batch_size
-    return ms
+    audio = _audio_batch(batch_size)
+    runs = {"nchw": lambda: encoder.layers(audio).amax(dim=(2, 3)).sum().backward(),
+            "channels_last": lambda: encoder(audio).sum().backward()}
+    return {name: _ms_per_input(run, steps, batch_size) for name, run in runs.items()}
 
 
 @torch.no_grad()
 def audio_fusion_ratio(preset: str, batch_size: int, steps: int) -> dict:
-    """Frozen-inference ms per input of the audio CNN on (B, 7, 128, 100) inputs: eval mode as
-    trained (baseline) vs BatchNorm folded into the convolutions (trainer.models.fuse_batchnorm,
-    what the evaluators load)."""
+    """Frozen-inference ms per input of the audio CNN: eval mode as trained (baseline) vs
+    BatchNorm folded into the convolutions (trainer.models.fuse_batchnorm, what the evaluators
+    load)."""
     import copy
 
     from trainer.models import AudioEncoder, fuse_batchnorm
     encoder = AudioEncoder(7, 512 if preset == "paper" else 128, preset).eval()
     fused = fuse_batchnorm(copy.deepcopy(encoder))
-    size = SIZES["paper"]
-    audio = torch.randn(batch_size, 7, size["n_mels"], size["n_frames_audio"])
-    ms = {}
-    for name, net in (("eval", encoder), ("fused", fused)):
-        times = []
-        for _ in range(steps + 1):                   # the first pass warms up
-            start = time.perf_counter()
-            net(audio)
-            times.append(time.perf_counter() - start)
-        ms[name] = 1000 * sum(times[1:]) / steps / batch_size
-    return ms
+    audio = _audio_batch(batch_size)
+    return {name: _ms_per_input(lambda: net(audio), steps, batch_size)
+            for name, net in (("eval", encoder), ("fused", fused))}
+
+
+def ratio_rows(what: str, ms: dict, baseline: tuple[str, str], ours: tuple[str, str],
+               digits: int) -> list[tuple]:
+    """Two table rows: the baseline's ms per input, then ours with its speed-up; ``baseline``
+    and ``ours`` are ``(key in ms, label)``."""
+    (base_key, base_label), (our_key, our_label) = baseline, ours
+    return [(f"{what}, {base_label} (baseline)", "-", "", f"{ms[base_key]:.{digits}f} ms/input",
+             ""),
+            (f"{what}, {our_label} (ours)", "-", f"{ms[base_key] / ms[our_key]:.2f}x baseline",
+             f"{ms[our_key]:.{digits}f} ms/input", "")]
 
 
 def main() -> None:
@@ -174,18 +184,10 @@ def main() -> None:
         rows.append(("train loop, tiny preset, B=8 K=4 (CPU)", workers,
                      f"{run['clips_per_s']:.1f} clips/s", f"{run['step_ms']:.0f} ms",
                      f"{run['data_wait_pct']:.0f}%"))
-    layout = audio_layout_ratio("tiny", 32, steps=3)
-    rows.append(("audio CNN fwd+bwd, tiny, NCHW (baseline)", "-", "",
-                 f"{layout['nchw']:.1f} ms/input", ""))
-    rows.append(("audio CNN fwd+bwd, tiny, channels-last (ours)", "-",
-                 f"{layout['nchw'] / layout['channels_last']:.2f}x baseline",
-                 f"{layout['channels_last']:.1f} ms/input", ""))
-    fusion = audio_fusion_ratio("tiny", 128, steps=5)
-    rows.append(("audio CNN inference, tiny, eval-mode BatchNorm (baseline)", "-", "",
-                 f"{fusion['eval']:.2f} ms/input", ""))
-    rows.append(("audio CNN inference, tiny, BatchNorm folded (ours)", "-",
-                 f"{fusion['eval'] / fusion['fused']:.2f}x baseline",
-                 f"{fusion['fused']:.2f} ms/input", ""))
+    rows += ratio_rows("audio CNN fwd+bwd, tiny", audio_layout_ratio("tiny", 32, steps=3),
+                       ("nchw", "NCHW"), ("channels_last", "channels-last"), 1)
+    rows += ratio_rows("audio CNN inference, tiny", audio_fusion_ratio("tiny", 128, steps=5),
+                       ("eval", "eval-mode BatchNorm"), ("fused", "BatchNorm folded"), 2)
     cpu = model_step("paper", torch.device("cpu"), 2, args.paper_steps, amp=False)
     rows.append(("model step, paper preset, B=2 K=4 (CPU)", "-",
                  f"{cpu['clips_per_s']:.2f} clips/s", f"{1000 * cpu['step_s']:.0f} ms", ""))
