@@ -50,6 +50,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
+from scipy.special import logsumexp
 
 from pipeline.crops import crop_frames
 from pipeline.features import stft
@@ -63,6 +64,7 @@ from trainer.evaluate.frozen import (FrozenModel, describe_run, iter_shard_batch
 log = logging.getLogger(__name__)
 
 RESULT_NAME = "eval_localize.json"
+SCORES = ("alignment", "cosine")      # what a map may plot, see the module doc
 FIGURE_DIR = "localize"
 
 
@@ -233,11 +235,6 @@ def embed_directions(frozen: FrozenModel, clip: ClipInput, azimuth_rad: np.ndarr
     return video, audio
 
 
-def _logsumexp(values: np.ndarray, axis: int) -> np.ndarray:
-    peak = values.max(axis=axis, keepdims=True)
-    return (peak + np.log(np.exp(values - peak).sum(axis=axis, keepdims=True))).squeeze(axis)
-
-
 def direction_scores(video: np.ndarray, audio: np.ndarray, score: str, temperature: float
                      ) -> np.ndarray:
     """``(G,)`` map values from unit embeddings ``(G, E)``: ``cosine`` = ``cos(v_i, a_i)``;
@@ -245,10 +242,10 @@ def direction_scores(video: np.ndarray, audio: np.ndarray, score: str, temperatu
     ``S = v a^T / temperature`` (nats; the contrastive log-likelihood of the pair ``i``)."""
     if score == "cosine":
         return (video * audio).sum(-1)
-    if score != "alignment":
+    if score not in SCORES:
         raise ValueError(f"score must be alignment or cosine, got {score!r}")
     similarity = video @ audio.T / temperature
-    return np.diag(similarity) - 0.5 * (_logsumexp(similarity, 1) + _logsumexp(similarity, 0))
+    return np.diag(similarity) - 0.5 * (logsumexp(similarity, 1) + logsumexp(similarity, 0))
 
 
 def peak_record(values_map: np.ndarray, clip: ClipInput, threshold_deg: float
@@ -275,22 +272,20 @@ def localize_clip(frozen: FrozenModel, clip: ClipInput, cfg: LocalizeConfig,
     temperature = frozen.config.loss.temperature
     video, audio = embed_directions(frozen, clip, grid_az, grid_el, np.deg2rad(cfg.fov_deg),
                                     resolve_scoring(frozen, cfg.scoring))
-    spread = lambda values: spread_on_sphere(values, grid_az, grid_el, cfg.map_width, kernel_rad)
-    scores = {name: direction_scores(video, audio, name, temperature)
-              for name in ("alignment", "cosine")}
-    if cfg.score not in scores:
+    if cfg.score not in SCORES:
         raise ValueError(f"score must be alignment or cosine, got {cfg.score!r}")
-    maps = {"model": spread(scores[cfg.score]),
+    spread = lambda values: spread_on_sphere(values, grid_az, grid_el, cfg.map_width, kernel_rad)
+    scores = {name: direction_scores(video, audio, name, temperature) for name in SCORES}
+    score_maps = {name: spread(values) for name, values in scores.items()}
+    if mismatched_video is not None:
+        score_maps["mismatched"] = spread(direction_scores(mismatched_video, audio, cfg.score,
+                                                           temperature))
+    maps = {"model": score_maps[cfg.score],
             "iv": intensity_energy_map(clip.foa, cfg.map_width, kernel_rad / 2,
                                        frozen.feature_cfg.n_fft, frozen.feature_cfg.hop_length)}
-    extra = {name: spread(values) for name, values in scores.items() if name != cfg.score}
-    extra[cfg.score] = maps["model"]
-    if mismatched_video is not None:
-        extra["mismatched"] = spread(direction_scores(mismatched_video, audio, cfg.score,
-                                                      temperature))
     record: dict[str, Any] = {"clip": clip.name, "n_sounding": int(np.sum(clip.gt_sounding)),
                               "score": cfg.score}
-    for name, values in {**maps, **extra}.items():
+    for name, values in {**maps, **score_maps}.items():
         for key, value in peak_record(values, clip, cfg.hit_threshold_deg).items():
             record[f"{name}_{key}"] = value
     record["scores"] = [round(float(s), 4) for s in scores[cfg.score]]
