@@ -197,7 +197,8 @@ def fuse_batchnorm(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.Sequential):
         for index in range(len(module) - 1):
             conv, norm = module[index], module[index + 1]
-            if (isinstance(conv, (nn.Conv2d, nn.Conv3d)) and isinstance(norm, nn.modules.batchnorm._BatchNorm)
+            if (isinstance(conv, (nn.Conv2d, nn.Conv3d))
+                    and isinstance(norm, nn.modules.batchnorm._BatchNorm)
                     and norm.track_running_stats):
                 module[index] = fuse_conv_bn_eval(conv, norm)
                 module[index + 1] = nn.Identity()

@@ -348,12 +348,12 @@ def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: Bin
     out: dict[str, list[np.ndarray]] = {name: [] for name in FEATURE_NAMES}
     clip_ids, yaws, detected, synthetic = [], [], [], False
     view_set = resolve_viewpoints(frozen, cfg.viewpoints)
+    detection_field = f"views/{view_set}/from_detection"
     # Random viewpoints are all fill: only the YOLO set splits into detected and fill views.
-    detection_field = f"views/{view_set}/from_detection" if view_set == "yolo" else ""
+    split_by_kind = view_set == "yolo"
     batches = iter_shard_batches(shards_dir, split, view_set,
                                  cfg.num_viewpoints, keys, cfg.extract_batch, max_samples,
-                                 cfg.seed, extra_fields=("gt/count", detection_field)
-                                 if detection_field else ("gt/count",))
+                                 cfg.seed, extra_fields=("gt/count", detection_field))
     for batch in tqdm(batches, desc=f"features {split}", unit="batch", leave=False):
         batch_yaws = random_yaws_rad(len(batch["clip_id"]), rng, cfg.yaw_min_deg,
                                      cfg.yaw_max_deg)
@@ -361,7 +361,7 @@ def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: Bin
             out[name].append(value)
         clip_ids.append(batch["clip_id"])
         yaws.append(batch_yaws)
-        if detection_field and detection_field in batch:
+        if split_by_kind and detection_field in batch:
             detected.append(np.asarray(batch[detection_field][:, :cfg.num_viewpoints], bool))
         synthetic = synthetic or "gt/count" in batch
     if not clip_ids:
@@ -425,6 +425,7 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
     shards_dir = resolve_data_path(shards_dir or frozen.config.data.shards_dir)
     run_dir = run_dir_of(ckpt_path)
     cache_dir = run_dir / CACHE_DIR_NAME if use_cache else None
+    pair_viewpoints = resolve_viewpoints(frozen, cfg.viewpoints)
     train = cached_features(frozen, ckpt_path, shards_dir, train_split, cfg,
                             cfg.max_train_samples, cache_dir)
     test = cached_features(frozen, ckpt_path, shards_dir, test_split, cfg,
@@ -451,7 +452,7 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
         "task": "binary_avc_avsa",
         "shards_dir": str(shards_dir),
         "synthetic": bool(train["synthetic"]) or bool(test["synthetic"]),
-        "pair_viewpoints": resolve_viewpoints(frozen, cfg.viewpoints),
+        "pair_viewpoints": pair_viewpoints,
         "num_viewpoints": int(test["video"].shape[1]),
         "n_train_samples": int(len(train["clip_id"])),
         "n_test_samples": int(len(test["clip_id"])),
@@ -467,7 +468,7 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
         "seconds": round(time.perf_counter() - started, 1),
     }
     out_path = Path(out_path) if out_path else run_dir / result_name(
-        resolve_viewpoints(frozen, cfg.viewpoints), frozen.config.data.viewpoints)
+        pair_viewpoints, frozen.config.data.viewpoints)
     _write_json(out_path, result)
     log.info("wrote %s", out_path)
     return result
