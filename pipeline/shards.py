@@ -208,7 +208,11 @@ def open_shard(path: str | Path) -> h5py.File:
 
 @dataclass
 class ShardIndex:
-    """The ``shards.jsonl`` index of a shard folder (one record per finished shard)."""
+    """The ``shards.jsonl`` index of a shard folder (one record per finished shard).
+
+    Records are held sorted by shard name: the file lists shards in the order parallel workers
+    finished them, which changes from run to run, and every reader (training plan, evaluation
+    sampling, normalisation statistics) must see the same order for seeds to reproduce."""
 
     root: Path
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -225,10 +229,10 @@ class ShardIndex:
                         records.append(json.loads(line))
                     except json.JSONDecodeError as exc:
                         raise ShardFormatError(f"{index_path}:{line_no}: {exc}") from exc
-        return cls(root, records)
+        return cls(root, sorted(records, key=lambda record: record["shard"]))
 
     def paths(self, split: str | None = None) -> list[Path]:
-        """Shard paths, optionally for one split, in index order."""
+        """Shard paths, optionally for one split, sorted by shard name."""
         return [self.root / r["shard"] for r in self.records
                 if split is None or split in r["split"]]
 
