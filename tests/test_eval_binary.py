@@ -21,7 +21,7 @@ from tests.shard_factory import make_shards
 from trainer.checkpoint import save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import AUDIO_FEATURES, ShardStream
-from trainer.evaluate.binary import (BinaryEvalConfig, PairSet, evaluate_binary,
+from trainer.evaluate.binary import (BinaryEvalConfig, PairSet, evaluate_binary, split_by_clip,
                                      mismatched_partners, pair_accuracy, random_yaws_rad,
                                      rotate_by_yaw, train_pair_classifier)
 from trainer.evaluate.frozen import iter_shard_batches, load_frozen
@@ -94,12 +94,44 @@ def test_pair_classifier_learns_a_separable_correspondence():
     audio = (video + 0.1 * rng.standard_normal((n, k, d))).astype(np.float16)   # aligned
     rotated = np.roll(audio, 1, axis=1)                                         # wrong viewpoint
     clip_ids = np.arange(n).astype(str)
-    cfg = BinaryEvalConfig(epochs=60, batch_size=128, lr=3e-3, hidden_dim=64, dropout=0.1)
+    cfg = BinaryEvalConfig(max_epochs=60, val_fraction=0.0, batch_size=128, lr=3e-3,
+                           hidden_dim=64, dropout=0.1)
     train = PairSet(video[:64], audio[:64], rotated[:64], clip_ids[:64])
     test = PairSet(video[64:], audio[64:], rotated[64:], clip_ids[64:])
-    head = train_pair_classifier(train, cfg, torch.device("cpu"), seed=0)
+    head, fit = train_pair_classifier(train, cfg, torch.device("cpu"), seed=0)
+    assert (fit.epochs_run, fit.best_epoch, fit.val_loss) == (60, 60, None)
     accuracy = pair_accuracy(head, test, torch.device("cpu"), seed=1)
     assert accuracy["single_view"] > 85.0 and accuracy["multi_view"] > 90.0
+
+
+def test_head_validation_clips_are_never_in_its_training_pairs():
+    rng = np.random.default_rng(0)
+    clip_ids = np.repeat([f"clip{i}" for i in range(10)], 3)
+    pairs = PairSet(rng.standard_normal((30, 4, 8)), rng.standard_normal((30, 4, 8)), None,
+                    clip_ids, rng.random((30, 4)) < 0.5)
+    fit, val = split_by_clip(pairs, 0.2, np.random.default_rng(1))
+    assert len(set(val.clip_ids)) == 2 and len(set(fit.clip_ids)) == 8
+    assert not set(fit.clip_ids) & set(val.clip_ids)
+    assert len(fit.video) + len(val.video) == 30 and val.from_detection.shape == (6, 4)
+    kept = np.isin(clip_ids, val.clip_ids)
+    np.testing.assert_array_equal(val.audio_positive, pairs.audio_positive[kept])
+    with pytest.raises(ValueError, match="fewer than 2 to train"):
+        split_by_clip(pairs.subset(np.isin(clip_ids, ["clip0", "clip1", "clip2"])), 0.2,
+                      np.random.default_rng(0))
+
+
+def test_head_stops_early_and_keeps_its_best_validation_epoch():
+    """Pure-noise features: the validation loss cannot keep falling, so training stops
+    ``patience`` epochs after the kept head, long before ``max_epochs``."""
+    rng = np.random.default_rng(0)
+    n, k, d = 120, 2, 8
+    pairs = PairSet(rng.standard_normal((n, k, d)), rng.standard_normal((n, k, d)),
+                    rng.standard_normal((n, k, d)), np.arange(n).astype(str))
+    cfg = BinaryEvalConfig(max_epochs=400, patience=5, val_fraction=0.25, batch_size=64,
+                           lr=1e-2, hidden_dim=64, dropout=0.0)
+    _, fit = train_pair_classifier(pairs, cfg, torch.device("cpu"), seed=0)
+    assert fit.epochs_run == fit.best_epoch + cfg.patience < cfg.max_epochs
+    assert fit.val_loss is not None and 0.0 <= fit.val_accuracy_pct <= 100.0
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -129,7 +161,7 @@ def test_evaluation_inputs_equal_the_trainers(tmp_path, audio_input):
 @pytest.mark.slow
 def test_binary_evaluation_end_to_end_writes_and_caches(tmp_path):
     ckpt, shards = make_tiny_run(tmp_path)
-    cfg = BinaryEvalConfig(epochs=2, batch_size=64, extract_batch=8)
+    cfg = BinaryEvalConfig(max_epochs=2, batch_size=64, extract_batch=8)
     result = evaluate_binary(ckpt, shards, cfg, device="cpu")
     saved = json.loads((ckpt.parent / "eval_binary.json").read_text())
     assert saved["accuracy_pct"] == result["accuracy_pct"]
