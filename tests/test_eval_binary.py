@@ -14,14 +14,15 @@ import pytest
 import torch
 
 from pipeline.config import load_config, to_dict
-from pipeline.features import AudioFeatureConfig, doa_from_intensity
+from pipeline.features import AudioFeatureConfig, doa_from_intensity, foa_features
 from pipeline.foa import encode_plane_wave
 from pipeline.spatial import angular_distance_rad, wrap_azimuth_rad
 from tests.shard_factory import make_shards
 from trainer.checkpoint import save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import AUDIO_FEATURES, ShardStream
-from trainer.evaluate.binary import (BinaryEvalConfig, PairSet, evaluate_binary, split_by_clip,
+from trainer.evaluate.binary import (BinaryEvalConfig, PairSet, encode_batch, evaluate_binary,
+                                     split_by_clip, stored_features,
                                      mismatched_partners, pair_accuracy, random_yaws_rad,
                                      rotate_by_yaw, train_pair_classifier)
 from trainer.evaluate.frozen import iter_shard_batches, load_frozen
@@ -156,6 +157,26 @@ def test_evaluation_inputs_equal_the_trainers(tmp_path, audio_input):
         with torch.no_grad():
             expected = frozen.model.video_encoder(trainer_batch["video"][i])
         np.testing.assert_allclose(frozen.encode_video(crops), expected.numpy(), atol=1e-4)
+
+
+def test_recomputed_features_are_checked_against_the_stored_ones(tmp_path, caplog):
+    """Evaluation recomputes the audio features from the stored FOA; the first batch's stored
+    features are read back for its rows and viewpoints, and a > 1 dB gap is reported."""
+    ckpt, shards = make_tiny_run(tmp_path, audio_input="foa")
+    frozen = load_frozen(ckpt, "cpu")
+    batch = list(iter_shard_batches(shards, "test", "random", 4, ("logmel_foa",), 3))[1]
+    stored = stored_features(shards, batch, "random", ("logmel_foa",))
+    np.testing.assert_array_equal(stored["logmel_foa"], batch["features"]["logmel_foa"])
+    # The factory stores made-up features; what preprocessing would have stored is this:
+    consistent = np.stack([foa_features(foa, az, el, frozen.feature_cfg)["logmel_foa"]
+                           for foa, az, el in zip(batch["foa"], batch["azimuth_rad"],
+                                                  batch["elevation_rad"])])
+    yaws = np.deg2rad(np.full(len(batch["clip_id"]), 90.0))
+    with caplog.at_level("WARNING", logger="trainer.evaluate.binary"):
+        encode_batch(frozen, batch, yaws, {"logmel_foa": consistent})
+        assert "differs from the stored" not in caplog.text
+        encode_batch(frozen, batch, yaws, {"logmel_foa": consistent + 3.0})
+    assert "logmel_foa recomputed from foa_acn_sn3d differs" in caplog.text
 
 
 @pytest.mark.slow

@@ -22,9 +22,9 @@ predicted from all K crops), as in the reference benchmark (``use_transf: audio`
 too. One head is trained per task and feature variant, on the train split; accuracies are on the
 test split (balanced: one positive and one negative per sample, chance = 50 %). A head trains
 until it converges: 20 % of the training clips are held out, and the head with the lowest loss
-on them is kept (early stopping, patience 10 epochs); the test split chooses nothing. (A fixed
-20 epochs of 10 steps left the heads undertrained: on the demo checkpoint AVC-bin with 4
-viewpoints read 87.8 % after them and 91.9 % after 60 epochs, from the same features.)
+on them is kept (early stopping, patience 10 epochs); the test split chooses nothing. A fixed
+20 epochs of 10 steps, as before, left the heads undertrained (README, "What make demo
+measured").
 
 Pairs come from the viewpoint set the model trained on (``viewpoints: run``), or from another
 stored set: ``--viewpoints random`` scores a YOLO-trained model on Morgado et al.'s uniformly
@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from pipeline.features import foa_features
 from pipeline.foa import rotation_matrix_to_front
-from pipeline.shards import ShardIndex
+from pipeline.shards import ShardIndex, open_shard
 from trainer.data import AUDIO_FEATURES
 from trainer.evaluate.frozen import (FrozenModel, describe_run, iter_shard_batches, load_frozen,
                                      resolve_data_path, run_dir_of)
@@ -353,10 +353,21 @@ def avsa_audio_inputs(frozen: FrozenModel, foa: np.ndarray, azimuth_rad: np.ndar
     return frozen.audio_input_from_features(raw), negative, raw
 
 
+def stored_features(shards_dir: Path, batch: dict[str, Any], view_set: str,
+                    keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The features preprocessing stored for the rows and viewpoints of one shard batch,
+    ``{key: (n, K, C, M, F)}`` (read only to check them against the recomputed ones)."""
+    rows = slice(int(batch["row"][0]), int(batch["row"][-1]) + 1)
+    k = batch["azimuth_rad"].shape[1]
+    with open_shard(shards_dir / batch["shard"]) as h5:
+        return {key: h5[f"views/{view_set}/{key}"][rows, :k].astype(np.float32) for key in keys}
+
+
 def encode_batch(frozen: FrozenModel, batch: dict[str, Any], yaws_rad: np.ndarray,
-                 check: bool = False) -> dict[str, np.ndarray]:
+                 stored: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Features ``{name: (n, K, D)}`` of :data:`FEATURE_NAMES` for one shard batch
-    (:func:`trainer.evaluate.frozen.iter_shard_batches`)."""
+    (:func:`trainer.evaluate.frozen.iter_shard_batches`); with ``stored`` (its stored
+    features, :func:`stored_features`) the recomputed ones are checked against them."""
     n, k = batch["azimuth_rad"].shape
     az, el = batch["azimuth_rad"], batch["elevation_rad"]
     positives, negatives, raws = [], [], []
@@ -369,10 +380,8 @@ def encode_batch(frozen: FrozenModel, batch: dict[str, Any], yaws_rad: np.ndarra
         positives.append(positive)
         negatives.append(negative)
         raws.append(raw)
-    if check:
-        keys = AUDIO_FEATURES[frozen.audio_input]
-        _check_recomputed({key: batch["features"][key] for key in keys},
-                          {key: np.stack([r[key] for r in raws]) for key in keys},
+    if stored is not None:
+        _check_recomputed(stored, {key: np.stack([r[key] for r in raws]) for key in stored},
                           batch["shard"])
 
     def encode_audio(inputs) -> np.ndarray:
@@ -421,13 +430,16 @@ def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: Bin
     detection_field = f"views/{view_set}/from_detection"
     # Random viewpoints are all fill: only the YOLO set splits into detected and fill views.
     split_by_kind = view_set == "yolo"
+    # Audio features are recomputed from the stored FOA; the stored ones are read once, for
+    # the first batch's check.
     batches = iter_shard_batches(shards_dir, split, view_set,
-                                 cfg.num_viewpoints, keys, cfg.extract_batch, max_samples,
+                                 cfg.num_viewpoints, (), cfg.extract_batch, max_samples,
                                  cfg.seed, extra_fields=("gt/count", detection_field))
     for batch in tqdm(batches, desc=f"features {split}", unit="batch", leave=False):
         batch_yaws = random_yaws_rad(len(batch["clip_id"]), rng, cfg.yaw_min_deg,
                                      cfg.yaw_max_deg)
-        for name, value in encode_batch(frozen, batch, batch_yaws, check=not clip_ids).items():
+        stored = None if clip_ids else stored_features(shards_dir, batch, view_set, keys)
+        for name, value in encode_batch(frozen, batch, batch_yaws, stored).items():
             out[name].append(value)
         clip_ids.append(batch["clip_id"])
         yaws.append(batch_yaws)
