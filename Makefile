@@ -52,8 +52,15 @@ DEMO_EXP   ?= foa_iv_yolo
 DEMO_TRAIN ?= $(TINY_CPU) curriculum.epochs=10 curriculum.switch_epoch=6
 DEMO_AVC   ?= $(TINY_CPU) curriculum.epochs=10 data.audio_input=foa_iv data.viewpoints=yolo
 DEMO_PREP  ?= viewpoints.crop_size=56 shards.clips_per_shard=25 detector.imgsz=256
+DEMO_SHARDS ?= data/shards/demo
 DEMO_DETECTOR ?= --imgsz 256 --epochs 12 --warmup-epochs 1
-DEMO_EIGEN ?= --synthetic-dir data/eigenscape_synth_demo --synthetic-duration-s 10 --segment-s 5
+# Scenes: the synthetic EigenScape-layout stand-in with 10 s recordings, 5 s segments.
+DEMO_EIGEN_DIR ?= data/eigenscape_synth_demo
+DEMO_EIGEN_SYNTH ?= --duration-s 10
+DEMO_EIGEN ?= protocol.segment_s=5
+# Synthetic EigenScape-layout stand-in used by eval-eigenscape when EIGENSCAPE_DIR is empty.
+EIGEN_SYNTH_DIR ?= data/eigenscape_synth
+EIGEN_SYNTH_ARGS ?=
 
 .PHONY: help venv data detector preprocess inspect train train-ddp eval-avsa \
         eval-eigenscape localize embed results eval-ucf eval-hmdb eval-seg \
@@ -73,8 +80,8 @@ venv: $(STAMP) ## Create/refresh the virtual environment in .venv (idempotent)
 data: $(STAMP) ## Generate the synthetic 360° dataset and its manifest (deterministic, SEED=0)
 	$(PY) -m pipeline.synth.cli videos --out $(DATA) --manifest $(MANIFEST) --seed $(SEED) $(ARGS)
 
-detector: $(STAMP) ## Train the offline YOLO detector on synthetic frames (writes $(DETECTOR))
-	$(PY) -m pipeline.detector train --out $(dir $(DETECTOR)) --seed $(SEED) $(ARGS)
+detector: $(STAMP) ## Train the offline YOLO detector on synthetic frames (-> models/detector/synthetic_yolo.pt)
+	$(PY) -m pipeline.synth.detector train --out $(dir $(DETECTOR)) --seed $(SEED) $(ARGS)
 
 preprocess: $(STAMP) ## Decode, detect, crop, rotate/beamform, features -> sharded HDF5 (Dask)
 	$(PY) -m pipeline.preprocess --config configs/preprocess.yaml \
@@ -92,35 +99,36 @@ train-ddp: $(STAMP) ## Same, on NPROC processes with torchrun (DDP; gloo on CPU,
 	  --config configs/experiments/$(EXP).yaml data.shards_dir=$(SHARDS) $(ARGS)
 
 eval-avsa: $(STAMP) ## Binary AVC/AVSA accuracy on frozen features -> runs/<name>/eval_binary.json
-	$(PY) -m trainer.evaluate.binary --ckpt $(CKPT) $(ARGS)
+	$(PY) -m evals.audio.binary ckpt=$(CKPT) $(ARGS)
 
 eval-eigenscape: $(STAMP) ## Scene classification (EIGENSCAPE_DIR=real data; empty: SYNTHETIC stand-in)
-	$(PY) -m trainer.evaluate.eigenscape $(if $(wildcard $(CKPT)),--ckpt $(CKPT),\
+	$(if $(EIGENSCAPE_DIR),,$(PY) -m pipeline.synth.cli eigenscape --out $(EIGEN_SYNTH_DIR) $(EIGEN_SYNTH_ARGS))
+	$(PY) -m evals.audio.scenes $(if $(wildcard $(CKPT)),ckpt=$(CKPT),\
 	  $(warning no checkpoint at $(CKPT): baselines only)) \
-	  $(if $(EIGENSCAPE_DIR),--eigenscape-dir $(EIGENSCAPE_DIR)) $(ARGS)
+	  data_dir=$(if $(EIGENSCAPE_DIR),$(EIGENSCAPE_DIR),$(EIGEN_SYNTH_DIR)) $(ARGS)
 
 localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip, else test shards)
-	$(PY) -m trainer.evaluate.localize --ckpt $(CKPT) $(if $(CLIP),--clip $(CLIP)) $(ARGS)
+	$(PY) -m evals.av.localize ckpt=$(CKPT) $(if $(CLIP),clip=$(CLIP)) $(ARGS)
 
 embed: $(STAMP) ## Audio embeddings of a folder of ambiX/FuMa WAVs: make embed IN=dir OUT=emb.h5
-	$(PY) -m trainer.evaluate.embed --in $(IN) --out $(OUT) --ckpt $(CKPT) $(ARGS)
+	$(PY) -m evals.audio.embed in_dir=$(IN) out=$(OUT) ckpt=$(CKPT) $(ARGS)
 
 results: $(STAMP) ## Markdown table of every run's scores next to the published numbers
-	$(PY) -m trainer.evaluate.results_table --runs runs --out results.md
+	$(PY) -m evals.results_table runs=runs out=results.md
 
 eval-ucf: $(STAMP) ## UCF-101 action recognition: make eval-ucf UCF_DIR=... CKPT=... [PROTOCOL=linear SPLIT=2]
-	@test -n "$(UCF_DIR)" || { echo "set UCF_DIR (folder holding UCF-101/ and ucfTrainTestlist/)"; exit 2; }
-	$(PY) -m trainer.downstream.action --dataset ucf101 --root $(UCF_DIR) --split $(SPLIT) \
-	  --ckpt $(CKPT) --protocol $(PROTOCOL) --out $(dir $(CKPT))ucf101-split$(SPLIT)-$(PROTOCOL) $(ARGS)
+	@test -n "$(UCF_DIR)" || { echo "error: set UCF_DIR (folder holding UCF-101/ and ucfTrainTestlist/)"; exit 2; }
+	$(PY) -m evals.video.action dataset=ucf101 root=$(UCF_DIR) split=$(SPLIT) \
+	  ckpt=$(CKPT) protocol=$(PROTOCOL) out=$(dir $(CKPT))ucf101-split$(SPLIT)-$(PROTOCOL) $(ARGS)
 
 eval-hmdb: $(STAMP) ## HMDB-51 action recognition: make eval-hmdb HMDB_DIR=... CKPT=...
-	@test -n "$(HMDB_DIR)" || { echo "set HMDB_DIR (folder holding hmdb51_org/ and testTrainMulti_7030_splits/)"; exit 2; }
-	$(PY) -m trainer.downstream.action --dataset hmdb51 --root $(HMDB_DIR) --split $(SPLIT) \
-	  --ckpt $(CKPT) --protocol $(PROTOCOL) --out $(dir $(CKPT))hmdb51-split$(SPLIT)-$(PROTOCOL) $(ARGS)
+	@test -n "$(HMDB_DIR)" || { echo "error: set HMDB_DIR (folder holding hmdb51_org/ and testTrainMulti_7030_splits/)"; exit 2; }
+	$(PY) -m evals.video.action dataset=hmdb51 root=$(HMDB_DIR) split=$(SPLIT) \
+	  ckpt=$(CKPT) protocol=$(PROTOCOL) out=$(dir $(CKPT))hmdb51-split$(SPLIT)-$(PROTOCOL) $(ARGS)
 
 eval-seg: $(STAMP) ## 360° semantic segmentation: FPN head on frozen features of CKPT (synthetic labels)
-	$(PY) -m trainer.downstream.segmentation --shards $(SHARDS) --ckpt $(CKPT) --manifest $(MANIFEST) \
-	  --data-root $(DATA) --out $(dir $(CKPT))segmentation $(ARGS)
+	$(PY) -m evals.video.segmentation shards=$(SHARDS) ckpt=$(CKPT) manifest=$(MANIFEST) \
+	  data_root=$(DATA) out=$(dir $(CKPT))segmentation $(ARGS)
 
 preprocess-sync: $(STAMP) ## Shards with 3 s windows (2 s of video) for the multisensory baseline
 	$(PY) -m pipeline.preprocess --config configs/preprocess_sync.yaml \
@@ -128,52 +136,24 @@ preprocess-sync: $(STAMP) ## Shards with 3 s windows (2 s of video) for the mult
 	  $(if $(SCHEDULER),dask.scheduler=$(SCHEDULER)) $(ARGS)
 
 multisensory: $(STAMP) ## Owens & Efros sync pretext + CAM localisation (MS_EXP=multisensory_foa for FOA)
-	$(PY) -m trainer.multisensory.train --config configs/multisensory/$(MS_EXP).yaml \
+	$(PY) -m baselines.multisensory.train --config configs/baselines/$(MS_EXP).yaml \
 	  data.shards_dir=$(SYNC_SHARDS) $(ARGS)
 
 separation: $(STAMP) ## On/off-screen separation vs an audio-only u-net (after make multisensory)
-	$(PY) -m trainer.multisensory.train --config configs/multisensory/separation.yaml \
+	$(PY) -m baselines.multisensory.train --config configs/baselines/separation.yaml \
 	  data.shards_dir=$(SYNC_SHARDS) separation.pretrained=runs/multisensory/ckpt.pt $(ARGS)
 
 # One torch/BLAS thread per process: on 2 shared cores, oversubscribed threads made small
 # convolutions 25-100x slower (measured); DataLoader workers use the other core.
 demo test: export OMP_NUM_THREADS := 1
 
-# A side job of the demo: $(call demo_side,NAME,COMMANDS) runs COMMANDS in the background with
-# their output in runs/demo_logs/NAME.log and its pid in the shell variable NAME; later in the
-# same recipe line $(call demo_wait,NAME) waits for it (and shows the log's tail if it failed).
-demo_side = mkdir -p runs/demo_logs; echo "==> alongside: $(1) (log: runs/demo_logs/$(1).log)"; \
-  ( $(2) ) > runs/demo_logs/$(1).log 2>&1 & $(1)=$$!;
-demo_wait = wait $$$(1) || { tail -n 20 runs/demo_logs/$(1).log; \
-  echo "demo step '$(1)' failed: runs/demo_logs/$(1).log"; exit 1; }
-
-# On 2 cores the side jobs fill the core that the foreground job leaves idle: the AVC-only
-# model (10 one-viewpoint epochs, a quarter of the cost of an AVSA epoch) and its two binary
-# evaluations run while the AVC -> AVSA model trains; then the AVSA model's evaluations run
-# two at a time, one thread each.
+# scripts/demo.sh reads its settings from the environment.
+export DEMO_SHARDS DEMO_EXP DETECTOR DEMO_TRAIN DEMO_AVC DEMO_PREP DEMO_DETECTOR \
+       DEMO_EIGEN_DIR DEMO_EIGEN_SYNTH DEMO_EIGEN
 demo: $(STAMP) ## The whole story on the synthetic set: data, detector, preprocess, train, evaluate
-	$(MAKE) --no-print-directory data
-	test -f $(DETECTOR) || $(MAKE) --no-print-directory detector ARGS="$(DEMO_DETECTOR)"
-	$(MAKE) --no-print-directory preprocess ARGS="$(DEMO_PREP)"
-	@$(call demo_side,avc_model,$(MAKE) --no-print-directory train EXP=avc \
-	    ARGS="$(DEMO_AVC) run.name=demo_avc" && \
-	  $(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avc/ckpt.pt && \
-	  $(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avc/ckpt.pt ARGS="--viewpoints random") \
-	$(MAKE) --no-print-directory train EXP=$(DEMO_EXP) ARGS="$(DEMO_TRAIN) run.name=demo_avsa" \
-	  || { kill $$avc_model 2>/dev/null; exit 1; }; \
-	$(call demo_side,avsa_random_scenes,\
-	  $(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avsa/ckpt.pt ARGS="--viewpoints random" && \
-	  $(MAKE) --no-print-directory eval-eigenscape CKPT=runs/demo_avsa/ckpt.pt ARGS="$(DEMO_EIGEN)") \
-	$(MAKE) --no-print-directory eval-avsa CKPT=runs/demo_avsa/ckpt.pt && \
-	  $(MAKE) --no-print-directory localize CKPT=runs/demo_avsa/ckpt.pt \
-	  || { kill $$avc_model $$avsa_random_scenes 2>/dev/null; exit 1; }; \
-	echo "==> waiting for the side jobs"; \
-	$(call demo_wait,avsa_random_scenes); $(call demo_wait,avc_model)
-	$(MAKE) --no-print-directory inspect ARGS="--n 4"
-	$(MAKE) --no-print-directory results
-	@echo "==> demo done: results.md, runs/demo_*/, runs/demo_logs/, outputs/inspect/"
+	bash scripts/demo.sh
 
-test: $(STAMP) ## Run the test suite (fast; < 15 min on 2 cores)
+test: $(STAMP) ## Run the test suite (~2 min of tests on 2 cores, after the one-time set-up)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Run the benchmarks in bench/ (ratios against baselines measured in the same run)

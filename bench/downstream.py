@@ -55,10 +55,10 @@ def loading_rows(work: Path, repeats: int) -> list[tuple[str, float, str]]:
     import numpy as np
 
     from pipeline.decode import decode_frames_at
-    from trainer.downstream.action_data import (DecodeSpec, EvalVideoDataset, FrameCache,
-                                                TrainClipDataset, build_frame_cache,
-                                                load_ucf101)
-    from trainer.downstream.synthetic_actions import SyntheticActionConfig, generate_action_tree
+    from evals.video.action_data import (DecodeSpec, EvalVideoDataset, FrameCache,
+                                         TrainClipDataset, build_frame_cache,
+                                         load_ucf101)
+    from pipeline.synth.actions import SyntheticActionConfig, generate_action_tree
 
     # UCF-like videos: 320 x 240 at 25 fps, 7 s (the UCF-101 average).
     cfg = SyntheticActionConfig(width=320, height=240, duration_s=7.0, train_per_class=2,
@@ -92,8 +92,8 @@ def loading_rows(work: Path, repeats: int) -> list[tuple[str, float, str]]:
 def step_rows(preset: str, batch: int, repeats: int) -> list[tuple[str, float, str]]:
     import torch
 
-    from trainer.downstream.action import ActionClassifier
-    from trainer.downstream.segmentation import FPNSegmentationHead, video_pyramid
+    from evals.video.action import ActionClassifier
+    from evals.video.segmentation import FPNSegmentationHead, video_pyramid
     from trainer.models import VideoEncoder
 
     dim = 512 if preset == "paper" else 64
@@ -136,8 +136,8 @@ def step_rows(preset: str, batch: int, repeats: int) -> list[tuple[str, float, s
 
 
 def action_learning(work: Path) -> dict:
-    from trainer.downstream.action import ActionEvalConfig, run_action_eval
-    from trainer.downstream.synthetic_actions import SyntheticActionConfig, generate_action_tree
+    from evals.video.action import ActionEvalConfig, run_action_eval
+    from pipeline.synth.actions import SyntheticActionConfig, generate_action_tree
 
     data = SyntheticActionConfig(width=96, height=72, duration_s=2.0, train_per_class=16,
                                  test_per_class=4)
@@ -163,7 +163,7 @@ def segmentation_learning(work: Path) -> dict:
     from pipeline.synth.scenes import SceneConfig
     from trainer.checkpoint import save_checkpoint
     from trainer.config import TrainConfig
-    from trainer.downstream.segmentation import SegmentationEvalConfig, run_segmentation_eval
+    from evals.video.segmentation import SegmentationEvalConfig, run_segmentation_eval
     from trainer.models import build_model, model_args_from_config
 
     scene = SceneConfig(width=256, height=128, duration_s=3.0, radius_deg=(15.0, 30.0),

@@ -124,7 +124,7 @@ def untrained_yolo_weights(out_dir: Path) -> Path:
     """Weights of an untrained network with the offline detector's architecture (timing only)."""
     import tempfile
 
-    from pipeline.detector import DetectorTrainConfig, build_model
+    from pipeline.synth.detector import DetectorTrainConfig, build_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "untrained_yolo.pt"
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     else:
         results["pipeline_yolo"] = None
         print(f"pipeline, YOLO: skipped, no weights at {yolo_cfg.detector.weights} "
-              "(train them with `python -m pipeline.detector train`)", flush=True)
+              "(train them with `python -m pipeline.synth.detector train`)", flush=True)
 
     dask_cfg = load_config(PreprocessConfig, args.config,
                            [*base, f"paths.out_dir={args.out / 'dask'}", "detector.enabled=false",

@@ -212,7 +212,7 @@ def gt_fields(gt: dict, window_start_s: float, window_s: float) -> dict[str, np.
     whose event envelope averages at least :data:`SOUNDING_FRACTION` over the audio window (it is
     on for at least about that share of the second); ``gt/visible`` for an object that is drawn.
     """
-    from pipeline.synth.scenes import envelope, object_directions_at  # synthetic clips only
+    from pipeline.ground_truth import envelope, object_directions_at  # synthetic clips only
 
     centre_s = window_start_s + window_s / 2.0
     times_s = np.linspace(window_start_s, window_start_s + window_s, 41)

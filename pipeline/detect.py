@@ -3,7 +3,7 @@
 A *detector* is any callable ``detector(image) -> (boxes_xyxy (n, 4), confidence (n,),
 class_id (n,))`` on an RGB uint8 image ``(H, W, 3)``; boxes are in continuous pixel coordinates
 whose image spans ``[0, W] x [0, H]`` (ultralytics' convention). The production detector is
-:class:`UltralyticsDetector` (YOLO weights loaded through ``pipeline.detector.load_detector``);
+:class:`UltralyticsDetector` (YOLO weights loaded through :func:`load_detector`);
 tests plug in stubs.
 
 Seam handling (:func:`detect_equirect`): the detector runs twice, on the frame and on the frame
@@ -22,6 +22,7 @@ edge coordinates ``x`` is pixel-centre column ``x - 0.5``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +43,15 @@ __all__ = [
     "pad_detections",
     "UltralyticsDetector",
     "load_production_detector",
+    "check_weights",
+    "load_detector",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SEAM_MARGIN_FRACTION = 1.0 / 16.0
+#: Where ``make detector`` writes the offline synthetic detector (``pipeline.synth.detector``).
+DEFAULT_WEIGHTS = Path("models/detector/synthetic_yolo.pt")
 
 
 class Detector(Protocol):
@@ -217,7 +222,7 @@ class UltralyticsDetector:
     """A YOLO model as a :class:`Detector` (RGB in; ultralytics wants BGR numpy images).
 
     Args:
-        model: an ``ultralytics.YOLO`` (from ``pipeline.detector.load_detector``).
+        model: an ``ultralytics.YOLO`` (from :func:`load_detector`).
         conf, iou: confidence and NMS IoU thresholds; imgsz: inference size (pixels, long side);
         device: "cpu", "cuda:0", ... ("" = ultralytics' choice).
     """
@@ -248,15 +253,72 @@ def load_production_detector(weights_path: str | Path, *, conf: float, iou: floa
 
     Raises:
         DetectorWeightsError: the weights file is missing or cannot be loaded (from
-            ``pipeline.detector.load_detector``).
+            :func:`load_detector`).
     """
     key = (str(Path(weights_path).resolve()), conf, iou, imgsz, device)
     with _DETECTOR_LOCK:
         if key not in _DETECTOR_CACHE:
-            from pipeline.detector import load_detector  # heavy import (torch, ultralytics)
-
             model = load_detector(weights_path)
             _DETECTOR_CACHE[key] = UltralyticsDetector(model, conf=conf, iou=iou, imgsz=imgsz,
                                                        device=device)
             log.info("loaded detector %s on %s", weights_path, device or "default device")
         return _DETECTOR_CACHE[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# weights
+
+
+def import_ultralytics():
+    """Import ultralytics with the offline environment in force (no downloads, no pip)."""
+    from pipeline.runtime import offline_environment
+
+    offline_environment()
+    import ultralytics
+
+    return ultralytics
+
+
+def downloads_allowed() -> bool:
+    """True only when the user turned ultralytics' offline mode off (``YOLO_OFFLINE=0``); the
+    entry points default it to 1, so nothing is fetched unless asked for."""
+    return os.environ.get("YOLO_OFFLINE", "1").strip().lower() in ("0", "false", "no")
+
+
+def check_weights(weights_path: str | Path) -> str:
+    """The weights to hand to ultralytics, or DetectorWeightsError saying how to get some.
+
+    A local file is always used. A bare model name such as ``yolo11n.pt`` that is not on disk is
+    passed through to ultralytics (which downloads it, the ordinary usage) only when
+    :func:`downloads_allowed`; otherwise it is an error, like any missing file.
+    """
+    weights_path = Path(weights_path)
+    if weights_path.is_file():
+        return str(weights_path)
+    if weights_path.name == str(weights_path) and downloads_allowed():
+        return str(weights_path)
+    raise DetectorWeightsError(
+        f"{weights_path}: expected YOLO detector weights, got no such file. Train the offline "
+        "synthetic detector with `make detector` (CPU, a few minutes; writes "
+        f"{DEFAULT_WEIGHTS}), or give the path of real weights (detector.weights=...); on a "
+        "machine with internet, YOLO_OFFLINE=0 with detector.weights=yolo11n.pt lets "
+        "ultralytics fetch them as usual (nothing is downloaded while YOLO_OFFLINE=1). Or set "
+        "detector.enabled=false: the yolo viewpoints are then random fill, flagged "
+        "from_detection=false."
+    )
+
+
+def load_detector(weights_path: str | Path = DEFAULT_WEIGHTS):
+    """Load YOLO weights for equirectangular detection.
+
+    Raises DetectorWeightsError when the weights are missing (see :func:`check_weights`) or not
+    loadable, saying how to get some.
+    """
+    weights_path = check_weights(weights_path)
+    ultralytics = import_ultralytics()
+    try:
+        return ultralytics.YOLO(str(weights_path), task="detect")
+    except Exception as exc:  # ultralytics raises many types for a corrupt or foreign file
+        raise DetectorWeightsError(
+            f"{weights_path}: expected ultralytics YOLO weights, failed to load: {exc}"
+        ) from exc

@@ -21,10 +21,8 @@ Conventions (docs/CONVENTIONS.md): FOA is ambiX (ACN W, Y, Z, X; SN3D); angles a
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
 from functools import lru_cache
 from pathlib import Path
 
@@ -438,7 +436,6 @@ class NormStats:
     std: dict[str, np.ndarray]
     count: dict[str, int] = field(default_factory=dict)
 
-    SCHEMA_VERSION: ClassVar[int] = 1
 
     @classmethod
     def accumulate(
@@ -467,40 +464,20 @@ class NormStats:
             )
         return ((x - mean[:, :, None]) / std[:, :, None]).astype(np.float32, copy=False)
 
-    def to_dict(self) -> dict:
-        return {
-            "schema_version": self.SCHEMA_VERSION,
-            "keys": {
-                key: {
-                    "mean": self.mean[key].tolist(),
-                    "std": self.std[key].tolist(),
-                    "count": self.count.get(key, 0),
-                }
-                for key in self.mean
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> NormStats:
-        if data.get("schema_version") != cls.SCHEMA_VERSION:
-            raise ValueError(
-                f"NormStats: expected schema_version {cls.SCHEMA_VERSION}, "
-                f"got {data.get('schema_version')}"
-            )
-        entries = data["keys"]
-        return cls(
-            mean={k: np.asarray(v["mean"], dtype=np.float32) for k, v in entries.items()},
-            std={k: np.asarray(v["std"], dtype=np.float32) for k, v in entries.items()},
-            count={k: int(v["count"]) for k, v in entries.items()},
-        )
-
     def to_json(self, path) -> None:
-        """Write as JSON, atomically (temporary file then rename)."""
-        path = Path(path)
-        tmp_path = path.with_name(path.name + ".tmp")
-        tmp_path.write_text(json.dumps(self.to_dict()))
-        os.replace(tmp_path, path)
+        """Write ``norm_stats.json`` (the format of :func:`pipeline.shards.write_norm_stats`)."""
+        from pipeline.shards import write_norm_stats
+
+        write_norm_stats(path, {key: (self.mean[key], self.std[key]) for key in self.mean},
+                         self.count)
 
     @classmethod
     def from_json(cls, path) -> NormStats:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read ``norm_stats.json`` (:func:`pipeline.shards.read_norm_stats`)."""
+        from pipeline.shards import read_norm_stats
+
+        counts = json.loads(Path(path).read_text()).get("keys", {})
+        stats = read_norm_stats(path)
+        return cls(mean={k: v.mean for k, v in stats.items()},
+                   std={k: v.std for k, v in stats.items()},
+                   count={k: int(counts.get(k, {}).get("count", 0)) for k in stats})

@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.crops import perspective_rays
-from pipeline.shards import VIEWPOINT_SOURCES, ShardIndex, open_shard
+from pipeline.shards import VIEWPOINT_SOURCES, ShardIndex, audio_feature_config, open_shard
 from pipeline.spatial import direction_to_equirect_pixel, direction_vector, vector_to_direction
 
 __all__ = ["steered_response_power_db", "intensity_doa", "render_sample", "main"]
@@ -63,17 +63,12 @@ def steered_response_power_db(foa: np.ndarray, width: int = 128, height: int = 6
     return (10.0 * np.log10(np.maximum(power, 1e-20) / max(power.max(), 1e-20))).astype(np.float32)
 
 
-def intensity_doa(foa: np.ndarray, n_fft: int = 512, hop: int = 240) -> tuple[float, float]:
-    """Direction (radians) of the summed active intensity ``Re{conj(W) (X, Y, Z)}``."""
-    try:
-        from pipeline.features import doa_from_intensity
+def intensity_doa(foa: np.ndarray, feature_cfg) -> tuple[float, float]:
+    """Direction (radians) of the energy-weighted active intensity of an ambiX window
+    (:func:`pipeline.features.doa_from_intensity`, with the shard's STFT settings)."""
+    from pipeline.features import doa_from_intensity
 
-        return doa_from_intensity(np.asarray(foa, np.float32))
-    except ImportError:  # pragma: no cover
-        spec = np.fft.rfft(np.asarray(foa, np.float64), axis=1)
-        intensity = np.real(np.conj(spec[0])[None] * spec[[3, 1, 2]]).sum(axis=1)
-        az, el = vector_to_direction(intensity)
-        return float(az), float(el)
+    return doa_from_intensity(np.asarray(foa, np.float32), feature_cfg)
 
 
 def _crop_outline(az: float, el: float, fov: float, width: int, height: int, n: int = 24):
@@ -154,7 +149,7 @@ def render_sample(h5, row: int, out_path: Path) -> Path:
     srp = steered_response_power_db(foa, kf_w // 2, kf_h // 2)
     ax_srp.imshow(srp, cmap="inferno", vmin=-9, vmax=0, aspect="auto",
                   extent=(-0.5, kf_w - 0.5, kf_h - 0.5, -0.5))
-    doa_az, doa_el = intensity_doa(foa)
+    doa_az, doa_el = intensity_doa(foa, audio_feature_config(h5.attrs))
     col, r = direction_to_equirect_pixel(doa_az, doa_el, kf_w, kf_h)
     ax_srp.plot(col, r, "*", ms=18, mec="black", mfc="white")
     _mark_gt(ax_srp, h5, row, kf_w, kf_h)

@@ -44,7 +44,7 @@ import numpy as np
 from pipeline.clip_samples import ClipError, clip_samples
 from pipeline.config import ConfigError, dump_config, load_config, save_config
 from pipeline.detect import load_production_detector
-from pipeline.detector import check_weights
+from pipeline.detect import check_weights
 from pipeline.errors import PipelineError
 from pipeline.features import NormStatsAccumulator
 from pipeline.manifest import Clip, read_manifest

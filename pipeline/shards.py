@@ -30,6 +30,9 @@ MAX_GT_OBJECTS = 8
 INDEX_NAME = "shards.jsonl"
 FAILURES_NAME = "failures.jsonl"
 NORM_STATS_NAME = "norm_stats.json"
+NORM_STATS_SCHEMA_VERSION = 1
+#: Channels of each per-viewpoint audio feature stored in a shard (``audio/<set>/<key>``).
+FEATURE_CHANNELS = {"logmel_foa": 4, "iv": 3, "logmel_beam": 1}
 
 # Symbols used in shapes: N samples, K viewpoints, T frames, S crop size (pixels), M mel bands,
 # F STFT frames, A audio samples per window, D max detections, O max ground-truth objects,
@@ -271,3 +274,78 @@ if __name__ == "__main__":
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
     print(schema_markdown())
+
+
+# ---------------------------------------------------------------------------------------------
+# norm_stats.json: per-channel, per-mel-band statistics of the training shards' features
+
+
+@dataclass(frozen=True)
+class FeatureNorm:
+    """Per-channel, per-mel-band statistics of one feature: ``mean``, ``std`` (C, M) float32."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def read_norm_stats(path: str | Path) -> dict[str, FeatureNorm]:
+    """Read ``norm_stats.json``.
+
+    Accepted layouts (the first as written by :func:`write_norm_stats`, or flat)::
+
+        {"schema_version": 1, "keys": {"logmel_foa": {"mean": [[...M] x 4], "std": [[...]],
+                                                       "count": 123}, "iv": ..., ...}}
+        {"logmel_foa": {"mean": [[...M] x 4], "std": [[...M] x 4]}, "logmel_beam": {...}}
+
+    ``mean``/``std`` are nested lists shaped (C, M) with C = 4 (logmel_foa), 3 (iv) or 1
+    (logmel_beam); any feature may be missing (it is then not normalised) and other keys are
+    ignored. Values of ``std`` are floored at 1e-5.
+    """
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    entries = data.get("keys", data) if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        raise ShardFormatError(f"{path}: expected a JSON object of features, got {type(data)}")
+    stats = {}
+    for key, channels in FEATURE_CHANNELS.items():
+        if key not in entries:
+            continue
+        mean = np.asarray(entries[key]["mean"], dtype=np.float32)
+        std = np.maximum(np.asarray(entries[key]["std"], dtype=np.float32), 1e-5)
+        if mean.ndim != 2 or mean.shape[0] != channels or std.shape != mean.shape:
+            raise ShardFormatError(f"{path}: {key} mean/std must be ({channels}, M), got "
+                                   f"{mean.shape} and {std.shape}")
+        stats[key] = FeatureNorm(mean, std)
+    return stats
+
+
+def write_norm_stats(path: str | Path, stats: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     counts: Mapping[str, int] | None = None) -> Path:
+    """Write ``{feature: (mean (C, M), std (C, M))}`` in the ``NormStats`` layout, atomically."""
+    path = Path(path)
+    keys = {key: {"mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist(),
+                  "count": int((counts or {}).get(key, 0))}
+            for key, (mean, std) in stats.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"schema_version": NORM_STATS_SCHEMA_VERSION, "keys": keys}), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def audio_feature_config(attrs: Mapping[str, Any]):
+    """The :class:`pipeline.features.AudioFeatureConfig` a shard was made with, from its
+    attributes: the ``config`` attribute's ``audio`` section; shards without it (test
+    factories) give the defaults with their ``sample_rate``, ``n_mels`` and ``n_frames``."""
+    import dataclasses
+
+    from pipeline.features import AudioFeatureConfig
+
+    config = attrs.get("config")
+    if isinstance(config, (str, bytes)):
+        config = json.loads(config)
+    known = {f.name for f in dataclasses.fields(AudioFeatureConfig)}
+    if isinstance(config, Mapping) and isinstance(config.get("audio"), Mapping):
+        return AudioFeatureConfig(**{k: v for k, v in config["audio"].items() if k in known})
+    overrides = {key: type(getattr(AudioFeatureConfig, key))(attrs[key])
+                 for key in ("sample_rate", "n_mels", "n_frames") if key in attrs}
+    return AudioFeatureConfig(**overrides)

@@ -21,7 +21,7 @@ Each clip has one sound source at ``(azimuth_s, elevation_s)`` with a *hue* ``h`
 
 Samples are written clip by clip (windows of one clip stay in one shard), ``shards.jsonl`` is
 appended through :func:`pipeline.shards.append_jsonl`, and ``norm_stats.json`` (training split
-only) through :func:`trainer.data.write_norm_stats`.
+only) through :func:`pipeline.shards.write_norm_stats`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from pipeline.shards import (INDEX_NAME, MAX_DETECTIONS, MAX_GT_OBJECTS, NORM_STATS_NAME,
                              VIEWPOINT_SOURCES, append_jsonl, write_shard)
 from pipeline.spatial import direction_vector, direction_to_equirect_pixel
-from trainer.data import write_norm_stats
+from pipeline.shards import write_norm_stats
 
 NOISE_FLOOR_DB = -60.0
 FOV_RAD = np.deg2rad(90.0)

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tests.shard_factory import random_checkpoint
-from trainer.downstream.action import (ActionClassifier, ActionEvalConfig, clip_top1, main,
-                                       run_action_eval, video_predictions, video_top1)
-from trainer.downstream.synthetic_actions import SyntheticActionConfig, generate_action_tree
+from evals.video.action import (ActionClassifier, ActionEvalConfig, clip_top1, main,
+                                run_action_eval, video_predictions, video_top1)
+from pipeline.synth.actions import SyntheticActionConfig, generate_action_tree
 from trainer.models import VideoEncoder
 
 
@@ -67,8 +67,8 @@ def test_linear_protocol_freezes_the_encoder_and_finetune_does_not(one_thread):
 def test_cli_reports_the_missing_split_file(tmp_path, capsys):
     (tmp_path / "ucfTrainTestlist").mkdir(parents=True)
     (tmp_path / "ucfTrainTestlist" / "classInd.txt").write_text("1 YoYo\n")
-    code = main(["--dataset", "ucf101", "--root", str(tmp_path), "--split", "1",
-                 "--ckpt", "scratch", "--protocol", "linear", "--out", str(tmp_path / "o")])
+    code = main(["dataset=ucf101", f"root={tmp_path}", "split=1", "ckpt=scratch",
+                 "protocol=linear", f"out={tmp_path / 'o'}"])
     assert code == 2
     assert "trainlist01.txt, got no such file" in capsys.readouterr().err
 
@@ -78,14 +78,16 @@ def test_linear_protocol_runs_end_to_end_on_an_hmdb_tree(tmp_path, one_thread):
                                 test_per_class=1, unused_per_class=1,
                                 classes=("up_down", "static_blinking"))
     root = generate_action_tree(tmp_path / "hmdb", cfg, "hmdb")
-    code = main(["--dataset", "hmdb51", "--root", str(root), "--split", "1", "--protocol", "linear",
-                 "--ckpt", random_checkpoint(tmp_path / "ckpt.pt"), "--epochs", "2",
-                 "--batch-size", "4", "--crop-size", "24", "--short-side", "28",
-                 "--test-clips", "3", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
-                 "--out", str(tmp_path / "out")])
+    code = main(["dataset=hmdb51", f"root={root}", "split=1", "protocol=linear",
+                 f"ckpt={random_checkpoint(tmp_path / 'ckpt.pt')}", "epochs=2",
+                 "batch_size=4", "crop_size=24", "short_side=28",
+                 "test_clips=3", "workers=0", f"cache_dir={tmp_path / 'cache'}",
+                 f"out={tmp_path / 'out'}"])
     assert code == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["encoder"]["preset"] == "tiny" and results["n_classes"] == 2
+    assert results["synthetic"] is True                  # the generated tree's SYNTHETIC.json
+    assert (tmp_path / "out" / "results.config.yaml").is_file()   # resolved config beside it
     assert (results["n_train_videos"], results["n_test_videos"]) == (4, 2)   # tag-0 videos unused
     assert 0.0 <= results["clip_top1"] <= 1.0 and results["chance_top1"] == 0.5
     assert len(results["history"]) == 2 and results["history"][0]["lr"] == pytest.approx(1e-3)

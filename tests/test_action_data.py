@@ -8,13 +8,13 @@ import os
 import numpy as np
 import pytest
 
-from trainer.downstream.action_data import (
+from evals.video.action_data import (
     CLIP_FRAMES, TEST_CLIPS, ActionVideo, DecodeSpec, FrameCache, MissingVideoError, SplitFileError,
     SplitFormatError, EvalVideoDataset, TrainClipDataset, VideoFolderError, build_frame_cache,
     clip_frame_indices, load_hmdb51, load_ucf101, parse_hmdb_split_file, parse_ucf_class_index,
     parse_ucf_split_list, scaled_size, uniform_clip_starts)
-from trainer.downstream.synthetic_actions import (SyntheticActionConfig, generate_action_tree,
-                                                  write_video_mp4)
+from pipeline.synth.actions import (SyntheticActionConfig, generate_action_tree,
+                                    write_video_mp4)
 
 UCF_CLASSES = ("ApplyEyeMakeup", "HandstandPushups", "YoYo")
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.shards import ShardFormatError
+from pipeline.shards import ShardFormatError, read_norm_stats, write_norm_stats
 from tests.shard_factory import make_shards
 from trainer.config import DataConfig
-from trainer.data import (ShardStream, assign_parts, choose_views, load_norm_stats, make_loader,
-                          make_parts, split_steps, write_norm_stats)
+from trainer.data import (ShardStream, assign_parts, choose_views, make_loader,
+                          make_parts, split_steps)
 
 torch.set_num_threads(1)
 PLAIN = DataConfig(batch_size=3, num_viewpoints=1, flip_prob=0.0, color_jitter=0.0,
@@ -163,7 +163,7 @@ def test_normalisation_uses_norm_stats(shards):
     cfg = replace(PLAIN, num_viewpoints=4, batch_size=2)
     raw = next(iter(ShardStream(shards, "train", cfg)))
     normed = next(iter(ShardStream(shards, "train", replace(cfg, normalize_audio=True))))
-    stats = load_norm_stats(shards / "norm_stats.json")["logmel_foa"]
+    stats = read_norm_stats(shards / "norm_stats.json")["logmel_foa"]
     expected = (raw["audio"].numpy() - stats.mean[:, :, None]) / stats.std[:, :, None]
     np.testing.assert_allclose(normed["audio"].numpy(), expected, rtol=1e-5, atol=1e-5)
     assert abs(float(normed["audio"].mean())) < 1.0
@@ -172,13 +172,13 @@ def test_normalisation_uses_norm_stats(shards):
 def test_norm_stats_formats(tmp_path):
     mean, std = np.zeros((4, 3)), np.ones((4, 3))
     write_norm_stats(tmp_path / "a.json", {"logmel_foa": (mean, std)})
-    assert load_norm_stats(tmp_path / "a.json")["logmel_foa"].mean.shape == (4, 3)
+    assert read_norm_stats(tmp_path / "a.json")["logmel_foa"].mean.shape == (4, 3)
     (tmp_path / "b.json").write_text('{"logmel_beam": {"mean": [[1, 2]], "std": [[0, 2]]}}')
-    flat = load_norm_stats(tmp_path / "b.json")["logmel_beam"]
+    flat = read_norm_stats(tmp_path / "b.json")["logmel_beam"]
     assert flat.std.min() > 0                                  # floored, no division by zero
     (tmp_path / "c.json").write_text('{"iv": {"mean": [[1, 2]], "std": [[1, 2]]}}')
     with pytest.raises(ShardFormatError, match=r"iv mean/std must be \(3, M\)"):
-        load_norm_stats(tmp_path / "c.json")
+        read_norm_stats(tmp_path / "c.json")
 
 
 def test_too_many_viewpoints_is_a_clear_error(shards):

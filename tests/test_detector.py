@@ -8,16 +8,15 @@ import math
 
 import pytest
 
-from pipeline.detector import (
+from pipeline.synth.detector import (
     DetectorTrainConfig,
     PixelBox,
-    detect_equirect,
-    load_detector,
     object_boxes,
     train_detector,
     write_yolo_dataset,
     yolo_label_lines,
 )
+from pipeline.detect import UltralyticsDetector, detect_equirect, load_detector
 from pipeline.errors import DetectorWeightsError
 from pipeline.spatial import direction_to_equirect_pixel
 from pipeline.synth.render import render_frame
@@ -71,7 +70,7 @@ def test_dataset_labels_match_ground_truth_boxes(tmp_path):
     images = sorted((tmp_path / "images" / "train").glob("*.jpg"))
     labels = sorted((tmp_path / "labels" / "train").glob("*.txt"))
     assert len(images) == len(labels) == 2
-    from pipeline.detector import detector_scene_config
+    from pipeline.synth.detector import detector_scene_config
     from pipeline.synth.scenes import sample_scene
 
     gt = sample_scene(detector_scene_config(128), (0, 100, 0), "det-train-00000")
@@ -95,10 +94,10 @@ def test_tiny_training_run_writes_weights_metrics_and_predicts(tmp_path):
     gt = make_scene(
         SceneConfig(width=128, height=64, duration_s=0.5), [ObjectSpec("bell", 0.0, 0.0)], "c"
     )
-    detections = detect_equirect(model, render_frame(gt, 0.0), conf=0.001, imgsz=64)
-    assert isinstance(detections, list)
-    for det in detections:
-        assert 0 <= det.class_id < 6 and 0 <= det.x_min <= det.x_max <= 128
+    detector = UltralyticsDetector(model, conf=0.001, imgsz=64)
+    detections = detect_equirect(render_frame(gt, 0.0), detector)
+    assert ((0 <= detections.class_id) & (detections.class_id < 6)).all()
+    assert (detections.boxes_xyxy[:, 0] <= detections.boxes_xyxy[:, 2]).all()
 
 
 def test_missing_weights_raise_a_helpful_error(tmp_path):
@@ -111,7 +110,7 @@ def test_missing_weights_raise_a_helpful_error(tmp_path):
 
 
 def test_bare_model_names_reach_ultralytics_only_when_downloads_are_allowed(monkeypatch, tmp_path):
-    from pipeline.detector import check_weights
+    from pipeline.detect import check_weights
 
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     with pytest.raises(DetectorWeightsError, match="YOLO_OFFLINE=0"):

@@ -9,9 +9,9 @@ import torch
 
 from pipeline.foa import encode_plane_wave
 from tests.test_eval_binary import make_tiny_run
-from trainer.evaluate.embed import embed_file, embed_folder
-from trainer.evaluate.frozen import load_frozen
-from trainer.evaluate.localize import direction_grid
+from evals.audio.embed import embed_file, embed_folder
+from evals.frozen import load_frozen
+from evals.av.localize import direction_grid
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on 2 shared cores
 

@@ -21,11 +21,11 @@ from tests.shard_factory import make_shards
 from trainer.checkpoint import save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import AUDIO_FEATURES, ShardStream
-from trainer.evaluate.binary import (BinaryEvalConfig, PairSet, encode_batch, evaluate_binary,
-                                     split_by_clip, stored_features,
-                                     mismatched_partners, pair_accuracy, random_yaws_rad,
-                                     rotate_by_yaw, train_pair_classifier)
-from trainer.evaluate.frozen import iter_shard_batches, load_frozen
+from evals.audio.binary import (BinaryEvalConfig, PairSet, encode_batch, evaluate_binary,
+                                split_by_clip, stored_features,
+                                mismatched_partners, pair_accuracy, random_yaws_rad,
+                                rotate_by_yaw, train_pair_classifier)
+from evals.frozen import iter_shard_batches, load_frozen
 from trainer.models import build_model, model_args_from_config
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on 2 shared cores
@@ -172,7 +172,7 @@ def test_recomputed_features_are_checked_against_the_stored_ones(tmp_path, caplo
                            for foa, az, el in zip(batch["foa"], batch["azimuth_rad"],
                                                   batch["elevation_rad"])])
     yaws = np.deg2rad(np.full(len(batch["clip_id"]), 90.0))
-    with caplog.at_level("WARNING", logger="trainer.evaluate.binary"):
+    with caplog.at_level("WARNING", logger="evals.audio.binary"):
         encode_batch(frozen, batch, yaws, {"logmel_foa": consistent})
         assert "differs from the stored" not in caplog.text
         encode_batch(frozen, batch, yaws, {"logmel_foa": consistent + 3.0})

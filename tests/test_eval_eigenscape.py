@@ -17,11 +17,12 @@ from pipeline.foa import encode_plane_wave
 from pipeline.importers import import_eigenscape
 from pipeline.spatial import angular_distance_rad, vector_to_direction
 from tests.test_eval_binary import make_tiny_run
-from trainer.evaluate.eigenscape import (SYNTHETIC_WARNING, SceneEvalConfig, descriptor_methods,
-                                         evaluate_eigenscape, fit_logistic_regression,
-                                         fold_splits, recording_descriptors)
-from trainer.evaluate.frozen import read_ambisonic_segment
-from trainer.evaluate.spatial_stats import SpatialStatsConfig, dirac_stats, logmel_stats
+from evals.audio.scenes import main as scenes_main
+from evals.audio.scenes import (SYNTHETIC_WARNING, SceneEvalConfig, descriptor_methods, protocol_label,
+                                evaluate_eigenscape, fit_logistic_regression,
+                                fold_splits, recording_descriptors)
+from evals.frozen import read_ambisonic_segment
+from evals.audio.spatial_stats import SpatialStatsConfig, dirac_stats, logmel_stats
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on 2 shared cores
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -147,6 +148,8 @@ def test_eigenscape_end_to_end_with_a_checkpoint(tmp_path):
                                  device="cpu")
     saved = json.loads((out / "eval_eigenscape.json").read_text())
     assert saved["data_source"] == "eigenscape" and "WARNING" not in saved
+    # 2 classes x 8 recordings of 1 s segments: a real folder, but not the authors' protocol
+    assert not saved["authors_protocol"] and "not the authors' protocol" in saved["protocol_label"]
     assert saved["experiment"] == "avsa" and saved["classes"] == ["Beach", "Park"]
     assert set(saved["methods"]) == {"model", "logmel_stats", "dirac_stats"}
     assert saved["methods"]["model"]["dim"] == 64                      # mean + max of D = 32
@@ -159,17 +162,32 @@ def test_eigenscape_end_to_end_with_a_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_without_a_folder_the_synthetic_set_is_used_and_flagged(tmp_path, caplog):
+def test_a_generated_folder_is_flagged_synthetic(tmp_path, caplog):
+    from pipeline.ground_truth import write_synthetic_marker
     from pipeline.synth.eigenscape import SCENE_CLASS_NAMES
 
     synthetic = write_scene_folder(tmp_path / "synth", classes=SCENE_CLASS_NAMES,
                                    duration_s=0.5, rate=24000)
+    write_synthetic_marker(synthetic, "pipeline.synth.eigenscape")     # what the generator adds
     with caplog.at_level(logging.WARNING):
-        result = evaluate_eigenscape(None, None, tmp_path / "out",
-                                     SceneEvalConfig(segment_s=0.5, max_iter=50),
-                                     synthetic_dir=synthetic)
+        result = evaluate_eigenscape(None, synthetic, tmp_path / "out",
+                                     SceneEvalConfig(segment_s=0.5, max_iter=50))
     assert result["data_source"] == "synthetic" and result["WARNING"] == SYNTHETIC_WARNING
+    assert result["protocol_label"].startswith("SYNTHETIC") and not result["authors_protocol"]
     assert set(result["methods"]) == {"logmel_stats", "dirac_stats"}  # no checkpoint
     assert "SYNTHETIC DATA" in caplog.text
     saved = json.loads((tmp_path / "out" / "eval_eigenscape.json").read_text())
     assert list(saved)[0] == "WARNING" and saved["n_recordings"] == 64
+
+
+def test_protocol_labels_say_what_was_measured():
+    assert protocol_label(8, 64, 30.0, synthetic=False) == "EigenScape (authors' protocol)"
+    assert "not the authors' protocol" in protocol_label(8, 64, 10.0, synthetic=False)
+    assert "not the authors' protocol" in protocol_label(6, 48, 30.0, synthetic=False)
+    assert protocol_label(8, 64, 30.0, synthetic=True).startswith("SYNTHETIC")
+
+
+def test_the_cli_without_a_folder_is_one_clear_error(capsys):
+    assert scenes_main([]) == 2
+    err = capsys.readouterr().err
+    assert "error: data_dir: expected an EigenScape folder" in err and "Traceback" not in err

@@ -11,10 +11,10 @@ import torch
 from pipeline.foa import encode_plane_wave
 from pipeline.spatial import angular_distance_rad
 from tests.test_eval_binary import make_tiny_run
-from trainer.evaluate.localize import (ClipInput, LocalizeConfig, direction_grid,
-                                       direction_scores, evaluate_localization,
-                                       intensity_energy_map, map_peak, nearest_sounding_deg,
-                                       spread_on_sphere)
+from evals.av.localize import (ClipInput, LocalizeConfig, direction_grid,
+                               direction_scores, evaluate_localization,
+                               intensity_energy_map, map_peak, nearest_sounding_deg,
+                               spread_on_sphere)
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on 2 shared cores
 
@@ -100,7 +100,7 @@ def test_localization_of_a_raw_synthetic_clip(tmp_path):
 
 
 def test_avsa_scoring_context_pairs_each_direction_with_its_quarter_turns():
-    from trainer.evaluate.localize import context_indices
+    from evals.av.localize import context_indices
 
     azimuth_rad = np.deg2rad(np.arange(0, 360, 30.0))
     elevation_rad = np.zeros_like(azimuth_rad)

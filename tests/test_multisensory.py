@@ -13,14 +13,14 @@ from pipeline.crops import crop_frames, perspective_rays
 from pipeline.foa import encode_plane_wave
 from pipeline.spatial import angular_distance_rad, direction_to_equirect_pixel, vector_to_direction
 from tests.shard_factory import make_shards
-from trainer.multisensory.cam import (cam_from_patch_logits, cam_peak_direction,
-                                      cell_to_crop_pixel, crop_pixel_to_direction,
-                                      direction_to_crop_pixel, localisation_summary, localise_clip,
-                                      paint_cam_on_equirect, refined_peak_cell)
-from trainer.multisensory.config import MultisensoryConfig, SyncDataConfig
-from trainer.multisensory.data import (SyncSamplingError, SyncStream, draw_shifts, prepare_audio,
-                                       sync_pair, window_geometry)
-from trainer.multisensory.model import FusedNet, sync_labels, sync_logits
+from baselines.multisensory.cam import (cam_from_patch_logits, cam_peak_direction,
+                                        cell_to_crop_pixel, crop_pixel_to_direction,
+                                        direction_to_crop_pixel, localisation_summary, localise_clip,
+                                        paint_cam_on_equirect, refined_peak_cell)
+from baselines.multisensory.config import MultisensoryConfig, SyncDataConfig
+from baselines.multisensory.data import (SyncSamplingError, SyncStream, draw_shifts, prepare_audio,
+                                         sync_pair, window_geometry)
+from baselines.multisensory.model import FusedNet, sync_labels, sync_logits
 
 RATE = 2400           # factory shards: 2400 samples per 1 s window (keeps tests fast)
 
@@ -58,7 +58,7 @@ def test_sync_configs_fit_the_windows_that_preprocess_sync_stores():
     from pipeline.preprocess_config import PreprocessConfig
     prep = load_config(PreprocessConfig, "configs/preprocess_sync.yaml")
     for name in ("multisensory", "multisensory_foa", "separation"):
-        data = load_config(MultisensoryConfig, f"configs/multisensory/{name}.yaml").data
+        data = load_config(MultisensoryConfig, f"configs/baselines/{name}.yaml").data
         assert data.audio_window_s == prep.audio.window_s
         video_s = prep.windows.video_frames / prep.decode.fps
         geometry = window_geometry(prep.audio.n_samples, prep.audio.window_s,
@@ -69,7 +69,7 @@ def test_sync_configs_fit_the_windows_that_preprocess_sync_stores():
 
 
 def test_subclips_move_the_aligned_audio_and_keep_negatives_inside():
-    from trainer.multisensory.data import subclip_geometry
+    from baselines.multisensory.data import subclip_geometry
     full = window_geometry(72000, 3.0, 0.5, 0.25, 0.5)           # 2 s of video in 3 s
     assert (full.video_offset, full.video_length) == (12000, 48000)
     for start in range(9):                                      # 24 of 32 frames
@@ -84,7 +84,7 @@ def test_subclips_move_the_aligned_audio_and_keep_negatives_inside():
 
 def test_stream_rejects_shards_with_another_window_length(tmp_path):
     import h5py
-    from trainer.multisensory.data import _check_window_length
+    from baselines.multisensory.data import _check_window_length
     path = tmp_path / "s.h5"
     with h5py.File(path, "w") as h5:
         h5.attrs["config"] = json.dumps({"audio": {"window_s": 1.0}})
@@ -280,14 +280,14 @@ def test_localisation_hits_centre_and_chance_references():
 # ----------------------------------------------------------------------------- training smoke
 
 def test_sync_and_separation_training_smoke(shards, tmp_path):
-    from trainer.multisensory.train import load_fused_net, main
+    from baselines.multisensory.train import load_fused_net, main
 
     common = [f"data.shards_dir={shards}", "data.val_split=val", "data.batch_size=4",
               "data.num_workers=0", f"run.out_dir={tmp_path}", "run.epochs=1",
               "run.max_steps_per_epoch=2", "run.log_interval=1", "eval.max_batches=1",
               "eval.n_cam_figures=1", "data.audio_window_s=1.0", "data.min_shift_s=0.15",
               "data.max_shift_s=0.25", "data.clip_frames=6"]
-    result = main(["--config", "configs/multisensory/multisensory.yaml", *common])
+    result = main(["--config", "configs/baselines/multisensory.yaml", *common])
     run = tmp_path / "multisensory"
     assert result["step"] == 2 and np.isfinite(result["history"][-1]["loss"])
     sync = json.loads((run / "eval_sync.json").read_text())
@@ -298,7 +298,7 @@ def test_sync_and_separation_training_smoke(shards, tmp_path):
     fused, _ = load_fused_net(run / "ckpt.pt")
     assert fused.audio_channels == 1
 
-    result = main(["--config", "configs/multisensory/separation.yaml", *common,
+    result = main(["--config", "configs/baselines/separation.yaml", *common,
                    "separation.n_fft=64", "separation.hop_length=16",
                    "separation.unet_widths=[8,16]", f"separation.pretrained={run / 'ckpt.pt'}"])
     separation = json.loads((tmp_path / "separation" / "eval_separation.json").read_text())

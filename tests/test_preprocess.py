@@ -342,7 +342,7 @@ def test_kill_minus_9_mid_run_leaves_no_partial_shard_and_resumes(synth_root, tm
 
 
 def test_production_detector_path_with_ultralytics_weights(synth_root, tmp_path):
-    """detector.enabled=true end to end: weights file -> pipeline.detector.load_detector ->
+    """detector.enabled=true end to end: weights file -> pipeline.detect.load_detector ->
     ultralytics YOLO on the keyframes (an untrained network: only the plumbing is checked)."""
     ultralytics = pytest.importorskip("ultralytics")
     weights = tmp_path / "untrained_yolo.pt"

@@ -6,10 +6,10 @@ import re
 import pytest
 import yaml
 
-from trainer.evaluate import results_table
-from trainer.evaluate.results_table import (MULTISENSORY_PUBLISHED, OWENS_2018, PUBLISHED,
-                                            collect_downstream, collect_multisensory,
-                                            collect_runs, write_results)
+from evals import results_table
+from evals.results_table import (MULTISENSORY_PUBLISHED, OWENS_2018, PUBLISHED,
+                                 collect_downstream, collect_multisensory,
+                                 collect_runs, write_results)
 
 
 def binary_json(single, multi, multi_t, experiment=None):
@@ -100,17 +100,18 @@ def test_published_constants_cover_the_three_pretexts():
 
 
 def test_cli_writes_the_file_and_handles_no_runs(tmp_path, capsys):
-    assert results_table.main(["--runs", str(tmp_path / "none"),
-                               "--out", str(tmp_path / "r.md")]) == 0
+    assert results_table.main([f"runs={tmp_path / 'none'}", f"out={tmp_path / 'r.md'}"]) == 0
     text = (tmp_path / "r.md").read_text()
     assert "No evaluated runs" in text and re.search(r"\| avsa \| AVC-bin 1 \| 86.19 \|", text)
 
 
 # ----------------------------------------------------------------------------- downstream tasks
 
-def action_results(dataset, split, protocol, clip, video, n_classes, class_names, experiment):
-    """trainer.downstream.action results.json: accuracies as fractions."""
-    return {"dataset": dataset, "split": split, "protocol": protocol,
+def action_results(dataset, split, protocol, clip, video, n_classes, class_names, experiment,
+                   synthetic=False):
+    """evals.video.action results.json: accuracies as fractions; ``synthetic`` is what the
+    evaluator records for a generated tree (its SYNTHETIC.json marker)."""
+    return {"dataset": dataset, "split": split, "protocol": protocol, "synthetic": synthetic,
             "encoder": {"ckpt": f"runs/{experiment}/ckpt.pt", "experiment": experiment},
             "n_classes": n_classes, "chance_top1": 1.0 / n_classes, "clip_top1": clip,
             "video_top1": video, "class_names": class_names, "history": []}
@@ -126,7 +127,8 @@ def make_downstream_and_multisensory_runs(root):
             ("ucf101-split1-finetune", action_results(
                 "ucf101", 1, "finetune", 0.6, 0.655, 101, ["ApplyEyeMakeup", "Archery"], "avsa")),
             ("hmdb51-split1-linear", action_results(
-                "hmdb51", 1, "linear", 0.5, 0.75, 6, ["left_to_right", "up_down"], "avsa"))):
+                "hmdb51", 1, "linear", 0.5, 0.75, 6, ["left_to_right", "up_down"], "avsa",
+                synthetic=True))):
         (avsa / name).mkdir()
         (avsa / name / "results.json").write_text(json.dumps(data))
     (avsa / "segmentation").mkdir()
@@ -156,7 +158,7 @@ def make_downstream_and_multisensory_runs(root):
     (multi / "eval_sync.json").write_text(json.dumps(
         {**common, "experiment": "multisensory", "accuracy_pct": 71.25, "chance_pct": 50.0,
          "accuracy_mismatched_video_pct": 50.5,
-         "config_path": "configs/multisensory/multisensory.yaml"}))
+         "config_path": "configs/baselines/multisensory.yaml"}))
     (multi / "eval_localize.json").write_text(json.dumps(
         {**common, "experiment": "multisensory", "method": "cam", "hit_rate_pct": 40.0,
          "hit_rate_all_pct": 30.0}))
@@ -201,7 +203,7 @@ def test_multisensory_runs_are_collected(tmp_path):
     assert multi.scores["sync"] == 71.25 and multi.scores["sync_mismatched"] == 50.5
     assert multi.scores["cam_hit"] == 40.0 and multi.scores["cam_hit_all"] == 30.0
     assert multi.synthetic["sync"] and multi.scores["si_sdri_av"] is None
-    assert multi.config_path.startswith("configs/multisensory/multisensory.yaml")
+    assert multi.config_path.startswith("configs/baselines/multisensory.yaml")
     foa = by_name["multisensory_foa"]
     assert foa.scores["cam_hit"] is None and not foa.synthetic["sync"]
     separation = by_name["separation"]

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from trainer.multisensory.config import SeparationConfig
-from trainer.multisensory.model import FusedNet
-from trainer.multisensory.separation import (SeparationModel, SeparationUNet,
-                                             assign_scales_to_levels, compressed_l1, istft,
-                                             make_mixtures, pit_loss, plain_loss,
-                                             separation_loss, separation_metrics, sdr_db,
-                                             si_sdr_db, stft)
+from baselines.multisensory.config import SeparationConfig
+from baselines.multisensory.model import FusedNet
+from baselines.multisensory.separation import (SeparationModel, SeparationUNet,
+                                               assign_scales_to_levels, compressed_l1, istft,
+                                               make_mixtures, pit_loss, plain_loss,
+                                               separation_loss, separation_metrics, sdr_db,
+                                               si_sdr_db, stft)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

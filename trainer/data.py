@@ -59,21 +59,20 @@ samples of the same clip *within this batch* (AVTS groups), 0..B-1 otherwise;
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.shards import NORM_STATS_NAME, ShardFormatError, ShardIndex, open_shard
+from pipeline.shards import (FEATURE_CHANNELS, NORM_STATS_NAME, FeatureNorm, ShardFormatError,  # noqa: F401
+                             ShardIndex, open_shard, read_norm_stats)
 from trainer.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -81,7 +80,6 @@ log = logging.getLogger(__name__)
 # Stored feature datasets (under views/<source>/) feeding each audio input, in channel order.
 AUDIO_FEATURES = {"foa": ("logmel_foa",), "foa_iv": ("logmel_foa", "iv"),
                   "beamform": ("logmel_beam",)}
-FEATURE_CHANNELS = {"logmel_foa": 4, "iv": 3, "logmel_beam": 1}
 DECIBEL_FEATURES = ("logmel_foa", "logmel_beam")    # volume jitter adds dB to these
 IV_Y_CHANNEL = 1                                     # iv channels are I_x, I_y, I_z
 SHARDS_IN_FLIGHT = 4                                 # parts shuffled together by one worker
@@ -89,58 +87,6 @@ MAX_OPEN_SHARDS = 2 * SHARDS_IN_FLIGHT
 
 
 # ----------------------------------------------------------------------------- norm stats
-
-@dataclass(frozen=True)
-class FeatureNorm:
-    """Per-channel, per-mel-band statistics of one feature: ``mean``, ``std`` (C, M) float32."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-
-def load_norm_stats(path: str | Path) -> dict[str, FeatureNorm]:
-    """Read ``norm_stats.json``.
-
-    Accepted layouts (both as written by ``pipeline.features.NormStats.to_json``, or flat)::
-
-        {"schema_version": 1, "keys": {"logmel_foa": {"mean": [[...M] x 4], "std": [[...]],
-                                                       "count": 123}, "iv": ..., ...}}
-        {"logmel_foa": {"mean": [[...M] x 4], "std": [[...M] x 4]}, "logmel_beam": {...}}
-
-    ``mean``/``std`` are nested lists shaped (C, M) with C = 4 (logmel_foa), 3 (iv) or 1
-    (logmel_beam); any feature may be missing (it is then not normalised) and other keys are
-    ignored. Values of ``std`` are floored at 1e-5.
-    """
-    path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    entries = data.get("keys", data) if isinstance(data, dict) else None
-    if not isinstance(entries, dict):
-        raise ShardFormatError(f"{path}: expected a JSON object of features, got {type(data)}")
-    stats = {}
-    for key, channels in FEATURE_CHANNELS.items():
-        if key not in entries:
-            continue
-        mean = np.asarray(entries[key]["mean"], dtype=np.float32)
-        std = np.maximum(np.asarray(entries[key]["std"], dtype=np.float32), 1e-5)
-        if mean.ndim != 2 or mean.shape[0] != channels or std.shape != mean.shape:
-            raise ShardFormatError(f"{path}: {key} mean/std must be ({channels}, M), got "
-                                   f"{mean.shape} and {std.shape}")
-        stats[key] = FeatureNorm(mean, std)
-    return stats
-
-
-def write_norm_stats(path: str | Path, stats: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                     counts: Mapping[str, int] | None = None) -> Path:
-    """Write ``{feature: (mean (C, M), std (C, M))}`` in the ``NormStats`` layout, atomically."""
-    path = Path(path)
-    keys = {key: {"mean": np.asarray(mean).tolist(), "std": np.asarray(std).tolist(),
-                  "count": int((counts or {}).get(key, 0))}
-            for key, (mean, std) in stats.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"schema_version": 1, "keys": keys}), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
 
 # ----------------------------------------------------------------------------- epoch plan
 
@@ -376,7 +322,7 @@ class ShardStream(IterableDataset):
         self.norm: dict[str, FeatureNorm] = {}
         norm_path = self.shards_dir / NORM_STATS_NAME
         if data_cfg.normalize_audio and norm_path.exists():
-            self.norm = load_norm_stats(norm_path)
+            self.norm = read_norm_stats(norm_path)
         elif data_cfg.normalize_audio:
             log.warning("%s not found: audio features are not normalised", norm_path)
 

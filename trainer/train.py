@@ -39,7 +39,7 @@ from trainer.checkpoint import (capture_rng_state, load_checkpoint, load_trained
                                 restore_rng_state, save_checkpoint)
 from trainer.config import OptimConfig, TrainConfig
 from trainer.data import ShardStream, make_loader
-from trainer.logging_utils import MetricsLog, plot_curves
+from trainer.metrics import MetricsLog, plot_curves
 from trainer.losses import LossTerms, avc_loss, avsa_loss, avts_loss
 from trainer.models import build_model, model_args_from_config
 

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
+from pipeline.ground_truth import SYNTHETIC_MARKER_NAME, write_synthetic_marker
 from pipeline.manifest import Clip, write_manifest
 from pipeline.synth import eigenscape
 from pipeline.synth.audio import scene_foa
@@ -192,9 +193,18 @@ def _write_recording_job(
 def generate_eigenscape(
     out_root: Path, *, seed: int, cfg: eigenscape.EigenscapeConfig, workers: int, segment_s: float
 ) -> None:
-    """Generate (or complete) the EigenScape-layout set, its ground truth and manifest."""
+    """Generate (or complete) the EigenScape-layout set, its ground truth, manifest and
+    ``SYNTHETIC.json`` marker; a complete set made with the same settings is left as it is."""
     from pipeline.importers import import_eigenscape
 
+    settings = {"seed": seed, "segment_s": segment_s, "config": dataclasses.asdict(cfg)}
+    marker = out_root / SYNTHETIC_MARKER_NAME
+    if marker.is_file() and json.loads(marker.read_text()).get("settings") == settings:
+        expected = [name for name, _, _ in eigenscape.recording_jobs(cfg, seed)]
+        if all((out_root / name).is_file() for name in expected):
+            log.info("%s: complete synthetic EigenScape-layout set (%d recordings), kept",
+                     out_root, len(expected))
+            return
     out_root.mkdir(parents=True, exist_ok=True)
     jobs = [
         (str(out_root), name, scene_class, job_seed, cfg)
@@ -206,6 +216,8 @@ def generate_eigenscape(
     for problem in problems:
         log.warning("eigenscape manifest: %s", problem)
     write_manifest(out_root / "manifest.jsonl", records)
+    write_synthetic_marker(out_root, "pipeline.synth.eigenscape", settings=settings)
+    log.info("wrote %d recordings, ground truth and manifest to %s", len(recordings), out_root)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -16,97 +16,16 @@ the same painting order (by ``object_id``, later objects on top) as the frames.
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 import numpy as np
 
-from pipeline.spatial import direction_vector, equirect_pixel_to_direction
-from pipeline.synth.scenes import CLASS_BY_NAME, envelope, frame_times_s, object_track_at
-
-#: Side half-length of a square relative to the radius of a disk of the same area (√π / 2).
-_SQUARE_HALF_SIDE = math.sqrt(math.pi) / 2.0
-
-
-@functools.lru_cache(maxsize=8)
-def pixel_directions(width: int, height: int) -> np.ndarray:
-    """Unit direction of every equirectangular pixel centre, ``(height, width, 3)`` float32,
-    read-only, in the (x front, y left, z up) frame of CONVENTIONS.md."""
-    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    az, el = equirect_pixel_to_direction(cols, rows, width, height)
-    dirs = direction_vector(az, el).astype(np.float32)
-    dirs.flags.writeable = False
-    return dirs
-
-
-def _row_of_elevation(elevation_rad: float, height: int) -> float:
-    return height * (0.5 - elevation_rad / math.pi) - 0.5
-
-
-class Footprint(NamedTuple):
-    """Pixels covered by one object at one instant, within a band of rows.
-
-    ``mask`` is ``(row_stop - row_start, width)`` bool; ``u``, ``v`` are the local
-    azimuthal-equidistant coordinates (divided by the rendered radius, rotated by the object's
-    pattern angle) and ``rho`` the angular distance from the centre over the rendered radius.
-    """
-
-    row_start: int
-    row_stop: int
-    mask: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-    rho: np.ndarray
-
-
-def visual_state(obj: dict, fps: float, t_s: float) -> tuple[float, float, float, float]:
-    """(azimuth_rad, elevation_rad, rendered_radius_rad, brightness) of an object at ``t_s``."""
-    az, el = object_track_at(obj, fps, t_s)
-    pulse = float(envelope(obj["on_intervals_s"], t_s))
-    return float(az), float(el), obj["radius_rad"] * (0.85 + 0.15 * pulse), 0.55 + 0.45 * pulse
-
-
-def object_footprint(
-    shape: str,
-    azimuth_rad: float,
-    elevation_rad: float,
-    radius_rad: float,
-    pattern_angle_rad: float,
-    width: int,
-    height: int,
-) -> Footprint:
-    """Footprint of a disk (spherical cap of angular radius ``radius_rad``) or a square (in the
-    object's tangent plane, same area) centred at (azimuth_rad, elevation_rad) on a W × H frame.
-    """
-    extent_rad = radius_rad * (_SQUARE_HALF_SIDE * math.sqrt(2.0) if shape == "square" else 1.0)
-    top_el = min(elevation_rad + extent_rad, math.pi / 2)
-    bottom_el = max(elevation_rad - extent_rad, -math.pi / 2)
-    row_start = max(int(math.floor(_row_of_elevation(top_el, height))) - 1, 0)
-    row_stop = min(int(math.ceil(_row_of_elevation(bottom_el, height))) + 2, height)
-    dirs = pixel_directions(width, height)[row_start:row_stop]
-
-    sin_az, cos_az = math.sin(azimuth_rad), math.cos(azimuth_rad)
-    sin_el, cos_el = math.sin(elevation_rad), math.cos(elevation_rad)
-    centre = np.array([cos_el * cos_az, cos_el * sin_az, sin_el], dtype=np.float32)
-    east = np.array([-sin_az, cos_az, 0.0], dtype=np.float32)  # toward +azimuth (image left)
-    north = np.array([-sin_el * cos_az, -sin_el * sin_az, cos_el], dtype=np.float32)
-    along = dirs @ centre
-    x, y = dirs @ east, dirs @ north
-    tangent_norm = np.hypot(x, y)
-    angle = np.arctan2(tangent_norm, along)  # angular distance from the centre, radians
-    scale = angle / np.maximum(tangent_norm, 1e-12) / radius_rad
-    c, s = math.cos(pattern_angle_rad), math.sin(pattern_angle_rad)
-    u = (c * x + s * y) * scale
-    v = (-s * x + c * y) * scale
-    rho = angle / radius_rad
-    if shape == "square":
-        half = _SQUARE_HALF_SIDE
-        mask = (np.abs(x * scale) <= half) & (np.abs(y * scale) <= half) & (along > 0)
-    else:
-        mask = rho <= 1.0
-    return Footprint(row_start, row_stop, mask, u, v, rho)
-
+from pipeline.ground_truth import (  # noqa: F401  (label maps live with the record's readers)
+    Footprint, object_footprint, object_masks_at, pixel_directions, render_label_map,
+    visible_footprints, visual_state)
+from pipeline.spatial import equirect_pixel_to_direction
+from pipeline.synth.scenes import CLASS_BY_NAME, frame_times_s
 
 def pattern_mask(pattern: str, u: np.ndarray, v: np.ndarray, rho: np.ndarray) -> np.ndarray:
     """Where the accent colour goes, for local coordinates normalised by the radius."""
@@ -126,21 +45,6 @@ def pattern_mask(pattern: str, u: np.ndarray, v: np.ndarray, rho: np.ndarray) ->
     raise ValueError(
         f"unknown pattern {pattern!r}: expected stripes, rings, checker, dots, sectors or cross"
     )
-
-
-def _visible_footprints(
-    gt: dict, t_s: float, width: int, height: int
-) -> Iterator[tuple[dict, Footprint, float]]:
-    for obj in sorted(gt["objects"], key=lambda o: o["object_id"]):
-        if not obj["visible"]:
-            continue
-        az, el, radius, brightness = visual_state(obj, gt["fps"], t_s)
-        shape = CLASS_BY_NAME[obj["class_name"]].shape
-        yield (
-            obj,
-            object_footprint(shape, az, el, radius, obj["pattern_angle_rad"], width, height),
-            brightness,
-        )
 
 
 # --------------------------------------------------------------------------- background
@@ -204,7 +108,7 @@ def render_frame(gt: dict, t_s: float, background: np.ndarray | None = None) -> 
     if background is None:
         background = background_image(gt["background"], width, height)
     frame = background.copy()
-    for obj, fp, brightness in _visible_footprints(gt, t_s, width, height):
+    for obj, fp, brightness in visible_footprints(gt, t_s, width, height):
         object_class = CLASS_BY_NAME[obj["class_name"]]
         accent = pattern_mask(object_class.pattern, fp.u, fp.v, fp.rho)
         base = np.asarray(object_class.colour_rgb, dtype=np.float32) * brightness
@@ -220,32 +124,3 @@ def render_frames(gt: dict) -> Iterator[np.ndarray]:
     background = background_image(gt["background"], gt["width"], gt["height"])
     for t_s in frame_times_s(gt["n_frames"], gt["fps"]):
         yield render_frame(gt, float(t_s), background)
-
-
-def render_label_map(
-    gt: dict, t_s: float, width: int | None = None, height: int | None = None
-) -> np.ndarray:
-    """Per-pixel class labels at ``t_s`` (s): ``(height, width)`` uint8, 0 background,
-    ``1 + class_id`` for objects. Width and height default to the clip's; any 2:1 size works
-    (the geometry is defined on the sphere, not in pixels).
-    """
-    width = gt["width"] if width is None else width
-    height = gt["height"] if height is None else height
-    labels = np.zeros((height, width), dtype=np.uint8)
-    for obj, fp, _ in _visible_footprints(gt, t_s, width, height):
-        labels[fp.row_start : fp.row_stop][fp.mask] = 1 + obj["class_id"]
-    return labels
-
-
-def object_masks_at(
-    gt: dict, t_s: float, width: int | None = None, height: int | None = None
-) -> list[tuple[dict, np.ndarray]]:
-    """(object record, full-frame bool mask before occlusion) for each visible object at ``t_s``."""
-    width = gt["width"] if width is None else width
-    height = gt["height"] if height is None else height
-    masks = []
-    for obj, fp, _ in _visible_footprints(gt, t_s, width, height):
-        mask = np.zeros((height, width), dtype=bool)
-        mask[fp.row_start : fp.row_stop] = fp.mask
-        masks.append((obj, mask))
-    return masks

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from pipeline.ground_truth import (  # noqa: F401  (the record's readers, re-exported here)
+    ENVELOPE_RAMP_S, GT_FORMAT, GT_VERSION, ObjectDirection, envelope, frame_times_s,
+    interpolate_track, object_directions_at, object_track_at)
 from pipeline.spatial import angular_distance_rad, wrap_azimuth_rad
 
-GT_FORMAT = "spatial-avsa-synth-gt"
-GT_VERSION = 1
-#: Attack / release of the on/off event envelope, in seconds (shared by audio and video).
-ENVELOPE_RAMP_S = 0.02
 #: Decimal places kept for angles (rad) and envelopes in the record, so that the in-memory
 #: record and its JSON round trip are bit-identical.
 _ANGLE_DECIMALS = 6
@@ -93,20 +92,6 @@ class SceneConfig:
         return int(round(self.duration_s * self.sample_rate))
 
 
-class ObjectDirection(NamedTuple):
-    """State of one ground-truth object at a time ``t_s`` (angles in radians)."""
-
-    object_id: int
-    class_id: int
-    class_name: str
-    azimuth_rad: float
-    elevation_rad: float
-    radius_rad: float
-    visible: bool
-    sounding: bool
-    active: bool  # its event envelope is above one half at t_s
-
-
 @dataclass(frozen=True)
 class ObjectSpec:
     """A hand-placed static object, for tests and seam-free detector frames.
@@ -125,69 +110,6 @@ class ObjectSpec:
 
 
 # --------------------------------------------------------------------------- envelopes, tracks
-
-
-def envelope(on_intervals_s: Sequence[Sequence[float]], t_s: np.ndarray | float) -> np.ndarray:
-    """Event envelope in [0, 1] at times ``t_s`` (seconds): 1 inside an interval, linear ramps
-    of :data:`ENVELOPE_RAMP_S` at both ends, 0 outside. Shared by the sound and the visual pulse.
-    """
-    t = np.asarray(t_s, dtype=np.float64)
-    value = np.zeros_like(t)
-    for start_s, end_s in on_intervals_s:
-        rise = np.clip((t - start_s) / ENVELOPE_RAMP_S, 0.0, 1.0)
-        fall = np.clip((end_s - t) / ENVELOPE_RAMP_S, 0.0, 1.0)
-        value = np.maximum(value, np.minimum(rise, fall))
-    return value
-
-
-def frame_times_s(n_frames: int, fps: float) -> np.ndarray:
-    """Display time of each frame, ``t_k = k / fps`` (seconds)."""
-    return np.arange(n_frames, dtype=np.float64) / fps
-
-
-def interpolate_track(
-    azimuth_rad: Sequence[float],
-    elevation_rad: Sequence[float],
-    fps: float,
-    t_s: np.ndarray | float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Direction of a frame-rate track at arbitrary times (s), linear in unwrapped azimuth.
-
-    Times outside the track hold its first / last value. Returns (azimuth_rad, elevation_rad)
-    with azimuth wrapped to [-π, π).
-    """
-    az = np.unwrap(np.asarray(azimuth_rad, dtype=np.float64))
-    el = np.asarray(elevation_rad, dtype=np.float64)
-    times = frame_times_s(len(az), fps)
-    t = np.asarray(t_s, dtype=np.float64)
-    return wrap_azimuth_rad(np.interp(t, times, az)), np.interp(t, times, el)
-
-
-def object_track_at(obj: dict, fps: float, t_s: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-    """(azimuth_rad, elevation_rad) of a ground-truth object at times ``t_s`` (s)."""
-    return interpolate_track(obj["azimuth_rad"], obj["elevation_rad"], fps, t_s)
-
-
-def object_directions_at(gt: dict, t_s: float) -> list[ObjectDirection]:
-    """Directions and flags of every ground-truth object (visible or not) at time ``t_s``."""
-    states = []
-    for obj in gt["objects"]:
-        az, el = object_track_at(obj, gt["fps"], t_s)
-        active = float(envelope(obj["on_intervals_s"], t_s)) > 0.5
-        states.append(
-            ObjectDirection(
-                object_id=obj["object_id"],
-                class_id=obj["class_id"],
-                class_name=obj["class_name"],
-                azimuth_rad=float(az),
-                elevation_rad=float(el),
-                radius_rad=obj["radius_rad"],
-                visible=obj["visible"],
-                sounding=obj["sounding"],
-                active=active,
-            )
-        )
-    return states
 
 
 # --------------------------------------------------------------------------- sampling
@@ -311,7 +233,8 @@ def _gt_header(cfg: SceneConfig, clip_id: str, seed: Sequence[int]) -> dict:
         "width": cfg.width,
         "height": cfg.height,
         "sample_rate": cfg.sample_rate,
-        "classes": [{"class_id": c.class_id, "name": c.name} for c in OBJECT_CLASSES],
+        "classes": [{"class_id": c.class_id, "name": c.name, "shape": c.shape}
+                    for c in OBJECT_CLASSES],
     }
 
 

@@ -1,0 +1,596 @@
+"""Binary AVC and AVSA classification on frozen features (Morgado et al. 2020, Table 1).
+
+    python -m evals.audio.binary ckpt=runs/avsa/ckpt.pt [shards_dir=data/shards/synthetic]
+
+A small classifier head (dropout, ``2D -> 512 -> 2``) reads the concatenated video and audio
+features of one viewpoint and predicts whether they belong together:
+
+- **AVC**: positives pair a crop with the audio of the same sample and viewpoint; negatives pair
+  it with the audio (same viewpoint index) of a sample from another clip.
+- **AVSA**: negatives pair a crop with the audio of the *same* sample after the unrotated FOA
+  (``foa_acn_sn3d``) was turned by a random yaw in ``[yaw_min_deg, yaw_max_deg]`` (away from 0)
+  *before* the viewpoint features are computed with :mod:`pipeline.features`; the positives go
+  through the very same path with yaw 0, so positives and negatives differ only by the rotation
+  (not by the float16 storage of the shard features). The AVC pairs use these same
+  positive features (one audio encoding per viewpoint serves both tasks).
+
+Accuracy is reported per viewpoint (``single_view``) and per sample with the logits averaged
+over its K viewpoints (``multi_view``), each without and with the translation transformer.
+With the transformer, the video side of the pair is ``g_v2a(v^1..v^K)_k`` (the audio feature
+predicted from all K crops), as in the reference benchmark (``use_transf: audio`` in its
+``avsa-transf-4crop.yaml``); the ``a2v`` variant (audio side ``g_a2v(a^1..a^K)_k``) is reported
+too. One head is trained per task and feature variant, on the train split; accuracies are on the
+test split (balanced: one positive and one negative per sample, chance = 50 %). A head trains
+until it converges: 20 % of the training clips are held out, and the head with the lowest loss
+on them is kept (early stopping, patience 10 epochs); the test split chooses nothing. A fixed
+20 epochs of 10 steps, as before, left the heads undertrained (README, "What make demo
+measured").
+
+Pairs come from the viewpoint set the model trained on (``viewpoints: run``), or from another
+stored set: ``protocol.viewpoints=random`` scores a YOLO-trained model on Morgado et al.'s uniformly
+drawn viewpoints. On detection-centred crops an AVSA positive nearly always has a sound in front
+and a rotated negative rarely does, so the audio alone can decide; on random viewpoints many
+crops are empty and the head must relate the picture to the sound's direction.
+
+Features of both splits are extracted once, in batches, and cached in
+``<run>/eval_cache/`` (keyed by checkpoint, shards and settings), so heads train in seconds.
+Results go to ``<run>/eval_binary.json`` (``eval_binary_<set>.json`` on another viewpoint set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from pipeline.features import foa_features
+from pipeline.foa import rotation_matrix_to_front
+from pipeline.shards import ShardIndex, open_shard
+from trainer.data import AUDIO_FEATURES
+from evals.cli import EvalIO, require_ckpt, run_evaluator
+from evals.frozen import (FrozenModel, describe_run, iter_shard_batches, load_frozen,
+                          resolve_data_path, run_dir_of)
+
+log = logging.getLogger(__name__)
+
+RESULT_NAME = "eval_binary.json"
+CACHE_DIR_NAME = "eval_cache"
+TASKS = ("avc", "avsa")
+VARIANTS = ("plain", "v2a", "a2v")
+
+
+@dataclass(frozen=True)
+class BinaryEvalConfig:
+    """Settings of the binary evaluation (angles in degrees, as in every config)."""
+
+    num_viewpoints: int = 4
+    # Stored viewpoint set the pairs are drawn from: random (uniform directions, Morgado et
+    # al.'s protocol), yolo, or run (the set the checkpoint trained on).
+    viewpoints: str = "run"
+    max_train_samples: int = 20000    # 0 = all
+    max_test_samples: int = 0         # 0 = all
+    yaw_min_deg: float = 60.0
+    yaw_max_deg: float = 300.0
+    # The head trains until its loss on held-out training clips stops falling (patience
+    # epochs without a new minimum; the lowest-loss head is kept), at most max_epochs.
+    max_epochs: int = 300
+    patience: int = 10
+    val_fraction: float = 0.2         # of the training clips; 0 = train max_epochs, no selection
+    batch_size: int = 512
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    dropout: float = 0.5
+    hidden_dim: int = 512
+    extract_batch: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BinaryEvalRun(EvalIO):
+    """``configs/evals/binary.yaml``: checkpoint, shards and splits, and the protocol."""
+
+    shards_dir: str = ""             # default: the run's data.shards_dir
+    train_split: str = "train"
+    test_split: str = "test"
+    protocol: BinaryEvalConfig = field(default_factory=BinaryEvalConfig)
+
+
+# ----------------------------------------------------------------------------- pure pieces
+
+def random_yaws_rad(n: int, rng: np.random.Generator, yaw_min_deg: float = 60.0,
+                    yaw_max_deg: float = 300.0) -> np.ndarray:
+    """``n`` yaw angles uniform in ``[yaw_min_deg, yaw_max_deg]``, returned in radians."""
+    if not 0.0 < yaw_min_deg <= yaw_max_deg < 360.0:
+        raise ValueError(f"expected 0 < yaw_min_deg <= yaw_max_deg < 360, got "
+                         f"{yaw_min_deg}, {yaw_max_deg}")
+    return np.deg2rad(rng.uniform(yaw_min_deg, yaw_max_deg, size=n))
+
+
+def rotate_by_yaw(foa: np.ndarray, yaw_rad: float) -> np.ndarray:
+    """Turn the sound field about the vertical axis: a source at azimuth ``az`` ends up at
+    ``az - yaw_rad`` (elevation unchanged).
+
+    Args:
+        foa: ``(4, n)`` ambiX (ACN W, Y, Z, X; SN3D).
+        yaw_rad: rotation in radians.
+    Returns:
+        float32 ``(4, n)`` (:func:`pipeline.foa.rotation_matrix_to_front` at ``(yaw, 0)``).
+    """
+    matrix = rotation_matrix_to_front(float(yaw_rad), 0.0).astype(np.float32)
+    return matrix @ np.asarray(foa, dtype=np.float32)
+
+
+def mismatched_partners(clip_ids: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """For every sample, the index of a random sample from a *different* clip.
+
+    A shifted random permutation, then re-drawing for the (rare) partners from the same clip.
+    Raises ``ValueError`` when all samples come from one clip.
+    """
+    clip_ids = np.asarray(clip_ids)
+    n = len(clip_ids)
+    if len(set(clip_ids.tolist())) < 2:
+        raise ValueError(f"AVC negatives need samples from at least 2 clips, got {n} samples of "
+                         f"{len(set(clip_ids.tolist()))} clip(s)")
+    order = rng.permutation(n)
+    partners = np.empty(n, dtype=np.int64)
+    partners[order] = np.roll(order, -1)
+    for i in np.flatnonzero(clip_ids[partners] == clip_ids):
+        while clip_ids[partners[i]] == clip_ids[i]:
+            partners[i] = rng.integers(n)
+    return partners
+
+
+class PairClassifier(nn.Module):
+    """Dropout -> Linear(2D, hidden) -> ReLU -> Dropout -> Linear(hidden, 2) on ``[v, a]``."""
+
+    def __init__(self, feature_dim: int, hidden_dim: int = 512, dropout: float = 0.5):
+        super().__init__()
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * feature_dim, hidden_dim),
+                                 nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                 nn.Linear(hidden_dim, 2))
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([video, audio], dim=-1))
+
+
+@dataclass
+class PairSet:
+    """Features of one task and variant over N samples and K viewpoints, float16 ``(N, K, D)``.
+
+    ``audio_negative`` is None for AVC, whose negatives are other samples' ``audio_positive``
+    re-paired by :func:`mismatched_partners` (fresh pairs every training epoch).
+    """
+
+    video: np.ndarray
+    audio_positive: np.ndarray
+    audio_negative: np.ndarray | None
+    clip_ids: np.ndarray
+    from_detection: np.ndarray | None = None   # (N, K) bool: YOLO-centred, not random fill
+
+    def negatives(self, rng: np.random.Generator) -> np.ndarray:
+        if self.audio_negative is not None:
+            return self.audio_negative
+        return self.audio_positive[mismatched_partners(self.clip_ids, rng)]
+
+    def subset(self, mask: np.ndarray) -> "PairSet":
+        """The samples where ``mask`` (N,) is true."""
+        pick = lambda array: None if array is None else array[mask]
+        return PairSet(self.video[mask], self.audio_positive[mask], pick(self.audio_negative),
+                       self.clip_ids[mask], pick(self.from_detection))
+
+
+def _as_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
+
+
+def split_by_clip(pairs: PairSet, val_fraction: float, rng: np.random.Generator
+                  ) -> tuple[PairSet, PairSet]:
+    """``(fit, val)``: ``val`` holds the samples of ``round(val_fraction * clips)`` randomly
+    chosen clips (at least 2, so AVC negatives exist), ``fit`` the rest (at least 2 clips):
+    no clip is on both sides."""
+    clips = np.unique(pairs.clip_ids)
+    n_val = max(2, int(round(val_fraction * len(clips))))
+    if len(clips) - n_val < 2:
+        raise ValueError(f"holding out {n_val} of {len(clips)} training clips to choose the "
+                         f"head's epochs leaves fewer than 2 to train it; use more training "
+                         f"clips or --val-fraction 0")
+    is_val = np.isin(pairs.clip_ids, rng.choice(clips, size=n_val, replace=False))
+    return pairs.subset(~is_val), pairs.subset(is_val)
+
+
+@dataclass
+class HeadFit:
+    """How a head was trained: ``epochs_run``, ``best_epoch`` (1-based, the head kept) and
+    its validation loss / single-view accuracy (None without a validation split)."""
+
+    epochs_run: int
+    best_epoch: int
+    val_loss: float | None = None
+    val_accuracy_pct: float | None = None
+
+
+def train_pair_classifier(train: PairSet, cfg: BinaryEvalConfig, device: torch.device,
+                          seed: int) -> tuple[PairClassifier, HeadFit]:
+    """Train a :class:`PairClassifier` on every viewpoint of every training pair (cross-entropy,
+    Adam, balanced positives and negatives); AVC negatives are re-paired each epoch.
+
+    With ``cfg.val_fraction > 0`` the pairs of that fraction of the training *clips* are held
+    out (:func:`split_by_clip`; the test split is never looked at): after every epoch the head
+    is scored on them (fixed negatives), the head with the lowest validation loss is kept and
+    training stops ``cfg.patience`` epochs after it, or at ``cfg.max_epochs``. Without a
+    validation split the head of the last of ``cfg.max_epochs`` epochs is returned.
+
+    The features stay on ``device`` once; an example ``i`` of an epoch is the positive
+    (``i < N K``) or the negative of viewpoint-pair ``i mod N K``.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    val_inputs = None
+    if cfg.val_fraction > 0:
+        train, val = split_by_clip(train, cfg.val_fraction, rng)
+        val_video = _as_tensor(val.video, device).flatten(0, 1)
+        val_inputs = (torch.cat([val_video, val_video]),
+                      torch.cat([_as_tensor(val.audio_positive, device).flatten(0, 1),
+                                 _as_tensor(val.negatives(rng), device).flatten(0, 1)]),
+                      torch.cat([torch.ones(len(val_video)), torch.zeros(len(val_video))]
+                                ).long().to(device))
+    n, k, dim = train.video.shape
+    head = PairClassifier(dim, cfg.hidden_dim, cfg.dropout).to(device)
+    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    video = _as_tensor(train.video, device).reshape(n * k, dim)
+    positives = _as_tensor(train.audio_positive, device).reshape(n * k, dim)
+    fixed_negatives = (None if train.audio_negative is None
+                       else _as_tensor(train.audio_negative, device).reshape(n * k, dim))
+    best_state, fit = None, HeadFit(epochs_run=0, best_epoch=0)
+    for epoch in range(cfg.max_epochs):
+        head.train()
+        if fixed_negatives is None:
+            partners = torch.from_numpy(mismatched_partners(train.clip_ids, rng)).to(device)
+            negatives = positives.reshape(n, k, dim)[partners].reshape(n * k, dim)
+        else:
+            negatives = fixed_negatives
+        order = torch.from_numpy(rng.permutation(2 * n * k)).to(device)
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            is_positive = idx < n * k
+            pair = idx % (n * k)
+            audio = torch.where(is_positive[:, None], positives[pair], negatives[pair])
+            loss = loss_fn(head(video[pair], audio), is_positive.long())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        fit.epochs_run = epoch + 1
+        if val_inputs is None:
+            continue
+        head.eval()
+        with torch.no_grad():
+            logits = head(val_inputs[0], val_inputs[1])
+            val_loss = float(loss_fn(logits, val_inputs[2]))
+        if fit.val_loss is None or val_loss < fit.val_loss:
+            best_state = {name: value.clone() for name, value in head.state_dict().items()}
+            fit.best_epoch, fit.val_loss = epoch + 1, val_loss
+            fit.val_accuracy_pct = 100.0 * float((logits.argmax(-1) == val_inputs[2]).float()
+                                                 .mean())
+        elif epoch + 1 - fit.best_epoch >= cfg.patience:
+            break
+    if best_state is None:
+        fit.best_epoch = fit.epochs_run
+    else:
+        head.load_state_dict(best_state)
+    log.debug("head: %s", fit)
+    return head.eval(), fit
+
+
+@torch.no_grad()
+def pair_accuracy(head: PairClassifier, test: PairSet, device: torch.device, seed: int,
+                  chunk: int = 4096) -> dict[str, float]:
+    """Test accuracy in percent over one positive and one negative per sample:
+    ``single_view`` over all (sample, viewpoint) pairs, ``multi_view`` per sample with the
+    logits averaged over its K viewpoints."""
+    negatives = test.negatives(np.random.default_rng(seed))
+    n, k = test.video.shape[:2]
+    correct = np.zeros((2, n, k), dtype=bool)       # (positive / negative, sample, viewpoint)
+    multi = 0.0
+    for start in range(0, n, chunk):
+        video = _as_tensor(test.video[start:start + chunk], device)
+        for side, (audio, label) in enumerate(((test.audio_positive, 1), (negatives, 0))):
+            logits = head(video, _as_tensor(audio[start:start + chunk], device))   # (b, K, 2)
+            correct[side, start:start + chunk] = (logits.argmax(-1) == label).cpu().numpy()
+            multi += float((logits.mean(1).argmax(-1) == label).float().sum())
+    scores = {"single_view": 100.0 * float(correct.mean()), "multi_view": 100.0 * multi / (2 * n)}
+    if test.from_detection is not None:
+        for name, mask in (("detected", test.from_detection), ("fill", ~test.from_detection)):
+            if mask.any():
+                scores[f"single_view_{name}"] = 100.0 * float(correct[:, mask].mean())
+    return scores
+
+
+# ----------------------------------------------------------------------------- features
+
+FEATURE_NAMES = ("video", "video_v2a", "audio_foa", "audio_rotated", "audio_foa_a2v",
+                 "audio_rotated_a2v")
+
+
+def pair_set(features: dict[str, np.ndarray], task: str, variant: str) -> PairSet:
+    """The :class:`PairSet` of ``task`` (avc / avsa) and ``variant`` (plain / v2a / a2v)."""
+    video = features["video_v2a"] if variant == "v2a" else features["video"]
+    suffix = "_a2v" if variant == "a2v" else ""
+    from_detection = features.get("from_detection")
+    if from_detection is not None:
+        from_detection = from_detection.astype(bool)
+    if task == "avc":
+        return PairSet(video, features["audio_foa" + suffix], None, features["clip_id"],
+                       from_detection)
+    return PairSet(video, features["audio_foa" + suffix], features["audio_rotated" + suffix],
+                   features["clip_id"], from_detection)
+
+
+def _check_recomputed(stored: dict[str, np.ndarray], recomputed: dict[str, np.ndarray],
+                      context: str) -> None:
+    """Warn when features recomputed from the stored FOA differ from the stored ones (a
+    feature-config mismatch would make the AVSA numbers meaningless)."""
+    for key in ("logmel_foa", "logmel_beam"):
+        if key in stored and key in recomputed:
+            gap_db = float(np.mean(np.abs(stored[key] - recomputed[key])))
+            if gap_db > 1.0:
+                log.warning("%s: %s recomputed from foa_acn_sn3d differs from the stored "
+                            "features by %.2f dB on average (expected < 1 dB); the feature "
+                            "config may not match the shards", context, key, gap_db)
+
+
+def avsa_audio_inputs(frozen: FrozenModel, foa: np.ndarray, azimuth_rad: np.ndarray,
+                      elevation_rad: np.ndarray, yaw_rad: float
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Model inputs ``(K, C, M, F)`` of the AVSA positive (the stored window as is) and negative
+    (the window turned by ``yaw_rad`` first), both through :func:`pipeline.features.foa_features`
+    at the K viewpoints; also the positive's raw features (for :func:`_check_recomputed`)."""
+    if foa.shape[1] != frozen.feature_cfg.n_samples:
+        raise ValueError(f"foa_acn_sn3d holds {foa.shape[1]} samples, the feature config "
+                         f"expects {frozen.feature_cfg.n_samples}")
+    raw = foa_features(foa, azimuth_rad, elevation_rad, frozen.feature_cfg)
+    negative = frozen.audio_input_from_foa(rotate_by_yaw(foa, yaw_rad), azimuth_rad,
+                                           elevation_rad)
+    return frozen.audio_input_from_features(raw), negative, raw
+
+
+def stored_features(shards_dir: Path, batch: dict[str, Any], view_set: str,
+                    keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The features preprocessing stored for the rows and viewpoints of one shard batch,
+    ``{key: (n, K, C, M, F)}`` (read only to check them against the recomputed ones)."""
+    rows = slice(int(batch["row"][0]), int(batch["row"][-1]) + 1)
+    k = batch["azimuth_rad"].shape[1]
+    with open_shard(shards_dir / batch["shard"]) as h5:
+        return {key: h5[f"views/{view_set}/{key}"][rows, :k].astype(np.float32) for key in keys}
+
+
+def encode_batch(frozen: FrozenModel, batch: dict[str, Any], yaws_rad: np.ndarray,
+                 stored: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Features ``{name: (n, K, D)}`` of :data:`FEATURE_NAMES` for one shard batch
+    (:func:`evals.frozen.iter_shard_batches`); with ``stored`` (its stored
+    features, :func:`stored_features`) the recomputed ones are checked against them."""
+    n, k = batch["azimuth_rad"].shape
+    az, el = batch["azimuth_rad"], batch["elevation_rad"]
+    positives, negatives, raws = [], [], []
+    for i in range(n):
+        try:
+            positive, negative, raw = avsa_audio_inputs(frozen, batch["foa"][i], az[i], el[i],
+                                                        yaws_rad[i])
+        except ValueError as exc:
+            raise ValueError(f"{batch['shard']} row {batch['row'][i]}: {exc}") from exc
+        positives.append(positive)
+        negatives.append(negative)
+        raws.append(raw)
+    if stored is not None:
+        _check_recomputed(stored, {key: np.stack([r[key] for r in raws]) for key in stored},
+                          batch["shard"])
+
+    def encode_audio(inputs) -> np.ndarray:
+        inputs = np.asarray(inputs)                                        # (n, K, C, M, F)
+        return frozen.encode_audio(inputs.reshape(n * k, *inputs.shape[2:])).reshape(n, k, -1)
+
+    video = frozen.encode_video(batch["crops"].reshape(n * k, *batch["crops"].shape[2:]))
+    features = {"video": video.reshape(n, k, -1), "audio_foa": encode_audio(positives),
+                "audio_rotated": encode_audio(negatives)}
+    features["video_v2a"] = frozen.translate(features["video"], "v2a", az, el)
+    for name in ("audio_foa", "audio_rotated"):
+        features[name + "_a2v"] = frozen.translate(features[name], "a2v", az, el)
+    return features
+
+
+def result_name(pair_viewpoints: str, trained_viewpoints: str) -> str:
+    """``eval_binary.json`` on the viewpoint set the model trained on, else
+    ``eval_binary_<set>.json`` (e.g. a YOLO-trained model scored on random viewpoints)."""
+    if pair_viewpoints == trained_viewpoints:
+        return RESULT_NAME
+    return RESULT_NAME.replace(".json", f"_{pair_viewpoints}.json")
+
+
+def resolve_viewpoints(frozen: FrozenModel, viewpoints: str) -> str:
+    """The stored viewpoint set to evaluate on: ``run`` -> the checkpoint's training set."""
+    if viewpoints == "run":
+        return frozen.config.data.viewpoints
+    if viewpoints not in ("random", "yolo"):
+        raise ValueError(f"viewpoints must be run, random or yolo, got {viewpoints!r}")
+    return viewpoints
+
+
+def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: BinaryEvalConfig,
+                     max_samples: int) -> dict[str, np.ndarray]:
+    """Every feature the heads need, for the samples of one split.
+
+    Returns ``{name: (N, K, D) float16}`` for :data:`FEATURE_NAMES`, plus ``clip_id`` (N,),
+    ``yaw_rad`` (N,) (the AVSA negative's rotation), ``synthetic`` (bool, gt fields seen) and,
+    for detection viewpoints, ``from_detection`` (N, K) (YOLO-centred, not random fill).
+    """
+    keys = AUDIO_FEATURES[frozen.audio_input]
+    rng = np.random.default_rng([cfg.seed, sum(map(ord, split))])
+    out: dict[str, list[np.ndarray]] = {name: [] for name in FEATURE_NAMES}
+    clip_ids, yaws, detected, synthetic = [], [], [], False
+    view_set = resolve_viewpoints(frozen, cfg.viewpoints)
+    detection_field = f"views/{view_set}/from_detection"
+    # Random viewpoints are all fill: only the YOLO set splits into detected and fill views.
+    split_by_kind = view_set == "yolo"
+    # Audio features are recomputed from the stored FOA; the stored ones are read once, for
+    # the first batch's check.
+    batches = iter_shard_batches(shards_dir, split, view_set,
+                                 cfg.num_viewpoints, (), cfg.extract_batch, max_samples,
+                                 cfg.seed, extra_fields=("gt/count", detection_field))
+    for batch in tqdm(batches, desc=f"features {split}", unit="batch", leave=False):
+        batch_yaws = random_yaws_rad(len(batch["clip_id"]), rng, cfg.yaw_min_deg,
+                                     cfg.yaw_max_deg)
+        stored = None if clip_ids else stored_features(shards_dir, batch, view_set, keys)
+        for name, value in encode_batch(frozen, batch, batch_yaws, stored).items():
+            out[name].append(value)
+        clip_ids.append(batch["clip_id"])
+        yaws.append(batch_yaws)
+        if split_by_kind and detection_field in batch:
+            detected.append(np.asarray(batch[detection_field][:, :cfg.num_viewpoints], bool))
+        synthetic = synthetic or "gt/count" in batch
+    if not clip_ids:
+        raise ValueError(f"no samples of split '{split}' in {shards_dir}")
+    features = {name: np.concatenate(values).astype(np.float16) for name, values in out.items()}
+    features["clip_id"] = np.concatenate(clip_ids).astype(str)
+    features["yaw_rad"] = np.concatenate(yaws)
+    features["synthetic"] = np.asarray(synthetic)
+    if detected and len(detected) == len(clip_ids):
+        features["from_detection"] = np.concatenate(detected)
+    return features
+
+
+def _cache_key(ckpt_path: Path, shards_dir: Path, split: str, cfg: BinaryEvalConfig,
+               frozen: FrozenModel, max_samples: int) -> str:
+    stat = ckpt_path.stat()
+    records = [r for r in ShardIndex.load(shards_dir).records if split in r["split"]]
+    payload = {
+        "ckpt": [str(ckpt_path.resolve()), stat.st_size, stat.st_mtime_ns],
+        "shards": [[r["shard"], r.get("sha256", ""), r["n_samples"]] for r in records],
+        "split": split, "max_samples": max_samples, "k": cfg.num_viewpoints,
+        "viewpoints": resolve_viewpoints(frozen, cfg.viewpoints), "cache_version": 3,
+        "yaw": [cfg.yaw_min_deg, cfg.yaw_max_deg], "seed": cfg.seed,
+        "feature_cfg": asdict(frozen.feature_cfg),
+        "norm": {k: [v.mean.tolist(), v.std.tolist()] for k, v in sorted(frozen.norm.items())},
+    }
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_features(frozen: FrozenModel, ckpt_path: Path, shards_dir: Path, split: str,
+                    cfg: BinaryEvalConfig, max_samples: int, cache_dir: Path | None
+                    ) -> dict[str, np.ndarray]:
+    """:func:`extract_features`, loaded from / saved to ``cache_dir`` when given."""
+    if cache_dir is None:
+        return extract_features(frozen, shards_dir, split, cfg, max_samples)
+    key = _cache_key(ckpt_path, shards_dir, split, cfg, frozen, max_samples)
+    path = cache_dir / f"binary-{split}-{key}.npz"
+    if path.is_file():
+        log.info("features of split '%s' from cache %s", split, path)
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    features = extract_features(frozen, shards_dir, split, cfg, max_samples)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **features)
+    tmp.replace(path)
+    return features
+
+
+# ----------------------------------------------------------------------------- driver
+
+def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
+                    cfg: BinaryEvalConfig = BinaryEvalConfig(), *, device: str = "auto",
+                    norm_stats: str | None = None, train_split: str = "train",
+                    test_split: str = "test", out_path: str | Path | None = None,
+                    use_cache: bool = True) -> dict[str, Any]:
+    """Run the whole evaluation and write the results JSON; returns the results dict."""
+    started = time.perf_counter()
+    ckpt_path = Path(ckpt_path)
+    frozen = load_frozen(ckpt_path, device, norm_stats)
+    shards_dir = resolve_data_path(shards_dir or frozen.config.data.shards_dir)
+    run_dir = run_dir_of(ckpt_path)
+    cache_dir = run_dir / CACHE_DIR_NAME if use_cache else None
+    pair_viewpoints = resolve_viewpoints(frozen, cfg.viewpoints)
+    train = cached_features(frozen, ckpt_path, shards_dir, train_split, cfg,
+                            cfg.max_train_samples, cache_dir)
+    test = cached_features(frozen, ckpt_path, shards_dir, test_split, cfg,
+                           cfg.max_test_samples, cache_dir)
+    head_device = frozen.device
+    accuracy: dict[str, dict[str, float]] = {}
+    heads: dict[str, dict[str, dict[str, Any]]] = {}
+    for task_index, task in enumerate(TASKS):
+        accuracy[task], heads[task] = {}, {}
+        for variant_index, variant in enumerate(VARIANTS):
+            seed = cfg.seed * 100 + task_index * 10 + variant_index
+            head, fit = train_pair_classifier(pair_set(train, task, variant), cfg, head_device,
+                                              seed)
+            heads[task][variant] = asdict(fit)
+            scores = pair_accuracy(head, pair_set(test, task, variant), head_device, seed + 1)
+            suffix = {"plain": "", "v2a": "_transformer", "a2v": "_transformer_a2v"}[variant]
+            for view, value in scores.items():
+                accuracy[task][view + suffix] = round(value, 2)
+            by_kind = "".join(f", {kind} views {scores[f'single_view_{kind}']:.2f} %"
+                              for kind in ("detected", "fill")
+                              if f"single_view_{kind}" in scores)
+            log.info("%s-bin %-5s: 1 view %.2f %%, %d views %.2f %%%s (head: epoch %d of %d)",
+                     task.upper(), variant, scores["single_view"], train["video"].shape[1],
+                     scores["multi_view"], by_kind, fit.best_epoch, fit.epochs_run)
+    result = {
+        **describe_run(frozen, ckpt_path),
+        "task": "binary_avc_avsa",
+        "shards_dir": str(shards_dir),
+        "synthetic": bool(train["synthetic"]) or bool(test["synthetic"]),
+        "pair_viewpoints": pair_viewpoints,
+        "num_viewpoints": int(test["video"].shape[1]),
+        "n_train_samples": int(len(train["clip_id"])),
+        "n_test_samples": int(len(test["clip_id"])),
+        "n_test_clips": int(len(set(test["clip_id"].tolist()))),
+        "accuracy_pct": accuracy,
+        "heads": heads,
+        "settings": asdict(cfg),
+        "notes": ("single_view: every (sample, viewpoint) pair; multi_view: logits averaged "
+                  "over the K viewpoints of a sample; _transformer: video side g_v2a(v^1..v^K) "
+                  "(reference 'use_transf: audio'); _transformer_a2v: audio side "
+                  "g_a2v(a^1..a^K); single_view_detected / _fill: single views centred on a "
+                  "detection / drawn at random because fewer objects were detected. heads: "
+                  "per task and variant, the epoch whose head was kept (lowest loss on the "
+                  "held-out training clips) and how many ran. Chance = 50."),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    out_path = Path(out_path) if out_path else run_dir / result_name(
+        pair_viewpoints, frozen.config.data.viewpoints)
+    _write_json(out_path, result)
+    log.info("wrote %s", out_path)
+    result["json_path"] = str(out_path)
+    return result
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def run(cfg: BinaryEvalRun) -> Path:
+    result = evaluate_binary(require_ckpt(cfg), cfg.shards_dir or None, cfg.protocol,
+                             device=cfg.device, norm_stats=cfg.norm_stats or None,
+                             train_split=cfg.train_split, test_split=cfg.test_split,
+                             out_path=cfg.out or None, use_cache=cfg.cache)
+    print(json.dumps(result["accuracy_pct"], indent=2))
+    return Path(result["json_path"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_evaluator(BinaryEvalRun, run, argv, name="binary", description=__doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
