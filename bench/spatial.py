@@ -61,12 +61,12 @@ def main() -> None:
 
     cfg = AudioFeatureConfig()
     rng = np.random.default_rng(args.seed)
-    n_samples, n_views = cfg.n_samples, args.views
+    n_samples, num_viewpoints = cfg.n_samples, args.views
     # A plane wave plus a little uncorrelated noise on every channel (timing is content-blind).
     foa = encode_plane_wave(rng.standard_normal(n_samples), 2.0, 0.4)
     foa += 0.1 * rng.standard_normal((4, n_samples)).astype(np.float32)
-    azimuth_rad = rng.uniform(-np.pi, np.pi, n_views)
-    elevation_rad = rng.uniform(-np.pi / 3, np.pi / 3, n_views)
+    azimuth_rad = rng.uniform(-np.pi, np.pi, num_viewpoints)
+    elevation_rad = rng.uniform(-np.pi / 3, np.pi / 3, num_viewpoints)
 
     # Baselines build their matrices from the angles too, as a caller of the same API would.
     def matrices():
@@ -128,7 +128,7 @@ def main() -> None:
         return f"{label:<20} {timings[key] * 1e6:7.0f} us"
 
     print(
-        f"spatial-audio bench: {cfg.window_s:g} s at {cfg.sample_rate} Hz, K = {n_views}, "
+        f"spatial-audio bench: {cfg.window_s:g} s at {cfg.sample_rate} Hz, K = {num_viewpoints}, "
         f"{args.threads} thread(s), medians of {args.repeats} calls ({few} for features)\n"
     )
     print(f"| {'operation (one window)':<30} | {'baseline':<31} | {'ours':<31} | speed-up |")
@@ -146,7 +146,7 @@ def main() -> None:
         f"{windows_per_s:.0f} windows/s per core = {windows_per_s * cfg.window_s:.0f}x real time "
         "(goal >= 200x)"
     )
-    written_gb = n_views * 5 * n_samples * 4 / 1e9  # float32 (K, 4, n) + (K, n)
+    written_gb = num_viewpoints * 5 * n_samples * 4 / 1e9  # float32 (K, 4, n) + (K, n)
     print(
         f"rotate + beam writes {written_gb * 1e3:.2f} MB per window at "
         f"{written_gb / timings['fused']:.1f} GB/s: memory bound (a 4x4 mix is "

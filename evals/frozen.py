@@ -166,11 +166,12 @@ def resample_foa(foa: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(foa, rate_out // common, rate_in // common, axis=-1).astype(np.float32)
 
 
-def window_starts(n_samples: int, window: int, hop: int) -> np.ndarray:
-    """Start indices of every full ``window``-sample window with hop ``hop`` in ``n_samples``."""
+def window_starts(n_samples: int, window: int, hop_samples: int) -> np.ndarray:
+    """Start indices of every full ``window``-sample window, ``hop_samples`` apart, in
+    ``n_samples``."""
     if n_samples < window:
         return np.zeros(0, dtype=np.int64)
-    return np.arange(0, n_samples - window + 1, hop, dtype=np.int64)
+    return np.arange(0, n_samples - window + 1, hop_samples, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- the model

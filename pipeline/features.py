@@ -307,7 +307,7 @@ def foa_features(
     """
     foa = _require_window(foa, cfg, exact_length=True)
     azimuth_rad, elevation_rad = _require_angles(azimuth_rad, elevation_rad)
-    n_views = azimuth_rad.shape[0]
+    num_viewpoints = azimuth_rad.shape[0]
     spec_tf = _window_spectrum(foa, cfg)  # (4, F, n_bins) complex64
     _, n_frames, n_bins = spec_tf.shape
 
@@ -321,20 +321,20 @@ def foa_features(
             ],
             axis=1,
         )
-        .reshape(5 * n_views, 4)
+        .reshape(5 * num_viewpoints, 4)
         .astype(np.float32)
     )
     spec_parts = spec_tf.view(np.float32).reshape(4, -1)
-    mixed = (mixing @ spec_parts).view(np.complex64).reshape(5 * n_views, n_frames, n_bins)
+    mixed = (mixing @ spec_parts).view(np.complex64).reshape(5 * num_viewpoints, n_frames, n_bins)
     mel_magnitude = _mel_project(np.abs(mixed), mel_filterbank(cfg)).reshape(
-        n_views, 5, cfg.n_mels, n_frames
+        num_viewpoints, 5, cfg.n_mels, n_frames
     )
     logmel_foa = _amplitude_to_db(mel_magnitude[:, :4], cfg.top_db, axes=(1, 2, 3))
     logmel_beam = _amplitude_to_db(mel_magnitude[:, 4:], cfg.top_db, axes=(1, 2, 3))
 
     iv_unrotated = _intensity_mel_from_spec(spec_tf, cfg)  # (3, M, F)
     rot_xyz = dipole_rotation_matrix(azimuth_rad, elevation_rad).astype(np.float32)  # (K, 3, 3)
-    iv = (rot_xyz @ iv_unrotated.reshape(3, -1)).reshape(n_views, 3, cfg.n_mels, n_frames)
+    iv = (rot_xyz @ iv_unrotated.reshape(3, -1)).reshape(num_viewpoints, 3, cfg.n_mels, n_frames)
     return {
         "logmel_foa": np.ascontiguousarray(logmel_foa, dtype=np.float32),
         "iv": np.ascontiguousarray(iv, dtype=np.float32),

@@ -341,11 +341,11 @@ def _run_kernel(foa, azimuth_rad, elevation_rad, pattern, write_rot, write_beam,
     if pattern not in BEAM_PATTERNS:
         raise ValueError(f"pattern must be one of {sorted(BEAM_PATTERNS)}, got {pattern!r}")
     a0, a1 = BEAM_PATTERNS[pattern]
-    n_views, n_samples = azimuth_rad.shape[0], foa.shape[1]
+    num_viewpoints, n_samples = azimuth_rad.shape[0], foa.shape[1]
     rot_xyz = dipole_rotation_matrix(azimuth_rad, elevation_rad).astype(np.float32)
-    out_rot = np.empty((n_views, 4, n_samples) if write_rot else (0, 4, 0), dtype=np.float32)
-    out_beam = np.empty((n_views, n_samples) if write_beam else (0, 0), dtype=np.float32)
-    use_parallel = parallel and n_views * n_samples >= PARALLEL_MIN_SAMPLES
+    out_rot = np.empty((num_viewpoints, 4, n_samples) if write_rot else (0, 4, 0), dtype=np.float32)
+    out_beam = np.empty((num_viewpoints, n_samples) if write_beam else (0, 0), dtype=np.float32)
+    use_parallel = parallel and num_viewpoints * n_samples >= PARALLEL_MIN_SAMPLES
     kernel = _rotate_beam_parallel if use_parallel else _rotate_beam_serial
     kernel(foa, rot_xyz, np.float32(a0), np.float32(a1), out_rot, out_beam, write_rot, write_beam)
     return out_rot, out_beam

@@ -79,7 +79,7 @@ class WindowsConfig:
 
 @dataclass(frozen=True)
 class ViewpointsConfig:
-    k: int = 4                     # viewpoints per sample, for each source (random, yolo)
+    num_viewpoints: int = 4        # K viewpoints per sample, for each source (random, yolo)
     max_elevation_deg: float = 60.0
     min_separation_deg: float = 30.0  # great-circle angle between any two viewpoints of a sample
     fov_deg_min: float = 25.0      # horizontal FOV of a crop, a true angle, uniform per crop
@@ -87,9 +87,9 @@ class ViewpointsConfig:
     crop_size: int = 112           # square crops, pixels
 
     def validate(self) -> None:
-        if self.k < 1 or self.crop_size < 2:
-            raise ConfigError(f"viewpoints: expected k >= 1 and crop_size >= 2, got k={self.k}, "
-                              f"crop_size={self.crop_size}")
+        if self.num_viewpoints < 1 or self.crop_size < 2:
+            raise ConfigError(f"viewpoints: expected num_viewpoints >= 1 and crop_size >= 2, got "
+                              f"num_viewpoints={self.num_viewpoints}, crop_size={self.crop_size}")
         if not 0 < self.fov_deg_min <= self.fov_deg_max < 180:
             raise ConfigError(f"viewpoints: expected 0 < fov_deg_min <= fov_deg_max < 180, got "
                               f"{self.fov_deg_min}, {self.fov_deg_max}")
@@ -100,10 +100,11 @@ class ViewpointsConfig:
         # band (widened by s/2): a necessary condition, so rejection sampling can succeed.
         half = math.radians(self.min_separation_deg) / 2.0
         band = math.radians(min(90.0, self.max_elevation_deg + self.min_separation_deg / 2.0))
-        if self.min_separation_deg < 0 or self.k * 2 * math.pi * (1 - math.cos(half)) > (
-                4 * math.pi * math.sin(band)):
+        caps_sr = self.num_viewpoints * 2 * math.pi * (1 - math.cos(half))
+        if self.min_separation_deg < 0 or caps_sr > 4 * math.pi * math.sin(band):
             raise ConfigError(f"viewpoints: min_separation_deg={self.min_separation_deg} leaves no "
-                              f"room for k={self.k} viewpoints within +-{self.max_elevation_deg} deg")
+                              f"room for num_viewpoints={self.num_viewpoints} viewpoints within "
+                              f"+-{self.max_elevation_deg} deg")
 
 
 @dataclass(frozen=True)

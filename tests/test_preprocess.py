@@ -144,7 +144,7 @@ def test_serial_run_writes_complete_schema_v1_shards(serial_run):
     assert index.n_samples("test") == 2 * N_TEST
     assert (out_dir / FAILURES_NAME).read_text() == ""
     assert load_config(PreprocessConfig, out_dir / CONFIG_NAME) == cfg
-    k, a = cfg.viewpoints.k, cfg.audio.n_samples
+    k, a = cfg.viewpoints.num_viewpoints, cfg.audio.n_samples
     with open_shard(out_dir / "train-00000.h5") as h5:
         n = int(h5.attrs["n_samples"])
         assert h5.attrs["config_hash"] == cfg.content_hash()
@@ -356,5 +356,5 @@ def test_production_detector_path_with_ultralytics_weights(synth_root, tmp_path)
         with open_shard(path) as h5:
             count = h5["detections/count"][()]
             from_detection = h5["views/yolo/from_detection"][()]
-            assert (from_detection.sum(axis=1) <= np.minimum(count, cfg.viewpoints.k)).all()
+            assert (from_detection.sum(axis=1) <= np.minimum(count, cfg.viewpoints.num_viewpoints)).all()
             assert (h5["detections/confidence"][()][count[:, None] <= np.arange(16)] == 0).all()

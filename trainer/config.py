@@ -85,7 +85,7 @@ class OptimConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-5
     grad_clip: float = 5.0
-    amp: bool = True              # only on CUDA
+    amp: bool = True              # fp16 autocast on CUDA (trainer only; baselines run fp32)
     warmup_steps: int = 0
     # Learning rate after warm-up: constant, or cosine (half a cosine from lr down to
     # lr * min_lr_ratio at the last step of the run, over both curriculum phases).

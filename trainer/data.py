@@ -180,7 +180,7 @@ class ShardReader:
     def clip_ids(self, path: str, start: int, stop: int) -> np.ndarray:
         return self.shard(path)["clip_id"].asstr()[start:stop]
 
-    def n_viewpoints(self, path: str) -> int:
+    def stored_num_viewpoints(self, path: str) -> int:
         return int(self.shard(path)[f"{self.view_prefix}/azimuth_rad"].shape[1])
 
     def from_detection(self, path: str, row: int) -> np.ndarray | None:
@@ -440,7 +440,7 @@ class ShardStream(IterableDataset):
 
     def _load_sample(self, reader: ShardReader, path: str, row: int,
                      rng: np.random.Generator) -> dict[str, Any]:
-        stored_k = reader.n_viewpoints(path)
+        stored_k = reader.stored_num_viewpoints(path)
         k = self.viewpoints_per_sample
         if k > stored_k:
             raise ShardFormatError(f"{path}: {stored_k} viewpoints stored, {k} requested")

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline.config import ConfigError
+from trainer.config import OptimConfig
 
 Task = Literal["sync", "separation"]
 AudioInput = Literal["mono", "foa"]
 
 #: Waveform channels fed to the fused network: W alone (as the original) or the four ambiX
 #: channels rotated toward the crop's viewpoint (our extension).
-AUDIO_CHANNELS = {"mono": 1, "foa": 4}
+WAVEFORM_CHANNELS = {"mono": 1, "foa": 4}
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class SyncDataConfig:
 
     @property
     def audio_channels(self) -> int:
-        return AUDIO_CHANNELS[self.audio]
+        return WAVEFORM_CHANNELS[self.audio]
 
 
 @dataclass(frozen=True)
@@ -106,13 +107,6 @@ class SeparationConfig:
 
 
 @dataclass(frozen=True)
-class OptimConfig:
-    lr: float = 3e-4
-    weight_decay: float = 1e-5
-    grad_clip: float = 5.0
-
-
-@dataclass(frozen=True)
 class EvalConfig:
     """Held-out evaluation at the end of the run (``data.val_split``)."""
 
@@ -122,7 +116,10 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class BaselineRunConfig:
+    """Run settings of a baseline: the trainer's :class:`trainer.config.RunConfig` has no
+    epoch count (the curriculum holds it), thread count or time budget, which a baseline needs."""
+
     out_dir: str = "runs"
     name: str = ""                 # run folder, defaults to the experiment name
     seed: int = 0
@@ -144,4 +141,4 @@ class MultisensoryConfig:
     separation: SeparationConfig = field(default_factory=SeparationConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    run: BaselineRunConfig = field(default_factory=BaselineRunConfig)

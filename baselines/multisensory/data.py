@@ -318,8 +318,8 @@ class SyncStream(IterableDataset):
         prefix = self.view_prefix
         if f"{prefix}/crops" not in h5 or "foa_acn_sn3d" not in h5:
             raise ShardFormatError(f"{path}: needs {prefix}/crops and foa_acn_sn3d")
-        n_views = h5[f"{prefix}/azimuth_rad"].shape[1]
-        view = int(rng.integers(n_views)) if self.cfg.view_policy == "random" else 0
+        num_viewpoints = h5[f"{prefix}/azimuth_rad"].shape[1]
+        view = int(rng.integers(num_viewpoints)) if self.cfg.view_policy == "random" else 0
         azimuth = float(h5[f"{prefix}/azimuth_rad"][row, view])
         elevation = float(h5[f"{prefix}/elevation_rad"][row, view])
         foa = h5["foa_acn_sn3d"][row]

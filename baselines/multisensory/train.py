@@ -38,6 +38,7 @@ from baselines.multisensory.cam import evaluate_sync_and_cam, save_cam_figure
 from baselines.multisensory.config import MultisensoryConfig
 from baselines.multisensory.data import SyncStream, make_loader
 from baselines.multisensory.model import FusedNet, sync_labels, sync_logits
+from trainer.train import learning_rate
 from baselines.multisensory.separation import (SeparationModel, evaluate_separation, make_mixtures,
                                                separation_loss)
 
@@ -197,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         csv.DictWriter(handle, METRIC_COLUMNS).writeheader()
     history: list[dict[str, Any]] = []
     step, epoch, started = 0, 0, time.perf_counter()
+    total_steps = steps_per_epoch * cfg.run.epochs
     out_of_time = False
     for epoch in range(cfg.run.epochs):
         train_set.set_epoch(epoch)
@@ -207,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         batches = iter(train_loader)
         for _ in range(steps_per_epoch):
             batch = next(batches)
+            lr = learning_rate(step, total_steps, cfg.optim)     # warm-up and schedule as trainer
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             if cfg.task == "sync":
                 loss, values = sync_step(models, batch, device)
             else:
@@ -227,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if step % cfg.run.log_interval == 0 or out_of_time:
                 elapsed = time.perf_counter() - interval_start
                 row = {k: v / interval for k, v in sums.items()}
-                row.update(step=step, epoch=epoch + 1, split="train", lr=cfg.optim.lr,
+                row.update(step=step, epoch=epoch + 1, split="train", lr=lr,
                            step_ms=1000 * elapsed / interval,
                            clips_per_s=interval * data.batch_size / elapsed)
                 log.info("epoch %d step %d loss %.4f %s| %.0f ms/step, %.1f clips/s", epoch + 1,

@@ -69,20 +69,20 @@ def find_audio_files(folder: str | Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
-def embed_foa(frozen: FrozenModel, foa: np.ndarray, hop: int,
+def embed_foa(frozen: FrozenModel, foa: np.ndarray, hop_samples: int,
               directions: tuple[np.ndarray, np.ndarray] | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Window embeddings of one FOA signal at the model's rate.
 
     Args:
         foa: ``(4, n)`` ambiX at ``frozen.feature_cfg.sample_rate``.
-        hop: samples between window starts.
+        hop_samples: samples between window starts.
         directions: optional ``(azimuth_rad (G,), elevation_rad (G,))``.
     Returns:
         ``starts`` (W,) samples, ``front`` (W, D) float32, ``per_direction`` (W, G, D) or None.
     """
     n = frozen.feature_cfg.n_samples
-    starts = window_starts(foa.shape[1], n, hop)
+    starts = window_starts(foa.shape[1], n, hop_samples)
     front_inputs, direction_inputs = [], []
     for start in starts:
         window = foa[:, start:start + n]
@@ -108,7 +108,7 @@ def embed_file(frozen: FrozenModel, path: Path, convention: str, hop_s: float,
     info = sf.info(str(path))
     rate = frozen.feature_cfg.sample_rate
     window_s = frozen.feature_cfg.n_samples / rate
-    hop = max(1, round(hop_s * rate))
+    hop_samples = max(1, round(hop_s * rate))
     block_windows = max(1, int(block_s // hop_s))
     duration_s = info.frames / info.samplerate
     # Resampling a block alone would disturb its first and last samples (filter edges): read a
@@ -128,7 +128,7 @@ def embed_file(frozen: FrozenModel, path: Path, convention: str, hop_s: float,
             sanity = ambisonic_sanity(foa)
             for warning in sanity:
                 log.warning("%s (read as %s): %s", path, convention, warning)
-        block_starts, front, per_dir = embed_foa(frozen, foa, hop, directions)
+        block_starts, front, per_dir = embed_foa(frozen, foa, hop_samples, directions)
         starts.append(block_start_s + block_starts / rate)
         fronts.append(front)
         if per_dir is not None:
