@@ -13,6 +13,7 @@ STAMP      := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-
 # Offline hygiene for every command run from here (entry points set the same defaults).
 export YOLO_OFFLINE       ?= 1
 export YOLO_AUTOINSTALL   ?= false
+export ULTRALYTICS_SAFE_LOAD ?= 1
 export YOLO_CONFIG_DIR    ?= $(CURDIR)/cache/ultralytics
 export NUMBA_CACHE_DIR    ?= $(CURDIR)/cache/numba
 export MPLCONFIGDIR       ?= $(CURDIR)/cache/matplotlib
@@ -27,6 +28,7 @@ DATA       ?= data/synthetic
 MANIFEST   ?= data_manifests/synthetic.jsonl
 SHARDS     ?= data/shards/synthetic
 SCHEDULER  ?=
+LIMIT      ?=
 DETECTOR   ?= models/detector/synthetic_yolo.pt
 CKPT       ?= runs/$(EXP)/ckpt.pt
 EIGENSCAPE_DIR ?=
@@ -62,7 +64,7 @@ DEMO_EIGEN ?= protocol.segment_s=5
 EIGEN_SYNTH_DIR ?= data/eigenscape_synth
 EIGEN_SYNTH_ARGS ?=
 
-.PHONY: help venv data detector preprocess inspect train train-ddp eval-avsa \
+.PHONY: help venv data detector preprocess verify inspect train train-ddp eval-avsa \
         eval-eigenscape localize embed results eval-ucf eval-hmdb eval-seg \
         preprocess-sync multisensory separation demo test bench clean
 
@@ -83,10 +85,23 @@ data: $(STAMP) ## Generate the synthetic 360° dataset and its manifest (determi
 detector: $(STAMP) ## Train the offline YOLO detector on synthetic frames (-> models/detector/synthetic_yolo.pt)
 	$(PY) -m pipeline.synth.detector train --out $(dir $(DETECTOR)) --seed $(SEED) $(ARGS)
 
-preprocess: $(STAMP) ## Decode, detect, crop, rotate/beamform, features -> sharded HDF5 (Dask)
+# The detector is a prerequisite of preprocessing unless YOLO is switched off or other weights
+# are given: missing default weights are trained first (make detector, ~4-8 CPU-minutes).
+NEEDS_DETECTOR := $(if $(findstring detector.enabled=false,$(ARGS))$(findstring detector.weights=,$(ARGS)),,$(DETECTOR))
+
+$(DETECTOR): | $(STAMP)
+	@echo "==> no detector weights at $(DETECTOR): training the offline synthetic detector first" \
+	  "(skip with ARGS=detector.enabled=false, or give detector.weights=...)"
+	$(MAKE) --no-print-directory detector ARGS=
+
+preprocess: $(STAMP) $(NEEDS_DETECTOR) ## Decode, detect, crop, rotate/beamform, features -> sharded HDF5 (Dask)
 	$(PY) -m pipeline.preprocess --config configs/preprocess.yaml \
 	  paths.data_root=$(DATA) paths.manifest=$(MANIFEST) paths.out_dir=$(SHARDS) \
+	  detector.weights=$(DETECTOR) $(if $(LIMIT),paths.max_clips=$(LIMIT)) \
 	  $(if $(SCHEDULER),dask.scheduler=$(SCHEDULER)) $(ARGS)
+
+verify: $(STAMP) ## Check every shard's size and sha256 against its shards.jsonl (SHARDS=...)
+	$(PY) -m pipeline.shards --verify $(SHARDS)
 
 inspect: $(STAMP) ## Write PNGs showing keyframe, viewpoints, sound map and crops per sample
 	$(PY) -m pipeline.inspect_shards --shards $(SHARDS) --out outputs/inspect $(ARGS)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from pipeline.config import dump_config, load_config, save_config
-from pipeline.runtime import REPO_ROOT, run_main, setup_entry_point
+from pipeline.config import dump_config, load_config, run_main, save_config
+from pipeline.runtime import REPO_ROOT, setup_entry_point
 
 T = TypeVar("T")
 

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -37,7 +38,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     with path.open("r", encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+        try:
+            data = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -82,7 +86,11 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         keys = dotted.strip().split(".")
         if not all(keys):
             raise ConfigError(f"override {item!r} has an empty key")
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+        try:
+            value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML (quote it, e.g. "
+                              f"key='[a, b]')") from exc
         cursor = nested
         for key in keys[:-1]:
             cursor = cursor.setdefault(key, {})
@@ -230,3 +238,59 @@ def save_config(config: Any, path: str | Path) -> Path:
     tmp.write_text(dump_config(config), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# one error path for every entry point
+
+DEBUG_FLAG = "--debug"
+
+
+def known_error_types() -> tuple[type[BaseException], ...]:
+    """Errors raised on purpose, whose message says what is wrong and how to fix it: they are
+    printed as one line. Anything else is a bug and keeps its traceback."""
+    from pipeline.errors import PipelineError
+
+    return (PipelineError, ConfigError, ValueError, OSError)
+
+
+def error_line(exc: BaseException) -> str:
+    """``error: <what>`` on one line (continuation lines of a long message are indented)."""
+    message = str(exc).strip() or type(exc).__name__
+    if "Traceback (most recent call last)" in message:    # re-raised from a worker process
+        last = message.splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in message:
+        message = f"{exc.filename}: {message}"
+    return "error: " + message.replace("\n", "\n  ")
+
+
+def run_main(main, argv=None) -> int:
+    """Call ``main(argv)`` (the entry point's real body) with the shared error path.
+
+    A known error (:func:`known_error_types`) prints ``error: ...`` on stderr and returns 2;
+    ``--debug`` anywhere in ``argv`` re-raises it with its traceback. ``main`` returns an exit
+    code (``None`` counts as 0).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    try:
+        code = main(argv)
+    except known_error_types() as exc:
+        if debug:
+            raise
+        print(error_line(exc) + "\n  (run again with --debug for the traceback)",
+              file=sys.stderr, flush=True)
+        return 2
+    return 0 if code is None else int(code)
+
+
+def run_command(main, argv=None) -> int:
+    """:func:`run_main` for a ``main(argv)`` that returns a result rather than an exit code
+    (the training loops): success is exit code 0."""
+    def body(args):
+        main(args)
+        return 0
+
+    return run_main(body, argv)

@@ -148,7 +148,7 @@ def check_ambisonic_channels(channels: int, convention: str, *, accept_hoa: bool
     label = _CONVENTION_LABELS[convention]
     hint = ""
     if order is not None and order >= 2:
-        hint = (f" ({_ordinal(order)}-order ambisonics; pass accept_hoa=True to keep the "
+        hint = (f" ({_ordinal(order)}-order ambisonics; set decode.accept_hoa=true to keep the "
                 f"first 4 ACN channels)")
     raise AmbisonicFormatError(f"{name}: expected 4-channel {label} audio, got {channels} "
                                f"channel{'s' if channels != 1 else ''}{hint}")
@@ -178,6 +178,17 @@ def to_ambix_sn3d(first_four: np.ndarray, convention: str) -> np.ndarray:
         gains[1:] /= np.float32(math.sqrt(3.0))
         return x * gains[:, None]
     raise ValueError(f"convention must be one of {AMBISONIC_CONVENTIONS}, got {convention!r}")
+
+
+LAYOUT_WARNING_MARKERS = ("FuMa or N3D", "wrong channel order", "channels swapped",
+                          "NaN or inf", "expected a (4, n)")
+
+
+def layout_contradictions(foa: np.ndarray) -> list[str]:
+    """The warnings of :func:`ambisonic_sanity` that contradict the declared channel layout
+    (order or normalisation), leaving out those about the signal itself (silence, clipping).
+    Callers that must not guess (``evals.audio.embed``) refuse a file that has any."""
+    return [w for w in ambisonic_sanity(foa) if any(m in w for m in LAYOUT_WARNING_MARKERS)]
 
 
 def ambisonic_sanity(foa: np.ndarray) -> list[str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -309,16 +310,27 @@ def check_weights(weights_path: str | Path) -> str:
 
 
 def load_detector(weights_path: str | Path = DEFAULT_WEIGHTS):
-    """Load YOLO weights for equirectangular detection.
+    """Load YOLO weights for equirectangular detection, with ultralytics' safe loader
+    (``ULTRALYTICS_SAFE_LOAD=1``, set by :func:`pipeline.runtime.offline_environment`:
+    ``torch.load(weights_only=True)`` against its allow-list of model classes).
 
-    Raises DetectorWeightsError when the weights are missing (see :func:`check_weights`) or not
-    loadable, saying how to get some.
+    Raises DetectorWeightsError when the weights are missing (see :func:`check_weights`), not
+    loadable, or refused by the safe loader (a file that would run code when unpickled).
     """
     weights_path = check_weights(weights_path)
     ultralytics = import_ultralytics()
     try:
         return ultralytics.YOLO(str(weights_path), task="detect")
     except Exception as exc:  # ultralytics raises many types for a corrupt or foreign file
+        text = " ".join(str(exc).replace("ERROR ❌️", "").split())
+        # ultralytics reports a refused global and a file that is no pickle alike; a .pt of
+        # torch's format is a zip archive, so only a zip can be a refused (unsafe) checkpoint.
+        if "outside the supported" in text and zipfile.is_zipfile(weights_path):
+            raise DetectorWeightsError(
+                f"{weights_path}: refused by the safe loader: the file references Python types "
+                f"outside ultralytics' model classes, so unpickling it could run code. Use "
+                f"weights from ultralytics or `make detector`; if you trust this file, load it "
+                f"with ULTRALYTICS_SAFE_LOAD=0") from exc
         raise DetectorWeightsError(
-            f"{weights_path}: expected ultralytics YOLO weights, failed to load: {exc}"
+            f"{weights_path}: expected ultralytics YOLO weights, failed to load: {text[:300]}"
         ) from exc

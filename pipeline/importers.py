@@ -428,7 +428,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: write the manifest and, if any, ``<name>.problems.jsonl`` beside it."""
+    """CLI entry point: write the manifest and, if any, ``<name>.problems.jsonl`` beside it.
+    Errors take the shared path (one ``error:`` line, exit code 2, ``--debug``)."""
+    from pipeline.config import run_main
+
+    return run_main(_main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _build_parser().parse_args(argv)
     if args.corpus == "yt360":
@@ -443,8 +450,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                 split_fractions=args.split, split_by=args.split_by,
                                                 workers=args.workers)
         data_root = args.folder
+    problems_path = _problems_path(Path(args.out))
+    if not records:
+        if problems:
+            write_problems(problems_path, problems)
+        raise ManifestError(f"{args.out}: no usable records found under {data_root} "
+                            f"({len(problems)} items skipped"
+                            + (f", reasons in {problems_path}" if problems else "") +
+                            "); nothing written")
     out = write_manifest(args.out, records)
-    problems_path = _problems_path(out)
     if problems:
         write_problems(problems_path, problems)
     elif problems_path.exists():

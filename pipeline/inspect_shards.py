@@ -192,22 +192,48 @@ def render_sample(h5, row: int, out_path: Path) -> Path:
     return out_path
 
 
+def pick_samples(clip_ids_per_shard: Sequence[Sequence[str]], n: int) -> list[tuple[int, int]]:
+    """``(shard index, row)`` of up to ``n`` samples from different clips: the first window of
+    each clip in index order, spread evenly over all clips (a clip's windows are consecutive,
+    so taking the first ``n`` rows would show one or two clips only)."""
+    firsts: list[tuple[int, int]] = []
+    seen: set[str] = set()
+    for shard, clip_ids in enumerate(clip_ids_per_shard):
+        for row, clip_id in enumerate(clip_ids):
+            if clip_id not in seen:
+                seen.add(clip_id)
+                firsts.append((shard, row))
+    if len(firsts) <= n:
+        return firsts
+    picks = np.linspace(0, len(firsts) - 1, n).round().astype(int)
+    return [firsts[i] for i in picks]
+
+
 def inspect_shards(shards_dir: str | Path, out_dir: str | Path, n: int = 4,
                    split: str | None = None) -> list[Path]:
-    """Render the first ``n`` samples (index order) of ``shards_dir``; returns the PNG paths."""
-    written: list[Path] = []
-    for path in ShardIndex.load(shards_dir).paths(split):
+    """Render ``n`` samples of ``shards_dir``, each from a different clip (spread over the
+    index); returns the PNG paths."""
+    paths = ShardIndex.load(shards_dir).paths(split)
+    clip_ids = []
+    for path in paths:
         with open_shard(path) as h5:
-            for row in range(int(h5.attrs["n_samples"])):
-                if len(written) >= n:
-                    return written
-                name = f"{h5['clip_id'].asstr()[row]}_w{int(h5['window_index'][row]):03d}.png"
-                written.append(render_sample(h5, row, Path(out_dir) / name))
-                log.info("wrote %s", written[-1])
+            clip_ids.append(list(h5["clip_id"].asstr()[()]))
+    written: list[Path] = []
+    for shard, row in pick_samples(clip_ids, n):
+        with open_shard(paths[shard]) as h5:
+            name = f"{h5['clip_id'].asstr()[row]}_w{int(h5['window_index'][row]):03d}.png"
+            written.append(render_sample(h5, row, Path(out_dir) / name))
+            log.info("wrote %s", written[-1])
     return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.config import run_main
+
+    return run_main(_main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from pipeline.runtime import setup_entry_point
 
     parser = argparse.ArgumentParser(prog="python -m pipeline.inspect_shards",
@@ -217,13 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the PNGs")
     parser.add_argument("--n", type=int, default=4, help="number of samples")
     parser.add_argument("--split", default=None, help="train / val / test (default: all)")
+    parser.add_argument("--debug", action="store_true", help="traceback of an error")
     args = parser.parse_args(argv)
     setup_entry_point()
     written = inspect_shards(args.shards, args.out, args.n, args.split)
     if not written:
-        log.error("no samples found under %s", args.shards)
-        return 1
+        raise FileNotFoundError(f"{args.shards}: no samples listed in its shards.jsonl; run "
+                                f"make preprocess first (SHARDS=<folder>)")
     print("\n".join(str(p) for p in written))
+    print(f"==> {len(written)} PNGs of different clips in {args.out}/", flush=True)
     return 0
 
 

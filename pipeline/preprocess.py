@@ -42,10 +42,10 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from pipeline.clip_samples import ClipError, clip_samples
-from pipeline.config import ConfigError, dump_config, load_config, save_config
+from pipeline.config import ConfigError, dump_config, load_config, run_main, save_config
 from pipeline.detect import load_production_detector
 from pipeline.detect import check_weights
-from pipeline.errors import PipelineError
+from pipeline.errors import ManifestError, PipelineError
 from pipeline.features import NormStatsAccumulator
 from pipeline.manifest import Clip, read_manifest
 from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
@@ -205,6 +205,12 @@ def _shard_attrs(cfg: PreprocessConfig, content_hash: str) -> dict[str, Any]:
     }
 
 
+def source_root(cfg: PreprocessConfig) -> str:
+    """The folder the clips were read from (absolute): a shard made from other files is not
+    current, although ``paths`` are not part of the config hash."""
+    return str(Path(cfg.paths.data_root).resolve())
+
+
 def process_shard(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str,
                   detector_factory: Callable[[DetectorConfig], Any] = default_detector_factory,
                   ) -> ShardResult:
@@ -236,6 +242,7 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str,
                              level=cfg.shards.compression_level)
         record["planned_clip_ids"] = plan.clip_ids
         record["failed_clip_ids"] = sorted(f["clip_id"] for f in failures)
+        record["source_root"] = source_root(cfg)
     return ShardResult(plan.name, record, failures, len(plan.clips), len(samples),
                        time.perf_counter() - started)
 
@@ -261,7 +268,8 @@ def _check_out_dir(out_dir: Path, cfg: PreprocessConfig, force: bool) -> None:
     content_hash = cfg.content_hash()
     previous: set[str] = set()
     saved = out_dir / CONFIG_NAME
-    if saved.exists():
+    holds_shards = any(out_dir.glob("*.h5")) or any(True for _ in read_jsonl(out_dir / INDEX_NAME))
+    if saved.exists() and holds_shards:     # a config beside no shard (a failed start) is no claim
         try:
             previous.add(load_config(PreprocessConfig, saved).content_hash())
         except (ConfigError, ValueError) as exc:
@@ -291,14 +299,23 @@ def _remove_stale_tmp(out_dir: Path) -> None:
 
 
 def _done_shards(out_dir: Path, plans: Sequence[ShardPlan], content_hash: str,
-                 verify_sha: bool) -> set[str]:
-    """Names of planned shards that need no work (see the module docstring)."""
+                 verify_sha: bool, root: str) -> set[str]:
+    """Names of planned shards that need no work (see the module docstring): written with this
+    config from the same source folder, intact, and without a failed clip (a shard with one is
+    rebuilt, so that a fixed file, or a corrected ``paths.data_root``, lands)."""
     planned = {plan.name: plan for plan in plans}
     done: set[str] = set()
     for record in read_jsonl(out_dir / INDEX_NAME):
         name = record["shard"]
         plan = planned.get(name)
         if plan is None or record.get("config_hash") != content_hash:
+            continue
+        if record.get("source_root", root) != root:
+            log.info("%s: made from %s, now reading %s: rebuilding it", name,
+                     record["source_root"], root)
+            continue
+        if record.get("failed_clip_ids"):
+            log.info("%s: retrying its %d failed clip(s)", name, len(record["failed_clip_ids"]))
             continue
         if record.get("planned_clip_ids") != plan.clip_ids:
             raise PreprocessStateError(
@@ -313,35 +330,47 @@ def _done_shards(out_dir: Path, plans: Sequence[ShardPlan], content_hash: str,
             continue
         done.add(name)
     _rewrite_index(out_dir, done)
-    failed: dict[str, set[str]] = {}
-    for failure in read_jsonl(out_dir / FAILURES_NAME):
-        if failure.get("config_hash") == content_hash:
-            failed.setdefault(failure.get("shard", ""), set()).add(failure["clip_id"])
-    for plan in plans:
-        if plan.name not in done and set(plan.clip_ids) <= failed.get(plan.name, set()):
-            done.add(plan.name)
+    _forget_failures(out_dir, {plan.name for plan in plans} - done)
     return done
 
 
 def _rewrite_index(out_dir: Path, done: set[str]) -> None:
     """Drop index records of shards that will be rebuilt (lost, truncated, stale), atomically,
     so that ``shards.jsonl`` never lists a shard twice or a file that is not there."""
-    index_path = out_dir / INDEX_NAME
-    records = list(read_jsonl(index_path))
-    keep, seen = [], set()
-    for record in records:
-        if record["shard"] in done and record["shard"] not in seen:
-            keep.append(record)
-            seen.add(record["shard"])
-    if len(keep) == len(records):
-        return
-    log.info("index: dropping %d records of shards to rebuild", len(records) - len(keep))
-    tmp = index_path.with_name(index_path.name + ".tmp")
+    seen: set[str] = set()
+
+    def keep(record: dict[str, Any]) -> bool:
+        first = record["shard"] in done and record["shard"] not in seen
+        seen.add(record["shard"])
+        return first
+
+    dropped = _filter_jsonl(out_dir / INDEX_NAME, keep)
+    if dropped:
+        log.info("index: dropping %d records of shards to rebuild", dropped)
+
+
+def _forget_failures(out_dir: Path, rebuilt: set[str]) -> None:
+    """Drop the failure records of shards about to be rebuilt (their clips are retried and
+    fail again, or land), atomically; failures of other shards stay."""
+    dropped = _filter_jsonl(out_dir / FAILURES_NAME, lambda r: r.get("shard") not in rebuilt)
+    if dropped:
+        log.info("retrying %d previously failed clip(s)", dropped)
+
+
+def _filter_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> int:
+    """Rewrite a JSONL file with the records ``keep`` accepts (atomically); returns how many
+    were dropped (0: the file is left untouched)."""
+    records = list(read_jsonl(path))
+    kept = [record for record in records if keep(record)]
+    if len(kept) == len(records):
+        return 0
+    tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    append_jsonl(tmp, keep)
-    if not keep:
+    append_jsonl(tmp, kept)
+    if not kept:
         tmp.write_text("")
-    os.replace(tmp, index_path)
+    os.replace(tmp, path)
+    return len(records) - len(kept)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,6 +403,13 @@ class _SerialExecutor:
         pass
 
 
+CONNECT_TIMEOUT_S = 10
+
+
+class SchedulerUnreachableError(PipelineError):
+    """The Dask scheduler named by ``dask.scheduler`` did not answer."""
+
+
 class _DaskExecutor:
     """Bounded number of futures in flight, refilled as they complete."""
 
@@ -387,14 +423,21 @@ class _DaskExecutor:
                                         processes=True, memory_limit=memory_limit,
                                         dashboard_address=None)
             self.client = Client(self.cluster)
-        elif "://" in scheduler:
-            self.client = Client(scheduler)
         else:
-            if not Path(scheduler).is_file():
+            if "://" not in scheduler and not Path(scheduler).is_file():
                 raise ConfigError(f"dask.scheduler: expected '', 'serial', an address "
                                   f"(tcp://host:port) or a scheduler file, got {scheduler!r} "
                                   "(no such file)")
-            self.client = Client(scheduler_file=scheduler)
+            target = {"address": scheduler} if "://" in scheduler else {
+                "scheduler_file": scheduler}
+            try:
+                self.client = Client(**target, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                raise SchedulerUnreachableError(
+                    f"dask.scheduler={scheduler}: no scheduler answered within "
+                    f"{CONNECT_TIMEOUT_S} s ({' '.join(str(exc).split())[:200]}); start "
+                    f"`dask scheduler` there (and workers with `dask worker {scheduler}`), or "
+                    f"leave dask.scheduler empty for a local cluster") from exc
         self.token = uuid.uuid4().hex[:8]
         log.info("dask: %s", self.client)
 
@@ -478,19 +521,44 @@ def run_preprocess(cfg: PreprocessConfig, *, force: bool = False, verify_sha: bo
     """
     started = time.perf_counter()
     out_dir = Path(cfg.paths.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    content_hash = cfg.content_hash()
-    _check_out_dir(out_dir, cfg, force)
-    save_config(cfg, out_dir / CONFIG_NAME)
-    _remove_stale_tmp(out_dir)
+    # Every check before the first write into out_dir: a failed start leaves it as it was.
     if detector_factory is None:
         detector_factory = default_detector_factory
         if cfg.detector.enabled:       # fail before any work; detector.enabled=false skips YOLO
             check_weights(cfg.detector.weights)
-
     clips = read_manifest(cfg.paths.manifest)
+    if cfg.paths.max_clips > 0:
+        per_split: Counter[str] = Counter()
+        kept = []
+        for clip in clips:
+            per_split[clip.split] += 1
+            if per_split[clip.split] <= cfg.paths.max_clips:
+                kept.append(clip)
+        log.info("paths.max_clips=%d: %d of %d clips (the first of each split)",
+                 cfg.paths.max_clips, len(kept), len(clips))
+        clips = kept
+    if not clips:
+        raise ManifestError(f"{cfg.paths.manifest}: expected clips, got an empty manifest")
+    if out_dir.is_dir():
+        _check_out_dir(out_dir, cfg, force)
+    executor = _open_executor(cfg)         # an unreachable scheduler is a failed start too
+    try:
+        return _run_with_executor(cfg, out_dir, clips, executor, detector_factory, verify_sha,
+                                  progress, started)
+    finally:
+        executor.close()
+
+
+def _run_with_executor(cfg: PreprocessConfig, out_dir: Path, clips: list[Clip], executor,
+                       detector_factory, verify_sha: bool, progress: bool,
+                       started: float) -> RunSummary:
+    content_hash = cfg.content_hash()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / CONFIG_NAME)
+    _remove_stale_tmp(out_dir)
+
     plans = plan_shards(clips, cfg.shards.clips_per_shard)
-    done = _done_shards(out_dir, plans, content_hash, verify_sha)
+    done = _done_shards(out_dir, plans, content_hash, verify_sha, source_root(cfg))
     pending = [plan for plan in plans if plan.name not in done]
     summary = RunSummary(clips_total=len(clips), shards_skipped=len(done),
                          clips_skipped_done=sum(len(p.clips) for p in plans if p.name in done))
@@ -500,39 +568,35 @@ def run_preprocess(cfg: PreprocessConfig, *, force: bool = False, verify_sha: bo
     known_failures = {(f["clip_id"], f.get("config_hash")) for f in
                       read_jsonl(out_dir / FAILURES_NAME)}
     failure_counts: Counter[str] = Counter()
-    executor = _open_executor(cfg)
+    max_in_flight = cfg.dask.max_in_flight or 2 * getattr(executor, "n_threads", lambda: 1)()
+    task = _Task(cfg, str(out_dir), detector_factory)
+    bar = _progress_bar(sum(len(p.clips) for p in pending), progress)
     try:
-        max_in_flight = cfg.dask.max_in_flight or 2 * getattr(executor, "n_threads", lambda: 1)()
-        task = _Task(cfg, str(out_dir), detector_factory)
-        bar = _progress_bar(sum(len(p.clips) for p in pending), progress)
-        try:
-            for plan, result, error in executor.map_unordered(task, pending, max_in_flight,
-                                                              cfg.dask.retries):
-                if error is not None:
-                    if cfg.on_error == "raise":
-                        raise error
-                    result = _failed_task_result(plan, error, content_hash, cfg.dask.retries)
-                new_failures = [f for f in result.failures
-                                if (f["clip_id"], f.get("config_hash")) not in known_failures]
-                append_jsonl(out_dir / FAILURES_NAME, new_failures)
-                known_failures.update((f["clip_id"], f.get("config_hash")) for f in new_failures)
-                if result.record is not None:
-                    append_jsonl(out_dir / INDEX_NAME, [result.record])
-                    summary.shards_written += 1
-                    summary.bytes_written += result.record["bytes"]
-                summary.samples += result.n_samples
-                summary.clips_failed += len(result.failures)
-                summary.clips_ok += result.n_clips - len(result.failures)
-                failure_counts.update(f["error"] for f in result.failures)
-                bar.update(result.n_clips)
-                elapsed = time.perf_counter() - started
-                bar.set_postfix_str(f"{summary.clips_ok / max(elapsed, 1e-9):.2f} clips/s, "
-                                    f"{summary.clips_failed} failed")
-        finally:
-            bar.close()
-        summary.norm_stats = _write_norm_stats(out_dir, executor, max_in_flight)
+        for plan, result, error in executor.map_unordered(task, pending, max_in_flight,
+                                                          cfg.dask.retries):
+            if error is not None:
+                if cfg.on_error == "raise":
+                    raise error
+                result = _failed_task_result(plan, error, content_hash, cfg.dask.retries)
+            new_failures = [f for f in result.failures
+                            if (f["clip_id"], f.get("config_hash")) not in known_failures]
+            append_jsonl(out_dir / FAILURES_NAME, new_failures)
+            known_failures.update((f["clip_id"], f.get("config_hash")) for f in new_failures)
+            if result.record is not None:
+                append_jsonl(out_dir / INDEX_NAME, [result.record])
+                summary.shards_written += 1
+                summary.bytes_written += result.record["bytes"]
+            summary.samples += result.n_samples
+            summary.clips_failed += len(result.failures)
+            summary.clips_ok += result.n_clips - len(result.failures)
+            failure_counts.update(f["error"] for f in result.failures)
+            bar.update(result.n_clips)
+            elapsed = time.perf_counter() - started
+            bar.set_postfix_str(f"{summary.clips_ok / max(elapsed, 1e-9):.2f} clips/s, "
+                                f"{summary.clips_failed} failed")
     finally:
-        executor.close()
+        bar.close()
+    summary.norm_stats = _write_norm_stats(out_dir, executor, max_in_flight)
     summary.failures_by_error = dict(failure_counts)
     summary.wall_s = time.perf_counter() - started
     for line in summary.lines():
@@ -611,22 +675,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.runtime import setup_entry_point
 
-    args = build_parser().parse_args(argv)
-    setup_entry_point(args.log_level)
-    _quiet_dask_logging()
-    try:
+    def run(args_list: list[str]) -> int:
+        args = build_parser().parse_args(args_list)
+        setup_entry_point(args.log_level)
+        _quiet_dask_logging()
         cfg = load_config(PreprocessConfig, args.config, args.overrides)
-    except (ConfigError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
-    print(dump_config(cfg), file=sys.stderr)
-    try:
+        print(dump_config(cfg), file=sys.stderr)
         summary = run_preprocess(cfg, force=args.force, verify_sha=args.verify,
                                  progress=not args.no_progress)
-    except (PipelineError, ConfigError) as exc:   # named errors: the message says it all
-        log.error("%s: %s", type(exc).__name__, exc)
-        return 2
-    return 0 if summary.clips_ok or summary.clips_skipped_done else 1
+        out_dir = Path(cfg.paths.out_dir)
+        print(f"==> shards in {out_dir}/ ({INDEX_NAME}, {FAILURES_NAME}, {NORM_STATS_NAME}, "
+              f"{CONFIG_NAME}); inspect them with make inspect SHARDS={out_dir}", flush=True)
+        return 0 if summary.clips_ok or summary.clips_skipped_done else 1
+
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

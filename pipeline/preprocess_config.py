@@ -12,7 +12,9 @@ Two hashes matter:
   ``out_dir`` written with a different content hash is refused (use a new ``out_dir`` or
   ``--force``).
 - Fields that only change *how* the run executes are excluded: ``paths.*`` (data may move; the
-  clip ids of each shard are checked instead), ``dask.*``, ``on_error`` and ``detector.device``.
+  clip ids of each shard and the source folder it was read from are checked instead, so a
+  shard made from another ``paths.data_root`` is rebuilt), ``dask.*``, ``on_error`` and
+  ``detector.device``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class PathsConfig:
     data_root: str = "data/synthetic"               # media paths in the manifest are relative to it
     manifest: str = "data_manifests/synthetic.jsonl"  # make data (pipeline.synth.cli videos)
     out_dir: str = "data/shards/synthetic"          # shards, shards.jsonl, failures.jsonl, ...
+    max_clips: int = 0                              # > 0: the first N clips of each split (a trial)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ def offline_environment(cache_dir: str | Path | None = None) -> dict[str, str]:
     wanted = {
         "YOLO_OFFLINE": "1",
         "YOLO_AUTOINSTALL": "false",
+        # Detector weights load with torch.load(weights_only=True) against ultralytics'
+        # allow-list of model classes: a .pt that would run code when unpickled is refused.
+        "ULTRALYTICS_SAFE_LOAD": "1",
         "YOLO_CONFIG_DIR": str(cache / "ultralytics"),
         "NUMBA_CACHE_DIR": str(cache / "numba"),
         "MPLCONFIGDIR": str(cache / "matplotlib"),
@@ -67,45 +70,5 @@ def setup_entry_point(log_level: str | int = "INFO") -> None:
     configure_logging(log_level)
 
 
-# ---------------------------------------------------------------------------------------------
-# one error path for every entry point
-
-DEBUG_FLAG = "--debug"
-
-
-def known_error_types() -> tuple[type[BaseException], ...]:
-    """Errors raised on purpose, whose message says what is wrong and how to fix it: they are
-    printed as one line. Anything else is a bug and keeps its traceback."""
-    from pipeline.config import ConfigError
-    from pipeline.errors import PipelineError
-
-    return (PipelineError, ConfigError, ValueError, OSError)
-
-
-def error_line(exc: BaseException) -> str:
-    """``error: <what>`` on one line (continuation lines of a long message are indented)."""
-    message = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in message:
-        message = f"{exc.filename}: {message}"
-    return "error: " + message.replace("\n", "\n  ")
-
-
-def run_main(main, argv=None) -> int:
-    """Call ``main(argv)`` (the entry point's real body) with the shared error path.
-
-    A known error (:func:`known_error_types`) prints ``error: ...`` on stderr and returns 2;
-    ``--debug`` anywhere in ``argv`` re-raises it with its traceback. ``main`` returns an exit
-    code (``None`` counts as 0).
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = DEBUG_FLAG in argv
-    argv = [a for a in argv if a != DEBUG_FLAG]
-    try:
-        code = main(argv)
-    except known_error_types() as exc:
-        if debug:
-            raise
-        print(error_line(exc) + "\n  (run again with --debug for the traceback)",
-              file=sys.stderr, flush=True)
-        return 2
-    return 0 if code is None else int(code)
+# The one error path of every entry point lives with the command-line grammar; re-exported.
+from pipeline.config import error_line, known_error_types, run_main  # noqa: E402,F401

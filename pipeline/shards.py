@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import h5py
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 VIEWPOINT_SOURCES = ("random", "yolo")
@@ -222,18 +225,36 @@ class ShardIndex:
     records: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def load(cls, root: str | Path) -> "ShardIndex":
+    def load(cls, root: str | Path, check_sizes: bool = True) -> "ShardIndex":
+        """Read ``shards.jsonl``; with ``check_sizes`` every listed shard must exist with the
+        size the index records (a cheap check of each file; :func:`verify_shards` also
+        compares sha256 digests)."""
         root = Path(root)
-        records = []
-        index_path = root / INDEX_NAME
-        if index_path.exists():
-            for line_no, line in enumerate(index_path.read_text().splitlines(), 1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise ShardFormatError(f"{index_path}:{line_no}: {exc}") from exc
-        return cls(root, sorted(records, key=lambda record: record["shard"]))
+        records = sorted(read_jsonl(root / INDEX_NAME), key=lambda record: record["shard"])
+        index = cls(root, records)
+        if check_sizes:
+            for record in records:
+                problem = index.problem(record)
+                if problem:
+                    raise ShardFormatError(problem)
+        return index
+
+    def problem(self, record: Mapping[str, Any], sha256: bool = False) -> str:
+        """Why the shard of ``record`` does not match the index ("" when it does), with the
+        command that rebuilds it."""
+        path = self.root / record["shard"]
+        rebuild = (f"rebuild it with the preprocessing run that made this folder (make "
+                   f"preprocess SHARDS={self.root} with the same settings; a rerun rebuilds "
+                   f"shards that differ from the index)")
+        if not path.is_file():
+            return f"{path}: listed in {INDEX_NAME} but missing; {rebuild}"
+        size = path.stat().st_size
+        if "bytes" in record and size != record["bytes"]:
+            return (f"{path}: expected {record['bytes']} bytes as listed in {INDEX_NAME}, got "
+                    f"{size} (truncated or replaced); {rebuild}")
+        if sha256 and record.get("sha256") and file_sha256(path) != record["sha256"]:
+            return f"{path}: sha256 differs from {INDEX_NAME} (corrupted); {rebuild}"
+        return ""
 
     def paths(self, split: str | None = None) -> list[Path]:
         """Shard paths, optionally for one split, sorted by shard name."""
@@ -245,9 +266,11 @@ class ShardIndex:
 
 
 def append_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Append records to a JSONL file, flushed and fsynced (used for the index/failures)."""
+    """Append records to a JSONL file, flushed and fsynced (used for the index/failures). A
+    torn last line left by a killed writer is cut off first, so no record is glued to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _cut_torn_tail(path)
     with open(path, "a", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
@@ -255,13 +278,41 @@ def append_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None
         os.fsync(handle.fileno())
 
 
+def _cut_torn_tail(path: Path) -> None:
+    """Truncate ``path`` after its last newline when it does not end with one."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        log.warning("%s: cutting a torn last line (a writer was interrupted): %.60r", path,
+                    data[keep:])
+        handle.truncate(keep)
+
+
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Records of an append-only JSONL file. A torn last line (a writer killed mid-line: no
+    final newline) is dropped with a warning naming the file; any other unreadable line is a
+    :class:`ShardFormatError` naming ``file:line``."""
     path = Path(path)
     if not path.exists():
         return
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            yield json.loads(line)
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if line_no == len(lines) and not text.endswith("\n"):
+                log.warning("%s: dropping a torn last line (a writer was interrupted): %.60s",
+                            path, line)
+                return
+            raise ShardFormatError(f"{path}:{line_no}: not a JSON record ({exc})") from exc
+        yield record
 
 
 def record_as_dict(record: Any) -> dict[str, Any]:
@@ -385,13 +436,32 @@ Shards are written to `<name>.h5.tmp` and renamed atomically: a visible shard is
 """
 
 
+def verify_shards(root: str | Path) -> list[str]:
+    """Every shard of a folder against its index (presence, size, sha256): the problems found
+    (empty when all match)."""
+    index = ShardIndex.load(root, check_sizes=False)
+    return [problem for record in index.records if (problem := index.problem(record, True))]
+
+
 if __name__ == "__main__":
     import argparse
+    import sys
 
-    parser = argparse.ArgumentParser(description="Print or write the shard format document.")
+    parser = argparse.ArgumentParser(description="The shard format document, or verify a shard "
+                                                 "folder against its index.")
     parser.add_argument("--markdown", action="store_true", help="print the dataset table only")
     parser.add_argument("--write", metavar="PATH", help="write the whole document (docs/SHARDS.md)")
+    parser.add_argument("--verify", metavar="SHARDS_DIR",
+                        help="check every shard's size and sha256 against shards.jsonl")
     args = parser.parse_args()
+    if args.verify:
+        found = verify_shards(args.verify)
+        n_shards = len(ShardIndex.load(args.verify, check_sizes=False).records)
+        for problem in found:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"==> {args.verify}: {n_shards - len(found)} of {n_shards} shards match "
+              f"{INDEX_NAME}")
+        sys.exit(2 if found else 0)
     if args.write:
         Path(args.write).write_text(shards_document(), encoding="utf-8")
         print(f"wrote {args.write}")

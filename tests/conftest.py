@@ -3,6 +3,12 @@
 import pytest
 import torch
 
+from pipeline.runtime import offline_environment
+
+# As every entry point does: nothing downloads, caches are writable, and ultralytics loads
+# weights with its safe loader (it reads ULTRALYTICS_SAFE_LOAD once, when first imported).
+offline_environment()
+
 
 @pytest.fixture(scope="module")
 def one_thread():

@@ -157,10 +157,12 @@ def test_each_bad_input_is_one_failure_and_good_clips_land(bad_set, tmp_path):
     landed = {c for r in read_jsonl(out_dir / INDEX_NAME) for c in r["clip_ids"]}
     assert landed == {"good-synth-train-00000", "good-synth-train-00001", "good-48k-resampled"}
     assert summary.clips_ok == 3 and summary.clips_failed == len(EXPECTED_FAILURES)
-    # a rerun records nothing twice and rebuilds nothing
+    # a rerun retries every failed clip (a fixed file would land): they fail again, each is
+    # recorded once, and the good clips of the rebuilt shard land again
     again = run_preprocess(tiny_config(bad_set, out_dir), progress=False)
-    assert again.shards_written == 0
-    assert len(list(read_jsonl(out_dir / FAILURES_NAME))) == len(failures)
+    assert again.clips_failed == len(EXPECTED_FAILURES) and again.clips_ok == summary.clips_ok
+    assert sorted(f["clip_id"] for f in read_jsonl(out_dir / FAILURES_NAME)) == sorted(by_clip)
+    assert {c for r in read_jsonl(out_dir / INDEX_NAME) for c in r["clip_ids"]} == landed
 
 
 def test_on_error_raise_stops_at_the_first_bad_clip(bad_set, tmp_path):

@@ -56,7 +56,7 @@ def test_embed_folder_writes_skips_resumes_and_checks_settings(tmp_path):
         embed_folder(ckpt, in_dir, out, hop_s=0.5, directions=directions, on_error="skip",
                      device="cpu")
     with pytest.raises(ValueError, match="shorter than one"):
-        embed_folder(ckpt, in_dir, tmp_path / "strict.h5", device="cpu")   # on_error="raise"
+        embed_folder(ckpt, in_dir, tmp_path / "strict.h5", on_error="raise", device="cpu")
 
 
 @pytest.mark.slow

@@ -99,6 +99,7 @@ class RunConfig:
     name: str = ""                 # run folder name, defaults to the experiment name
     seed: int = 0
     init_from: Literal["scratch", "resume"] = "scratch"
+    overwrite: bool = False        # replace a finished or interrupted run of the same name
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     log_interval: int = 10         # steps
     ckpt_interval_epochs: int = 1

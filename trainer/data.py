@@ -141,6 +141,14 @@ def split_steps(total_steps: int, weights: Sequence[int]) -> list[int]:
 
 # ----------------------------------------------------------------------------- shard reading
 
+def unreadable_shard(path: str | Path, exc: BaseException) -> ShardFormatError:
+    """The error for a shard h5py cannot read, naming it and the commands that help."""
+    folder = Path(path).parent
+    return ShardFormatError(f"{path}: unreadable shard ({' '.join(str(exc).split())[:160]}); "
+                            f"check the folder with make verify SHARDS={folder} and rebuild "
+                            f"it with the preprocessing run that made it")
+
+
 class ShardReader:
     """Open shards lazily (inside the worker process) and read samples of one view source.
 
@@ -157,7 +165,10 @@ class ShardReader:
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]
-        h5 = open_shard(path)
+        try:
+            h5 = open_shard(path)
+        except OSError as exc:
+            raise unreadable_shard(path, exc) from exc
         self._check(path, h5)
         self._open[path] = h5
         while len(self._open) > MAX_OPEN_SHARDS:
@@ -193,6 +204,12 @@ class ShardReader:
     def read(self, path: str, row: int, views: np.ndarray) -> dict[str, Any]:
         """One sample at ``views`` (K indices): crops (K, T, S, S, 3) uint8, features
         ``{key: (K, C, M, F) float32}``, azimuth/elevation (K,), clip id, window index."""
+        try:
+            return self._read(path, row, views)
+        except OSError as exc:                    # h5py: corrupt chunk, truncated file
+            raise unreadable_shard(path, exc) from exc
+
+    def _read(self, path: str, row: int, views: np.ndarray) -> dict[str, Any]:
         h5 = self.shard(path)
         order = np.argsort(views)                       # h5py wants increasing indices
         sorted_views = views[order].tolist()

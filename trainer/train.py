@@ -49,7 +49,13 @@ log = logging.getLogger("trainer.train")
 
 # Keys that may differ between a run and its resumption without breaking exact continuation.
 RESUME_MAY_CHANGE = {"run.init_from", "curriculum.epochs", "run.log_interval", "run.device",
-                     "run.val_max_steps", "run.ckpt_interval_epochs"}
+                     "run.val_max_steps", "run.ckpt_interval_epochs", "run.overwrite"}
+# Files that mark a folder as holding a run (a new run refuses to start over them).
+RUN_FILES = ("config.yaml", "ckpt.pt", "metrics.csv")
+# The demo's CPU recipe, suggested when the paper preset is started on a CPU.
+CPU_RECIPE = ("model.preset=tiny model.feature_dim=64 model.video_input_size=56 "
+              "model.video_input_frames=4 data.batch_size=8 optim.lr=1e-3 curriculum.epochs=10 "
+              "curriculum.switch_epoch=6")
 
 
 def phase_for_epoch(curriculum, epoch: int) -> str:
@@ -103,27 +109,55 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
             for k, v in batch.items()}
 
 
+def check_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse to start where a run would be lost or resumed from nothing (before any write)."""
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    ckpt = run_dir / "ckpt.pt"
+    if cfg.run.init_from == "resume":
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from; start the run "
+                                    f"without run.init_from=resume")
+        return
+    if existing and not cfg.run.overwrite:
+        raise ConfigError(f"{run_dir}: already holds a run ({', '.join(existing)}); continue it "
+                          f"with run.init_from=resume, replace it with run.overwrite=true, or "
+                          f"choose another run.name")
+
+
+def format_duration(seconds: float) -> str:
+    """``1 h 02 min`` / ``3 min 05 s`` / ``12 s``."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="experiment YAML (configs/experiments/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train one run; returns its folder, step count, checkpoint and metric rows. Errors
+    propagate (tests and callers see them); ``cli`` turns known ones into one line."""
     # ---------------------------------------------------------------- config and processes
     args = parse_args(argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
+    run_dir = Path(cfg.run.out_dir) / (cfg.run.name or cfg.experiment)
+    ckpt_path = run_dir / "ckpt.pt"
+    resume = cfg.run.init_from == "resume"
+    check_run_dir(run_dir, cfg)                  # nothing is written before the checks pass
     dist_info = distributed.setup(cfg.run.device)
     device, master = dist_info.device, dist_info.is_master
     logging.basicConfig(level=logging.INFO if master else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    run_dir = Path(cfg.run.out_dir) / (cfg.run.name or cfg.experiment)
-    ckpt_path = run_dir / "ckpt.pt"
-    resume = cfg.run.init_from == "resume"
     if master:
         print(f"# resolved config ({args.config or 'defaults'})\n{dump_config(cfg)}", flush=True)
-        save_config(cfg, run_dir / "config.yaml")
     use_amp = cfg.optim.amp and device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -179,12 +213,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             log.warning("checkpoint has RNG states of %d ranks, running %d: not restored",
                         len(rng_states), dist_info.world_size)
         log.info("resumed %s at epoch %d, step %d", ckpt_path, start_epoch, step)
+    if master:           # every check passed: the run folder is written from here on
+        save_config(cfg, run_dir / "config.yaml")
     metrics = MetricsLog(run_dir, rows=history) if master else None
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.2fM parameters, %d audio channels; %d train samples, %d steps/epoch "
              "x %d rank(s), device %s%s", cfg.model.preset, n_params / 1e6,
              cfg.data.audio_channels, train_set.n_samples, steps_per_epoch,
              dist_info.world_size, device, ", AMP fp16" if use_amp else "")
+    if device.type == "cpu" and cfg.model.preset == "paper":
+        log.warning("the paper preset (R(2+1)D-18, %d clips x %d viewpoints per step) on a CPU "
+                    "takes seconds to minutes per step; the time of the first step and the "
+                    "projected run follow. For a CPU run use the demo's recipe: make train "
+                    "EXP=%s ARGS=\"%s\"", cfg.data.batch_size, cfg.data.num_viewpoints,
+                    cfg.experiment, CPU_RECIPE)
+    total_steps = cfg.curriculum.epochs * steps_per_epoch
+    first_step = step + 1
+    run_started = time.perf_counter()
 
     def forward_loss(net, batch, phase) -> LossTerms:
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
@@ -252,6 +297,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for key, value in values.items():
                     sums[key] = sums.get(key, 0.0) + value
                 progress.update(1)
+                if step == first_step or step == first_step + 2:   # console only, not metrics
+                    per_step = (t_end - run_started) / (step - first_step + 1)
+                    log.info("step %d took %.1f s (%s per step so far): epoch %d ends in ~%s, "
+                             "the run (%d steps) in ~%s", step, t_end - t_wait,
+                             format_duration(per_step), epoch + 1,
+                             format_duration(per_step * (steps_per_epoch - step_in_epoch - 1)),
+                             total_steps, format_duration(per_step * (total_steps - step)))
                 last = step_in_epoch == steps_per_epoch - 1
                 if step % cfg.run.log_interval == 0 or last:
                     row = {k: v / interval_steps for k, v in sums.items()}
@@ -262,9 +314,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                * dist_info.world_size / total_s,
                                data_wait_pct=100 * wait_s / total_s)
                     terms_text = " ".join(f"{k} {row[k]:.3f}" for k in terms.losses)
-                    log.info("epoch %d step %d [%s] loss %.4f (%s) | %.0f ms/step, %.1f clips/s, "
-                             "data wait %.0f%%", epoch + 1, step, phase, row["loss"], terms_text,
-                             row["step_ms"], row["clips_per_s"], row["data_wait_pct"])
+                    eta_s = (time.perf_counter() - run_started) / (step - first_step + 1) * (
+                        total_steps - step)
+                    log.info("epoch %d step %d/%d [%s] loss %.4f (%s) | %.0f ms/step, %.1f "
+                             "clips/s, data wait %.0f%% | run ends in ~%s", epoch + 1, step,
+                             total_steps, phase, row["loss"], terms_text, row["step_ms"],
+                             row["clips_per_s"], row["data_wait_pct"], format_duration(eta_s))
                     if metrics is not None:
                         metrics.write(row)
                     sums, interval_steps, busy_s, wait_s = {}, 0, 0.0, 0.0
@@ -310,8 +365,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         curves = plot_curves(metrics.rows, run_dir / "curves.png", title=str(run_dir.name))
         log.info("wrote %s", curves)
     distributed.cleanup()
+    if master:
+        log.info("==> run %s: %s, %s, %s, config.yaml", run_dir, ckpt_path.name, "metrics.csv",
+                 "curves.png")
     return result
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: :func:`main` with the shared error path (one ``error:`` line, exit
+    code 2, ``--debug`` for the traceback)."""
+    from pipeline.config import run_command
+
+    return run_command(main, argv)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli())

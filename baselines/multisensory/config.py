@@ -129,6 +129,7 @@ class BaselineRunConfig:
     max_steps_per_epoch: int = 0   # 0 = full epoch
     time_budget_s: float = 0.0     # stop training after this many seconds (0 = no limit)
     log_interval: int = 10         # steps
+    overwrite: bool = False        # replace a run of the same name
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import dump_config, load_config, save_config, to_dict
+from pipeline.config import ConfigError, dump_config, load_config, save_config, to_dict
 from baselines.multisensory.cam import evaluate_sync_and_cam, save_cam_figure
 from baselines.multisensory.config import MultisensoryConfig
 from baselines.multisensory.data import SyncStream, make_loader
@@ -142,10 +142,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+RUN_FILES = ("config.yaml", "ckpt.pt", "metrics.csv")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="configs/baselines/*.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-3")
+    parser.add_argument("--debug", action="store_true", help="traceback of an error")
     return parser.parse_args(argv)
 
 
@@ -159,8 +163,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if cfg.run.num_threads > 0:
         torch.set_num_threads(cfg.run.num_threads)
     run_dir = Path(cfg.run.out_dir) / (cfg.run.name or cfg.experiment)
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if existing and not cfg.run.overwrite:      # checked before anything is written
+        raise ConfigError(f"{run_dir}: already holds a run ({', '.join(existing)}); replace it "
+                          f"with run.overwrite=true or choose another run.name")
     print(f"# resolved config ({args.config})\n{dump_config(cfg)}", flush=True)
-    save_config(cfg, run_dir / "config.yaml")
     random.seed(cfg.run.seed)
     np.random.seed(cfg.run.seed)
     torch.manual_seed(cfg.run.seed)
@@ -176,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          f"{train_set.n_samples} samples (need >= {data.batch_size}) and "
                          f"'{data.val_split}' {val_set.n_samples} (need >= 1)")
     example = train_set.first_example()
+    save_config(cfg, run_dir / "config.yaml")   # every check passed: the run folder starts here
     train_loader = make_loader(train_set, data.num_workers)
     steps_per_epoch = train_set.steps_per_epoch
     if cfg.run.max_steps_per_epoch > 0:
@@ -299,5 +307,13 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: :func:`main` with the shared error path (one ``error:`` line, exit
+    code 2, ``--debug`` for the traceback)."""
+    from pipeline.config import run_command
+
+    return run_command(main, argv)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli())

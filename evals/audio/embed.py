@@ -4,8 +4,13 @@
     python -m evals.audio.embed ... directions_az_step_deg=90 "directions_el_deg=[0]"
 
 Every audio file under ``in_dir`` (``.wav .flac .ogg``, any depth; first-order or higher-order
-ambiX by default, ``convention=fuma`` / ``acn_n3d`` for other layouts; higher orders are
-reduced to their first-order part) is read in blocks, resampled to the model's rate, cut into
+ambiX by default; higher orders are reduced to their first-order part) is read with its own
+channel convention: an ``ambisonics.json`` sidecar in its folder (or above) declares it,
+``{"convention": "fuma"}`` for the folder or ``{"files": {"rec1.ogg": "fuma"}}`` per file, and
+``convention=`` (ambix, fuma, acn_n3d) covers files no sidecar names. A file whose channel
+energies contradict its declared convention (W not the loudest channel, dipoles far above W:
+the check of :func:`pipeline.decode.ambisonic_sanity`) is refused, not embedded. It is read in
+blocks, resampled to the model's rate, cut into
 windows of the model's length (1 s) with hop ``hop_s``, turned into the experiment's audio
 input looking at the front (azimuth 0, elevation 0) and encoded. Optionally the sound field is
 also turned toward every direction of a grid (per-direction embeddings, as the model saw its
@@ -14,18 +19,19 @@ viewpoints during training).
 Output HDF5 (``format = spatial-avsa-embeddings``, version 1)::
 
     /                       attrs: checkpoint, experiment, audio_input, feature_dim, sample_rate,
-                                   window_s, hop_s, convention, created_utc
+                                   window_s, hop_s, created_utc, skipped (JSON list)
     /directions/azimuth_rad, /directions/elevation_rad   (G,) rad   (only with a grid)
-    /files/<00000>          attrs: path (relative to in_dir), sample_rate_in, channels,
-                                   duration_s, sanity_warnings (JSON list; a FuMa or N3D file
-                                   read as ambiX shows here), complete
+    /files/<00000>          attrs: path (relative to in_dir), convention, sample_rate_in,
+                                   channels, duration_s, sanity_warnings, complete
         window_start_s      (W,) float64, seconds from the start of the file
         embedding           (W, D) float32, encoder features looking at the front
         embedding_directions (W, G, D) float32 (only with a grid)
 
 Interrupted runs resume: files already complete in the output are skipped (the settings must
-match), an incomplete group is rewritten. Files that cannot be read fail the run
-(``on_error=raise``, default) or are listed in the root attribute ``skipped`` with the reason.
+match), an incomplete group is rewritten. Files that cannot be embedded (unreadable, shorter
+than a window, refused) are skipped and listed with their reason in the root attribute
+``skipped`` and in ``<out stem>.problems.jsonl`` (``on_error=skip``, the default), or stop the
+run (``on_error=raise``). No output file is created until a file has been embedded.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from pipeline.config import ConfigError
-from pipeline.decode import ambisonic_sanity
+from pipeline.decode import ambisonic_sanity, layout_contradictions
+from pipeline.errors import AmbisonicFormatError
 from evals.cli import EvalIO, require_ckpt, run_evaluator
 from evals.frozen import (FrozenModel, load_frozen, read_ambisonic_segment,
                           resample_foa, window_starts)
@@ -57,7 +64,43 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 RESAMPLE_MARGIN_S = 0.05
 # Root attributes that must agree for a resumed run to append to an existing file.
 SETTINGS_KEYS = ("checkpoint", "audio_input", "feature_dim", "sample_rate", "window_s", "hop_s",
-                 "convention", "directions")
+                 "directions")
+
+
+CONVENTION_SIDECAR = "ambisonics.json"
+CONVENTIONS = ("ambix", "fuma", "acn_n3d")
+
+
+def file_conventions(in_dir: Path, files: Sequence[Path], default: str) -> dict[Path, str]:
+    """The channel convention of each file: from the nearest ``ambisonics.json`` sidecar in its
+    folder or above (up to ``in_dir``), else ``default``. A sidecar reads
+    ``{"convention": "fuma"}`` (the folder's files) and may name single files:
+    ``{"convention": "ambix", "files": {"rec1.ogg": "fuma"}}`` (names relative to the sidecar's
+    folder)."""
+    sidecars: dict[Path, dict[str, Any]] = {}
+    for path in in_dir.rglob(CONVENTION_SIDECAR):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        named = [data.get("convention"), *dict(data.get("files", {})).values()]
+        bad = [c for c in named if c is not None and c not in CONVENTIONS]
+        if bad or not isinstance(data, dict):
+            raise ValueError(f"{path}: expected conventions among {CONVENTIONS}, got {bad}")
+        sidecars[path.parent] = data
+    out = {}
+    for file in files:
+        convention = default
+        for folder in (file.parent, *file.parent.parents):
+            if folder in sidecars:
+                data = sidecars[folder]
+                relative = file.relative_to(folder).as_posix()
+                convention = data.get("files", {}).get(relative, data.get("convention", default))
+                break
+            if folder == in_dir:
+                break
+        out[file] = convention
+    return out
 
 
 def find_audio_files(folder: str | Path) -> list[Path]:
@@ -126,6 +169,12 @@ def embed_file(frozen: FrozenModel, path: Path, convention: str, hop_s: float,
         foa = resample_foa(foa, rate_in, rate)[:, offset:offset + round(span_s * rate)]
         if block_start_s == 0.0:
             sanity = ambisonic_sanity(foa)
+            contradictions = layout_contradictions(foa)
+            if contradictions:   # the channel energies contradict the declared layout: refuse
+                raise AmbisonicFormatError(
+                    f"{path.name}: read as {convention}, its channels contradict that layout "
+                    f"({'; '.join(contradictions)}); declare its convention in an "
+                    f"{CONVENTION_SIDECAR} sidecar or with convention=...")
             for warning in sanity:
                 log.warning("%s (read as %s): %s", path, convention, warning)
         block_starts, front, per_dir = embed_foa(frozen, foa, hop_samples, directions)
@@ -147,7 +196,7 @@ def embed_file(frozen: FrozenModel, path: Path, convention: str, hop_s: float,
     }
 
 
-def _settings(frozen: FrozenModel, ckpt_path: str | Path, hop_s: float, convention: str,
+def _settings(frozen: FrozenModel, ckpt_path: str | Path, hop_s: float,
               directions) -> dict[str, Any]:
     return {
         "checkpoint": str(Path(ckpt_path).resolve()),
@@ -156,7 +205,6 @@ def _settings(frozen: FrozenModel, ckpt_path: str | Path, hop_s: float, conventi
         "sample_rate": int(frozen.feature_cfg.sample_rate),
         "window_s": float(frozen.feature_cfg.n_samples / frozen.feature_cfg.sample_rate),
         "hop_s": float(hop_s),
-        "convention": convention,
         "directions": (json.dumps([np.round(d, 6).tolist() for d in directions])
                        if directions is not None else ""),
     }
@@ -197,34 +245,48 @@ def _open_output(out_path: Path, settings: dict[str, Any], frozen: FrozenModel,
 def embed_folder(ckpt_path: str | Path, in_dir: str | Path, out_path: str | Path, *,
                  convention: str = "ambix", hop_s: float = 1.0,
                  directions: tuple[np.ndarray, np.ndarray] | None = None,
-                 on_error: str = "raise", device: str = "auto",
+                 on_error: str = "skip", device: str = "auto",
                  norm_stats: str | None = None) -> dict[str, Any]:
-    """Embed every audio file of ``in_dir`` into ``out_path``; returns a summary."""
+    """Embed every audio file of ``in_dir`` into ``out_path``; returns a summary.
+
+    Each file is read with its own convention (:func:`file_conventions`; ``convention`` where
+    no sidecar says otherwise). A file that cannot be embedded (unreadable, too short, channels
+    that contradict its convention) is skipped and listed, with its reason, in the root
+    attribute ``skipped`` and in ``<out>.problems.jsonl`` (``on_error="skip"``, the default),
+    or stops the run (``"raise"``). The output file is created only once a file is embedded:
+    a run in which every file fails leaves none.
+    """
     frozen = load_frozen(ckpt_path, device, norm_stats)
     in_dir, out_path = Path(in_dir), Path(out_path)
     files = find_audio_files(in_dir)
-    settings = _settings(frozen, ckpt_path, hop_s, convention, directions)
-    h5, done = _open_output(out_path, settings, frozen, directions)
-    skipped = json.loads(h5.attrs.get("skipped", "[]"))
+    conventions = file_conventions(in_dir, files, convention)
+    settings = _settings(frozen, ckpt_path, hop_s, directions)
+    existed = out_path.exists()
+    h5, done = _open_output(out_path, settings, frozen, directions) if existed else (None, {})
+    skipped = json.loads(h5.attrs.get("skipped", "[]")) if h5 is not None else []
+    problems_path = out_path.with_name(out_path.stem + ".problems.jsonl")
     written = 0
     try:
-        next_index = 1 + max((int(name) for name in h5["files"]), default=-1)
         for path in tqdm(files, desc="embedding", unit="file"):
             relative = path.relative_to(in_dir).as_posix()
             if relative in done:
                 continue
             try:
-                result = embed_file(frozen, path, convention, hop_s, directions)
-            except (ValueError, RuntimeError) as exc:   # format / length / unreadable file
+                result = embed_file(frozen, path, conventions[path], hop_s, directions)
+            except (ValueError, RuntimeError, OSError) as exc:   # format, length, unreadable
                 if on_error == "raise":
                     raise ValueError(f"{path}: {exc}") from exc
                 log.warning("skipping %s: %s", path, exc)
-                skipped.append({"path": relative, "reason": str(exc)})
-                h5.attrs["skipped"] = json.dumps(skipped)
+                skipped = [s for s in skipped if s["path"] != relative]
+                skipped.append({"path": relative, "convention": conventions[path],
+                                "error": type(exc).__name__, "reason": str(exc)})
                 continue
-            group = h5["files"].create_group(f"{next_index:05d}")
-            next_index += 1
-            group.attrs.update({"path": relative, "sample_rate_in": result["sample_rate_in"],
+            if h5 is None:
+                h5, done = _open_output(out_path, settings, frozen, directions)
+            group_name = f"{1 + max((int(n) for n in h5['files']), default=-1):05d}"
+            group = h5["files"].create_group(group_name)
+            group.attrs.update({"path": relative, "convention": conventions[path],
+                                "sample_rate_in": result["sample_rate_in"],
                                 "channels": result["channels"],
                                 "duration_s": result["duration_s"],
                                 "sanity_warnings": json.dumps(result["sanity_warnings"])})
@@ -234,12 +296,24 @@ def embed_folder(ckpt_path: str | Path, in_dir: str | Path, out_path: str | Path
                 group.create_dataset("embedding_directions", data=result["embedding_directions"],
                                      compression="gzip")
             group.attrs["complete"] = True      # last: a group without it is rewritten
+            h5.attrs["skipped"] = json.dumps(skipped)
             h5.flush()
             written += 1
     finally:
-        h5.close()
-    summary = {"out": str(out_path), "files_found": len(files), "written": written,
-               "already_done": len(done), "skipped": len(skipped)}
+        if h5 is not None:
+            h5.attrs["skipped"] = json.dumps(skipped)
+            h5.close()
+    if skipped:
+        problems_path.write_text("".join(json.dumps(s) + "\n" for s in skipped),
+                                 encoding="utf-8")
+    else:
+        problems_path.unlink(missing_ok=True)
+    summary = {"out": str(out_path) if h5 is not None else "", "files_found": len(files),
+               "written": written, "already_done": len(done), "skipped": len(skipped),
+               "problems": str(problems_path) if skipped else ""}
+    if h5 is None:
+        log.error("no file could be embedded: no %s written; reasons in %s", out_path,
+                  problems_path)
     log.info("embeddings: %s", summary)
     return summary
 
@@ -253,7 +327,7 @@ class EmbedRun(EvalIO):
     hop_s: float = 1.0                        # seconds between windows
     directions_az_step_deg: float = 0.0       # also embed toward a grid (0 = off)
     directions_el_deg: tuple[float, ...] = (0.0,)
-    on_error: Literal["raise", "skip"] = "raise"
+    on_error: Literal["raise", "skip"] = "skip"   # skip: list the file in <out>.problems.jsonl
 
 
 def run(cfg: EmbedRun) -> Path:
@@ -267,6 +341,9 @@ def run(cfg: EmbedRun) -> Path:
                            hop_s=cfg.hop_s, directions=directions, on_error=cfg.on_error,
                            device=cfg.device, norm_stats=cfg.norm_stats or None)
     print(json.dumps(summary, indent=2))
+    if not summary["out"]:
+        raise AmbisonicFormatError(f"{cfg.in_dir}: none of {summary['files_found']} files could "
+                                   f"be embedded; reasons in {summary['problems']}")
     return Path(cfg.out)
 
 

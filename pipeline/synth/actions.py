@@ -260,6 +260,12 @@ def generate_action_tree(out: str | Path, cfg: SyntheticActionConfig = Synthetic
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.config import run_main
+
+    return run_main(_main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from pipeline.runtime import setup_entry_point
 
     setup_entry_point()

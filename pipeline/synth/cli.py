@@ -270,16 +270,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
+    from pipeline.config import run_main
     from pipeline.runtime import setup_entry_point
 
-    setup_entry_point()
-    args = _build_parser().parse_args(None if argv is None else list(argv))
-    try:
+    def run(args_list: list[str]) -> int:
+        setup_entry_point()
+        args = _build_parser().parse_args(args_list)
         _run(args)
-    except ResumeMismatchError as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
+        where = f"{args.out}/" + (f" (manifest {args.manifest})" if getattr(args, "manifest", None)
+                                  else "")
+        print(f"==> {args.command}: {where}", flush=True)
+        return 0
+
+    return run_main(run, None if argv is None else list(argv))
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -153,8 +153,11 @@ def write_yolo_split(root: Path, split: str, n_scenes: int, cfg: DetectorTrainCo
     (root / "images" / split).mkdir(parents=True, exist_ok=True)
     (root / "labels" / split).mkdir(parents=True, exist_ok=True)
     scene_cfg = detector_scene_config(cfg.frame_width)
+    from tqdm import tqdm
+
     n_boxes = 0
-    for k in range(n_scenes):
+    for k in tqdm(range(n_scenes), desc=f"detector frames ({split})", unit="scene",
+                  dynamic_ncols=True, mininterval=2.0):
         gt = sample_scene(scene_cfg, (cfg.seed, split_index, k), f"det-{split}-{k:05d}")
         background = background_image(gt["background"], gt["width"], gt["height"])
         times = np.linspace(0.0, scene_cfg.duration_s, cfg.frames_per_scene, endpoint=False)
@@ -338,16 +341,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.config import run_main
     from pipeline.runtime import setup_entry_point
 
-    setup_entry_point()
-    args = _build_parser().parse_args(argv)
-    cfg = DetectorTrainConfig(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(DetectorTrainConfig)}
-    )
-    log.info("resolved detector config: %s", dataclasses.asdict(cfg))
-    train_detector(args.out, cfg, args.work_dir)
-    return 0
+    def run(args_list: list[str]) -> int:
+        setup_entry_point()
+        args = _build_parser().parse_args(args_list)
+        cfg = DetectorTrainConfig(
+            **{f.name: getattr(args, f.name) for f in dataclasses.fields(DetectorTrainConfig)}
+        )
+        log.info("resolved detector config: %s", dataclasses.asdict(cfg))
+        train_detector(args.out, cfg, args.work_dir)
+        print(f"==> detector: {args.out / WEIGHTS_NAME} (metrics: {args.out / 'metrics.json'})",
+              flush=True)
+        return 0
+
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,341 @@
+"""Nothing lost, nothing stuck: each fault a new user met, reproduced, with the behaviour that
+replaced it. Every command refusal is checked for its exit code, its one ``error:`` line and
+that no file outside the expected outputs changed (the folder is hashed before and after)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from pipeline.config import ConfigError, error_line, load_config, run_main
+from pipeline.errors import DetectorWeightsError, ManifestError
+from pipeline.manifest import read_manifest, write_manifest
+from pipeline.preprocess import main as preprocess_main
+from pipeline.preprocess import run_preprocess
+from pipeline.shards import (FAILURES_NAME, INDEX_NAME, ShardFormatError, ShardIndex,
+                             append_jsonl, read_jsonl, verify_shards)
+from tests.shard_factory import make_shards
+from tests.test_preprocess import StubDetectorFactory, tiny_config
+from trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+REALDATA = ROOT.parent / "shared" / "realdata"
+AVSA = str(ROOT / "configs" / "experiments" / "avsa.yaml")
+TINY = ["model.preset=tiny", "model.feature_dim=16", "model.embed_dim=8", "data.batch_size=4",
+        "data.num_workers=0", "curriculum.epochs=1", "curriculum.switch_epoch=1",
+        "run.max_steps_per_epoch=1", "run.val_max_steps=0"]
+
+torch.set_num_threads(1)
+
+
+def tree_hash(folder: Path) -> dict[str, str]:
+    """Relative path -> sha1 of every file under ``folder`` (empty when it does not exist)."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_error_line(captured: str) -> str:
+    """The single ``error:`` line of a command's stderr, which shows no traceback. (Logging
+    errors that pytest's closed capture streams cause in handlers left by earlier tests print
+    their own traceback after "--- Logging error ---"; they are not the command's.)"""
+    lines = captured.splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    tracebacks = [i for i, line in enumerate(lines) if line.startswith("Traceback")
+                  and (i == 0 or lines[i - 1] != "--- Logging error ---")]
+    assert len(errors) == 1 and not tracebacks, captured
+    return errors[0]
+
+
+# ----------------------------------------------------------------------------- training (1, 2, 8)
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fault_shards")
+    make_shards(root, n_clips=8, windows_per_clip=1, samples_per_shard=8, seed=0)
+    return root
+
+
+def train_cli(shards, out_dir, *overrides):
+    return train.cli(["--config", AVSA, *TINY, f"data.shards_dir={shards}",
+                      f"run.out_dir={out_dir}", "run.name=mine", *overrides])
+
+
+def test_training_never_replaces_a_run_silently(shards, tmp_path, capsys, caplog):
+    with caplog.at_level(logging.INFO):
+        assert train_cli(shards, tmp_path) == 0
+    assert "step 1 took" in caplog.text and "the run (1 steps) in" in caplog.text  # progress
+    run_dir = tmp_path / "mine"
+    before = tree_hash(run_dir)
+    capsys.readouterr()
+    assert train_cli(shards, tmp_path) == 2                          # same name, no resume
+    line = one_error_line(capsys.readouterr().err)
+    assert "already holds a run" in line and "run.overwrite=true" in line
+    assert tree_hash(run_dir) == before
+    # A refused resume (a changed key) leaves config.yaml as it was, agreeing with ckpt.pt.
+    assert train_cli(shards, tmp_path, "run.init_from=resume", "optim.lr=0.5") == 2
+    assert "cannot resume with a different config" in one_error_line(capsys.readouterr().err)
+    assert tree_hash(run_dir) == before
+    assert train_cli(shards, tmp_path, "run.overwrite=true") == 0     # on purpose: replaced
+
+
+def test_a_failed_start_writes_nothing(tmp_path, capsys):
+    empty = tmp_path / "no_shards"
+    empty.mkdir()
+    assert train_cli(empty, tmp_path / "runs") == 2
+    assert "fewer than one step" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()
+    assert train_cli(tmp_path / "missing", tmp_path / "runs", "run.init_from=resume") == 2
+    assert "no checkpoint to resume from" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_mistakes_are_one_line(shards, tmp_path, capsys):
+    assert train_cli(shards, tmp_path, "data.batch_size=[1,") == 2           # YAML syntax
+    assert "not valid YAML" in one_error_line(capsys.readouterr().err)
+    assert train_cli(shards, tmp_path, "data.bach_size=4") == 2              # unknown key
+    assert "unknown config key" in one_error_line(capsys.readouterr().err)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("base: avsa.yaml\ndata: {batch_size: 4\n")
+    assert train.cli(["--config", str(broken)]) == 2
+    assert "not valid YAML" in one_error_line(capsys.readouterr().err)
+    with pytest.raises(ConfigError):                                          # --debug: raised
+        train.cli(["--config", AVSA, "data.bach_size=4", "--debug"])
+    assert not any(tmp_path.glob("runs*"))
+
+
+def test_a_worker_traceback_becomes_its_last_line():
+    exc = ShardFormatError("Caught ShardFormatError in DataLoader worker process 0.\nOriginal "
+                           "Traceback (most recent call last):\n  File x\npipeline.shards."
+                           "ShardFormatError: /d/s.h5: unreadable shard (truncated)")
+    assert error_line(exc) == "error: /d/s.h5: unreadable shard (truncated)"
+
+
+# ----------------------------------------------------------------------------- shards (7)
+
+def test_a_truncated_shard_is_named_with_the_command_that_rebuilds_it(tmp_path, shards):
+    folder = tmp_path / "copy"
+    shutil.copytree(shards, folder)
+    victim = sorted(folder.glob("*.h5"))[0]
+    victim.write_bytes(victim.read_bytes()[:2000])
+    with pytest.raises(ShardFormatError, match=f"{victim.name}: expected .* bytes.*make preprocess"):
+        ShardIndex.load(folder)
+    assert len(verify_shards(folder)) == 1
+    with pytest.raises(ShardFormatError, match="truncated or replaced"):
+        train.main(["--config", AVSA, *TINY, f"data.shards_dir={folder}",
+                    f"run.out_dir={tmp_path}"])
+
+
+def test_a_same_size_corruption_is_found_by_verify(tmp_path, shards):
+    folder = tmp_path / "copy"
+    shutil.copytree(shards, folder)
+    victim = sorted(folder.glob("*.h5"))[0]
+    data = bytearray(victim.read_bytes())
+    data[-100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    ShardIndex.load(folder)                                    # same size: the cheap check passes
+    (problem,) = verify_shards(folder)
+    assert victim.name in problem and "sha256 differs" in problem
+
+
+def test_a_torn_last_line_is_dropped_with_a_warning(tmp_path, caplog):
+    path = tmp_path / INDEX_NAME
+    append_jsonl(path, [{"shard": "a.h5"}, {"shard": "b.h5"}])
+    with path.open("a") as handle:
+        handle.write('{"shard": "c.h')                           # killed mid-line
+    with caplog.at_level(logging.WARNING):
+        assert [r["shard"] for r in read_jsonl(path)] == ["a.h5", "b.h5"]
+    assert str(path) in caplog.text and "torn last line" in caplog.text
+    append_jsonl(path, [{"shard": "d.h5"}])                      # the torn tail is cut first
+    assert [r["shard"] for r in read_jsonl(path)] == ["a.h5", "b.h5", "d.h5"]
+    path.write_text('{"shard": "a.h5"}\nnot json\n{"shard": "b.h5"}\n')
+    with pytest.raises(ShardFormatError, match=f"{INDEX_NAME}:2"):
+        list(read_jsonl(path))                                   # not the last line: an error
+
+
+# ----------------------------------------------------------------------------- preprocessing (3, 4)
+
+@pytest.fixture(scope="module")
+def clips_root(tmp_path_factory):
+    from pipeline.synth.cli import generate_videos
+    from pipeline.synth.scenes import SceneConfig
+
+    root = tmp_path_factory.mktemp("fault_clips")
+    generate_videos(root, n_train=3, n_test=1, seed=3,
+                    scene=SceneConfig(width=128, height=64, duration_s=2.5), workers=1)
+    return root
+
+
+def test_a_failed_preprocessing_start_leaves_the_folder_usable(clips_root, tmp_path):
+    out_dir = tmp_path / "shards"
+    cfg = tiny_config(clips_root, out_dir, "detector.enabled=true",
+                      f"detector.weights={tmp_path / 'no_such_weights.pt'}")
+    with pytest.raises(DetectorWeightsError, match="make detector"):
+        run_preprocess(cfg, progress=False)
+    assert not out_dir.exists()                                 # nothing written before checks
+    # A config left beside no shard (an older failed start) is no claim on the folder either.
+    out_dir.mkdir()
+    (out_dir / "preprocess_config.yaml").write_text("seed: 123\n")
+    summary = run_preprocess(tiny_config(clips_root, out_dir), progress=False,
+                             detector_factory=StubDetectorFactory())
+    assert summary.clips_ok == 4 and summary.clips_failed == 0
+
+
+def test_failed_clips_are_retried_and_a_new_data_root_rebuilds(clips_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(clips_root, root)
+    clips = read_manifest(root / "manifest.jsonl")
+    broken = root / clips[0].video_path
+    good_bytes = broken.read_bytes()
+    broken.write_bytes(b"")                                     # zero bytes: a probe failure
+    out_dir = tmp_path / "shards"
+    cfg = tiny_config(root, out_dir, f"paths.manifest={root / 'manifest.jsonl'}")
+    first = run_preprocess(cfg, progress=False, detector_factory=StubDetectorFactory())
+    assert first.clips_failed == 1
+    assert [f["clip_id"] for f in read_jsonl(out_dir / FAILURES_NAME)] == [clips[0].clip_id]
+    broken.write_bytes(good_bytes)                              # the user fixes the file
+    second = run_preprocess(cfg, progress=False, detector_factory=StubDetectorFactory())
+    assert second.clips_failed == 0 and list(read_jsonl(out_dir / FAILURES_NAME)) == []
+    stored = {c for r in read_jsonl(out_dir / INDEX_NAME) for c in r["clip_ids"]}
+    assert clips[0].clip_id in stored and second.shards_skipped >= 1   # other shards kept
+    # Another data root (same content hash: paths are not hashed) rebuilds every shard.
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    third = run_preprocess(tiny_config(moved, out_dir), progress=False,
+                           detector_factory=StubDetectorFactory())
+    assert third.shards_skipped == 0 and third.clips_ok == 4
+    assert {r["source_root"] for r in read_jsonl(out_dir / INDEX_NAME)} == {str(moved.resolve())}
+
+
+def test_max_clips_takes_the_first_clips_of_each_split(clips_root, tmp_path):
+    out_dir = tmp_path / "trial"
+    summary = run_preprocess(tiny_config(clips_root, out_dir, "paths.max_clips=1"),
+                             progress=False, detector_factory=StubDetectorFactory())
+    splits = sorted({s for r in read_jsonl(out_dir / INDEX_NAME) for s in r["split"]})
+    assert summary.clips_total == 2 and splits == ["test", "train"]
+
+
+def test_preprocessing_commands_fail_in_one_line(clips_root, tmp_path, capsys, monkeypatch):
+    import pipeline.preprocess as preprocess
+
+    base = [f"paths.data_root={clips_root}", f"paths.out_dir={tmp_path / 'out'}",
+            "detector.enabled=false"]
+    empty = tmp_path / "empty.jsonl"
+    write_manifest(empty, [])
+    assert preprocess_main(["--no-progress", *base, f"paths.manifest={empty}",
+                            "dask.scheduler=serial"]) == 2
+    assert "empty manifest" in one_error_line(capsys.readouterr().err)
+    monkeypatch.setattr(preprocess, "CONNECT_TIMEOUT_S", 1)
+    assert preprocess_main(["--no-progress", *base, f"paths.manifest={clips_root / 'manifest.jsonl'}",
+                            "dask.scheduler=tcp://127.0.0.1:9"]) == 2
+    assert "no scheduler answered" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ManifestError):
+        preprocess_main(["--debug", *base, f"paths.manifest={empty}"])
+
+
+# ----------------------------------------------------------------------------- embed (5)
+
+needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata absent")
+
+
+@needs_realdata
+@pytest.mark.slow
+def test_embed_takes_each_files_convention_and_refuses_contradictions(tmp_path, capsys):
+    from evals.audio.embed import CONVENTION_SIDECAR
+    from evals.audio.embed import main as embed_main
+    from tests.test_eval_binary import make_tiny_run
+
+    ckpt, _ = make_tiny_run(tmp_path / "run", audio_input="foa")
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    x, rate = sf.read(REALDATA / "jsambisonics_BF_rec2.ogg", dtype="float32")
+    sf.write(folder / "rec2.wav", x[: 3 * rate], rate)           # FuMa W, X, Y, Z: 3 s
+    sf.write(folder / "short.wav", np.zeros((2400, 4), np.float32), 24000)
+    out = tmp_path / "emb.h5"
+    common = [f"in_dir={folder}", f"ckpt={ckpt}", "device=cpu"]
+    # Read as ambiX (the default), rec2's channels contradict the layout: refused, not embedded;
+    # the short file is skipped too; no file could be embedded, so no .h5 is left behind.
+    assert embed_main([*common, f"out={out}"]) == 2
+    assert "none of 2 files could be embedded" in one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+    problems = [json.loads(line) for line in out.with_name("emb.problems.jsonl").read_text()
+                .splitlines()]
+    assert {p["path"]: p["error"] for p in problems} == {"rec2.wav": "AmbisonicFormatError",
+                                                          "short.wav": "ValueError"}
+    # Declared FuMa in a sidecar: embedded; the short file is still listed, the run goes on.
+    (folder / CONVENTION_SIDECAR).write_text(json.dumps({"files": {"rec2.wav": "fuma"}}))
+    assert embed_main([*common, f"out={out}"]) == 0
+    import h5py
+
+    with h5py.File(out, "r") as h5:
+        (group,) = [h5["files"][g] for g in h5["files"]]
+        assert (group.attrs["path"], group.attrs["convention"]) == ("rec2.wav", "fuma")
+        assert group["embedding"].shape == (3, 32)                  # 3 windows, tiny D = 32
+    assert [p["path"] for p in map(json.loads, out.with_name("emb.problems.jsonl")
+                                   .read_text().splitlines())] == ["short.wav"]
+
+
+# ----------------------------------------------------------------------------- detector (6)
+
+class NotAModel:
+    """Any class outside ultralytics' allow-list: unpickling it could run its code."""
+
+
+def test_unsafe_detector_weights_are_refused(tmp_path):
+    from pipeline.detect import load_detector
+
+    weights = tmp_path / "suspicious.pt"
+    torch.save({"model": NotAModel(), "train_args": {}}, weights)
+    with pytest.raises(DetectorWeightsError, match="refused by the safe loader"):
+        load_detector(weights)
+
+
+# ----------------------------------------------------------------------------- evaluators (8, 9)
+
+def test_evaluators_report_a_missing_checkpoint_in_one_line(tmp_path, capsys):
+    from evals.audio.binary import main as binary_main
+    from evals.av.localize import main as localize_main
+
+    for entry in (binary_main, localize_main):
+        assert entry([f"ckpt={tmp_path / 'nope.pt'}"]) == 2
+        assert "no such checkpoint" in one_error_line(capsys.readouterr().err)
+    assert not any(p.name.endswith(".config.yaml") for p in tmp_path.rglob("*"))
+
+
+def test_scene_folder_with_short_files_says_what_to_change(tmp_path, capsys):
+    from evals.audio.scenes import main as scenes_main
+
+    folder = tmp_path / "EigenScape"
+    folder.mkdir()
+    for name in ("Beach.1.wav", "Park.1.wav"):
+        sf.write(folder / name, np.zeros((2400, 4), np.float32), 24000)
+    assert scenes_main([f"data_dir={folder}", f"out={tmp_path / 'out'}"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "protocol.segment_s" in line and "synthetic" not in line.lower()
+
+
+def test_run_main_passes_unknown_errors_through():
+    def buggy(argv):
+        raise KeyError("a bug keeps its traceback")
+
+    with pytest.raises(KeyError):
+        run_main(buggy, [])
+
+
+def test_yaml_errors_in_config_files_name_the_file(tmp_path):
+    from trainer.config import TrainConfig
+
+    path = tmp_path / "x.yaml"
+    path.write_text("data:\n  batch_size: [1,\n")
+    with pytest.raises(ConfigError, match=f"{path}: not valid YAML"):
+        load_config(TrainConfig, path)
