@@ -24,6 +24,7 @@ export PYTHONUNBUFFERED   := 1
 EXP        ?= avsa
 ARGS       ?=
 SEED       ?= 0
+PRESET     ?= demo
 DATA       ?= data/synthetic
 MANIFEST   ?= data_manifests/synthetic.jsonl
 SHARDS     ?= data/shards/synthetic
@@ -79,8 +80,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create/refresh the virtual environment in .venv (idempotent)
 
-data: $(STAMP) ## Generate the synthetic 360° dataset and its manifest (deterministic, SEED=0)
-	$(PY) -m pipeline.synth.cli videos --out $(DATA) --manifest $(MANIFEST) --seed $(SEED) $(ARGS)
+data: $(STAMP) ## Generate the synthetic 360° dataset and its manifest (SEED=0; PRESET=spatial)
+	$(PY) -m pipeline.synth.cli videos --out $(DATA) --manifest $(MANIFEST) --seed $(SEED) \
+	  --preset $(PRESET) $(ARGS)
 
 detector: $(STAMP) ## Train the offline YOLO detector on synthetic frames (-> models/detector/synthetic_yolo.pt)
 	$(PY) -m pipeline.synth.detector train --out $(dir $(DETECTOR)) --seed $(SEED) $(ARGS)

@@ -60,19 +60,19 @@ WANG_2022_T2 = "Wang et al. 2022, Table 2 (EigenScape, frozen)"
 WANG_2022_TXT = "Wang et al. 2022, Sec. 3 (in-domain AVSA, crops unstated)"
 
 PUBLISHED: dict[str, dict[str, tuple[float, str]]] = {
+    # The "transf." rows of Table 1 are other models: AVC / AVTS pretrained with 4 crops and the
+    # translation networks (avc_transf, avts_transf); an AVC or AVTS model has no "4 + T".
     "avc": {
         "avc_bin_1": (79.82, MORGADO_2020), "avc_bin_4": (82.68, MORGADO_2020),
-        "avc_bin_4t": (83.87, MORGADO_2020),
         "avsa_bin_1": (59.48, MORGADO_2020), "avsa_bin_4": (59.25, MORGADO_2020),
-        "avsa_bin_4t": (61.20, MORGADO_2020),
         "eigenscape": (82.5, WANG_2022_T2),
     },
+    "avc_transf": {"avc_bin_4t": (83.87, MORGADO_2020), "avsa_bin_4t": (61.20, MORGADO_2020)},
     "avts": {
         "avc_bin_1": (80.08, MORGADO_2020), "avc_bin_4": (82.77, MORGADO_2020),
-        "avc_bin_4t": (83.77, MORGADO_2020),
         "avsa_bin_1": (59.78, MORGADO_2020), "avsa_bin_4": (60.37, MORGADO_2020),
-        "avsa_bin_4t": (60.73, MORGADO_2020),
     },
+    "avts_transf": {"avc_bin_4t": (83.77, MORGADO_2020), "avsa_bin_4t": (60.73, MORGADO_2020)},
     "avsa": {
         "avc_bin_1": (86.19, MORGADO_2020), "avc_bin_4": (91.67, MORGADO_2020),
         "avc_bin_4t": (89.83, MORGADO_2020),
@@ -121,14 +121,16 @@ MULTISENSORY_PUBLISHED: dict[str, dict[str, tuple[float, str]]] = {
     "multisensory_foa": {"sync": (59.9, OWENS_2018)},
 }
 
-# Experiment order of the table: Wang et al.'s six, then Morgado et al.'s three.
+# Experiment order of the table: Wang et al.'s six, then Morgado et al.'s Table 1 pretexts.
 EXPERIMENT_ORDER = ("baseline", "foa_yolo", "foa_iv", "foa_iv_yolo", "beamform", "beamform_yolo",
-                    "avc", "avts", "avsa")
+                    "avc", "avc_transf", "avts", "avts_transf", "avsa")
 
 # (column key, header) in table order.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("avc_bin_1", "AVC-bin 1"), ("avc_bin_4", "AVC-bin 4"), ("avc_bin_4t", "AVC-bin 4+T"),
+    ("avc_bin_4_control", "AVC-bin 4: best control"),
     ("avsa_bin_1", "AVSA-bin 1"), ("avsa_bin_4", "AVSA-bin 4"), ("avsa_bin_4t", "AVSA-bin 4+T"),
+    ("avsa_bin_4_control", "AVSA-bin 4: best control"),
     ("eigenscape", "EigenScape"), ("eigenscape_baselines", "EigenScape log-mel / DirAC"),
     ("localization", "Loc. hit"), ("localization_mismatched", "Loc. hit, other clip's video"),
 )
@@ -222,14 +224,25 @@ def _config_path(experiment: str, run_config_path: Path | None, repo_root: Path 
     return " + ".join(parts) if parts else "?"
 
 
+CONTROL_NAMES = {"audio_only": "audio only", "video_only": "video only",
+                 "other_clip_video": "other clip's video"}
+
+
 def _binary_scores(binary: Mapping[str, Any]) -> dict[str, float | str | None]:
     acc = binary.get("accuracy_pct", {})
+    controls = binary.get("controls_pct", {})
     out: dict[str, float | str | None] = {}
     for task in ("avc", "avsa"):
         task_acc = acc.get(task, {})
         out[f"{task}_bin_1"] = task_acc.get("single_view")
         out[f"{task}_bin_4"] = task_acc.get("multi_view")
         out[f"{task}_bin_4t"] = task_acc.get("multi_view_transformer")
+        plain = controls.get(task, {}).get("plain")
+        out[f"{task}_bin_4_control"] = None
+        if plain:       # the shortcut that scores best with 4 views, by name
+            name, best = max(((n, c["multi_view"]) for n, c in plain.items()),
+                             key=lambda item: item[1])
+            out[f"{task}_bin_4_control"] = f"{best:.2f} ({CONTROL_NAMES.get(name, name)})"
     return out
 
 
@@ -239,8 +252,11 @@ def collect_run(run_dir: Path, repo_root: Path | None = None) -> RunScores | Non
     eigen = _read_json(run_dir / EIGENSCAPE_JSON)
     local = _read_json(run_dir / LOCALIZE_JSON)
     evaluated = [r for r in (binary, eigen, local) if r is not None]
-    if not evaluated:
+    other_sets = [r for path in sorted(run_dir.glob(BINARY_JSON.replace(".json", "_*.json")))
+                  if (r := _read_json(path)) is not None]
+    if not evaluated and not other_sets:
         return None
+    evaluated = evaluated or other_sets
     config, config_file = _run_config(run_dir)
     experiment = (next((r["experiment"] for r in evaluated if r.get("experiment")), None)
                   or config.get("experiment") or run_dir.name)
@@ -249,9 +265,9 @@ def collect_run(run_dir: Path, repo_root: Path | None = None) -> RunScores | Non
     not_comparable: set[str] = set()
     if binary is not None:
         scores.update(_binary_scores(binary))
-        for key in ("avc_bin_1", "avc_bin_4", "avc_bin_4t", "avsa_bin_1", "avsa_bin_4",
-                    "avsa_bin_4t"):
-            synthetic[key] = bool(binary.get("synthetic", False))
+        for key in ("avc_bin_1", "avc_bin_4", "avc_bin_4t", "avc_bin_4_control", "avsa_bin_1",
+                    "avsa_bin_4", "avsa_bin_4t", "avsa_bin_4_control"):
+            synthetic[key] = bool(binary.get("synthetic", False)) and scores[key] is not None
     if eigen is not None:
         methods = eigen.get("methods", {})
         model = methods.get("model")

@@ -177,10 +177,12 @@ class Footprint(NamedTuple):
     rho: np.ndarray
 
 
-def visual_state(obj: dict, fps: float, t_s: float) -> tuple[float, float, float, float]:
-    """(azimuth_rad, elevation_rad, rendered_radius_rad, brightness) of an object at ``t_s``."""
+def visual_state(obj: dict, fps: float, t_s: float, pulse: bool = True
+                 ) -> tuple[float, float, float, float]:
+    """(azimuth_rad, elevation_rad, rendered_radius_rad, brightness) of an object at ``t_s``;
+    without ``pulse`` (the record's ``render.visual_pulse`` false) it is drawn as when on."""
     az, el = object_track_at(obj, fps, t_s)
-    pulse = float(envelope(obj["on_intervals_s"], t_s))
+    pulse = float(envelope(obj["on_intervals_s"], t_s)) if pulse else 1.0
     return float(az), float(el), obj["radius_rad"] * (0.85 + 0.15 * pulse), 0.55 + 0.45 * pulse
 
 
@@ -231,10 +233,11 @@ def visible_footprints(
     """(object record, footprint, brightness) of each visible object at ``t_s`` (s), in painting
     order (by ``object_id``; later objects are drawn on top)."""
     shapes = class_shapes(gt)
+    pulse = gt.get("render", {}).get("visual_pulse", True)
     for obj in sorted(gt["objects"], key=lambda o: o["object_id"]):
         if not obj["visible"]:
             continue
-        az, el, radius, brightness = visual_state(obj, gt["fps"], t_s)
+        az, el, radius, brightness = visual_state(obj, gt["fps"], t_s, pulse)
         shape = shapes[obj["class_name"]]
         yield (
             obj,

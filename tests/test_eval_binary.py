@@ -21,10 +21,10 @@ from tests.shard_factory import make_shards
 from trainer.checkpoint import save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import AUDIO_FEATURES, ShardStream
-from evals.audio.binary import (BinaryEvalConfig, PairSet, encode_batch, evaluate_binary,
-                                split_by_clip, stored_features,
-                                mismatched_partners, pair_accuracy, random_yaws_rad,
-                                rotate_by_yaw, train_pair_classifier)
+from evals.audio.binary import (BinaryEvalConfig, PairSet, control_scores, encode_batch,
+                                evaluate_binary, mismatched_partners, negative_yaws_rad,
+                                pair_accuracy, random_yaws_rad, rotate_by_yaw, split_by_clip,
+                                stored_features, train_pair_classifier)
 from evals.frozen import iter_shard_batches, load_frozen
 from trainer.models import build_model, model_args_from_config
 
@@ -68,6 +68,54 @@ def test_rotated_negative_moves_the_intensity_doa_by_the_yaw(yaw_deg):
     # The field turns by -yaw: a source at az is heard at az - yaw, at the same elevation.
     expected_az = wrap_azimuth_rad(az - np.deg2rad(yaw_deg))
     assert angular_distance_rad(rotated_az, rotated_el, expected_az, el) < np.deg2rad(2.0)
+
+
+def test_negative_yaws_follow_the_documented_laws():
+    """Kolmogorov-Smirnov against the stated distributions: U(-180, 180) deg for the authors'
+    protocol (``uniform``), U(60, 300) deg for ``away``."""
+    from scipy.stats import kstest
+
+    rng = np.random.default_rng(0)
+    uniform = negative_yaws_rad(4000, rng, BinaryEvalConfig())
+    assert kstest(uniform, "uniform", args=(-np.pi, 2 * np.pi)).pvalue > 0.01
+    assert np.abs(uniform).min() < np.deg2rad(2.0)          # near-zero turns are negatives too
+    away = np.rad2deg(negative_yaws_rad(4000, rng, BinaryEvalConfig(negative_yaw="away")))
+    assert kstest(away, "uniform", args=(60.0, 240.0)).pvalue > 0.01
+    assert kstest(uniform, "uniform", args=(np.deg2rad(60.0), np.deg2rad(240.0))).pvalue < 1e-6
+
+
+def test_controls_catch_an_audio_shortcut_and_pass_a_task_that_needs_the_video():
+    """Two constructed tasks. (1) Audio-decidable: the positive's audio carries a marker the
+    negative's lacks, whatever the video: the audio-only control scores high and leaves the
+    full head no margin. (2) Needs the video: the audio equals the video's code only in the
+    positive: the audio-only control is at chance, the other-clip control falls to chance,
+    and the full head keeps a wide margin."""
+    rng = np.random.default_rng(0)
+    n, k, d = 160, 2, 8
+    cfg = BinaryEvalConfig(max_epochs=80, val_fraction=0.0, batch_size=128, lr=3e-3,
+                           hidden_dim=64, dropout=0.1)
+    clip_ids = np.arange(n).astype(str)
+    video = rng.standard_normal((n, k, d)).astype(np.float32)
+    noise = lambda: 0.1 * rng.standard_normal((n, k, d)).astype(np.float32)
+    marker = np.zeros((n, k, d), np.float32)
+    marker[..., 0] = 3.0
+    audio_decidable = PairSet(video, rng.standard_normal((n, k, d)) + marker,
+                              rng.standard_normal((n, k, d)), clip_ids)
+    needs_video = PairSet(video, video + noise(), np.roll(video, 1, axis=1) + noise(), clip_ids)
+    device = torch.device("cpu")
+    for pairs, audio_decides in ((audio_decidable, True), (needs_video, False)):
+        train, test = pairs.subset(np.arange(n) < 112), pairs.subset(np.arange(n) >= 112)
+        head, _ = train_pair_classifier(train, cfg, device, seed=0)
+        full = pair_accuracy(head, test, device, seed=1)["single_view"]
+        controls = control_scores(head, train, test, cfg, device, seed=0)
+        assert 40.0 <= controls["video_only"]["single_view"] <= 60.0     # chance by design
+        if audio_decides:
+            assert controls["audio_only"]["single_view"] > 90.0
+            assert full - controls["audio_only"]["single_view"] < 5.0
+        else:
+            assert 35.0 <= controls["audio_only"]["single_view"] <= 65.0
+            assert 35.0 <= controls["other_clip_video"]["single_view"] <= 65.0
+            assert full > 85.0
 
 
 def test_random_yaws_stay_away_from_the_original_direction():
@@ -200,7 +248,16 @@ def test_binary_evaluation_end_to_end_writes_and_caches(tmp_path):
     assert [p.name.split("-")[1] for p in cached] == ["test", "train"]
     with np.load(cached[0]) as data:
         assert data["video"].shape == (8, 4, 32) and data["audio_rotated"].shape == (8, 4, 32)
-        assert np.all((np.rad2deg(data["yaw_rad"]) >= 60) & (np.rad2deg(data["yaw_rad"]) <= 300))
+        assert np.all(np.abs(data["yaw_rad"]) <= np.pi)         # authors' protocol: U(-pi, pi)
+    for task in ("avc", "avsa"):                                 # controls land in the JSON
+        for variant in ("plain", "v2a", "a2v"):
+            assert set(saved["controls_pct"][task][variant]) == {
+                "audio_only", "video_only", "other_clip_video"}
+            margin = saved["margin_over_best_control_pct"][task][variant]["multi_view"]
+            best = max(c["multi_view"] for c in saved["controls_pct"][task][variant].values())
+            full = saved["accuracy_pct"][task]["multi_view" + {"plain": "", "v2a": "_transformer",
+                                                               "a2v": "_transformer_a2v"}[variant]]
+            assert margin == pytest.approx(full - best, abs=0.02)
     again = evaluate_binary(ckpt, shards, cfg, device="cpu")                # from the cache
     assert again["accuracy_pct"] == result["accuracy_pct"]
     # The same model scored on the other stored viewpoint set: its own file and cache entries.

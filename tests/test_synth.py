@@ -35,6 +35,7 @@ from pipeline.synth.scenes import (
     envelope,
     make_scene,
     object_directions_at,
+    sample_room,
     sample_scene,
 )
 from pipeline.synth.write import write_clip
@@ -324,3 +325,96 @@ def test_eigenscape_set_layout_and_class_statistics(tmp_path):
         assert wood[1] > 4 * busy[1]  # brighter
         assert wood[2] > busy[2] + 0.1  # sources higher up
         assert busy[3] > 0  # orders 2-4 carry signal
+
+
+# ----------------------------------------------------------------------------- the spatial preset
+
+def _spatial_config(**changes):
+    from pipeline.synth.cli import PRESETS
+
+    return SceneConfig(duration_s=2.0, **{**PRESETS["spatial"]["scene"], **changes})
+
+
+def test_default_scene_draws_are_unchanged_by_the_spatial_options():
+    """Fingerprint of default scenes and one mix, taken with the code before the spatial
+    preset existed: its options draw nothing unless they are switched on."""
+    import hashlib
+    import json
+
+    from pipeline.synth.audio import scene_foa
+
+    digest = hashlib.sha1()
+    for k in range(5):
+        gt = sample_scene(SceneConfig(duration_s=2.0), (0, 0, k), f"c{k}")
+        gt["classes"] = [{key: v for key, v in c.items() if key != "shape"}
+                         for c in gt["classes"]]
+        digest.update(json.dumps(gt, sort_keys=True).encode())
+    assert digest.hexdigest() == "fff69bd14a75d56d9d1e38cc780329a5dc8a9cd9"
+    gt = sample_scene(SceneConfig(duration_s=1.0), (0, 0, 0), "c0")
+    assert float(np.abs(scene_foa(gt)).sum()) == pytest.approx(5144.31689453125, rel=1e-6)
+
+
+def test_spatial_preset_has_same_class_sources_apart_and_a_silent_twin():
+    cfg = _spatial_config()
+    n_ok = 0
+    for k in range(40):
+        gt = sample_scene(cfg, (0, 0, k), f"c{k}")
+        assert "room" in gt and gt["render"] == {"visual_pulse": False}
+        if "same_class" not in gt:
+            continue
+        states = [s for s in object_directions_at(gt, 1.0) if s.visible]
+        sounding = [s for s in states if s.sounding and s.active]
+        assert {s.class_name for s in states} == {gt["same_class"]}
+        assert len(sounding) >= 2 and any(not s.sounding for s in states)
+        for i, a in enumerate(sounding):
+            for b in sounding[i + 1:]:
+                assert angular_distance_rad(a.azimuth_rad, a.elevation_rad, b.azimuth_rad,
+                                            b.elevation_rad) >= math.radians(60.0) - 0.2
+        n_ok += 1
+    assert n_ok >= 24                                   # most clips (p_same_class = 0.8)
+
+
+def test_without_pulse_objects_are_drawn_as_when_sounding():
+    gt = make_scene(SceneConfig(width=128, height=64, duration_s=1.0),
+                    [ObjectSpec("drum", 0.0, 0.0, on_intervals_s=((0.5, 0.6),))], "c")
+    off = render_frame(gt, 0.0)
+    gt["render"] = {"visual_pulse": False}
+    assert not np.array_equal(render_frame(gt, 0.0), off)      # pulse off: full size and colour
+    on = dict(gt)
+    del on["render"]
+    np.testing.assert_array_equal(render_frame(gt, 0.0), render_frame(on, 0.55))
+
+
+def test_image_sources_come_from_the_mirrored_walls():
+    from pipeline.synth.audio import SPEED_OF_SOUND_M_S, image_sources
+
+    room = {"size_m": [8.0, 6.0, 3.0], "listener_m": [4.0, 3.0, 1.5], "source_distance_m": 2.0,
+            "wall_gain": 0.8}
+    images = image_sources(room, 0.0, 0.0)                # source 2 m straight ahead
+    floor, ceiling = images[4], images[5]                 # z walls at 0 and 3 m
+    assert floor[1] < 0 < ceiling[1] and abs(floor[0]) < 1e-9
+    # Floor image 1.5 m below the floor (3 m below the source), 2 m ahead: sqrt(13) m away.
+    assert floor[2] == pytest.approx((math.sqrt(13.0) - 2.0) / SPEED_OF_SOUND_M_S)
+    assert floor[3] == pytest.approx(0.8 * 2.0 / math.sqrt(13.0))
+    assert floor[1] == pytest.approx(-math.atan2(3.0, 2.0))
+    back = images[0]                                      # x wall at 0: behind the listener
+    assert abs(abs(back[0]) - math.pi) < 1e-9 and back[2] > 0
+
+
+def test_reverberation_keeps_the_direct_sound_direction():
+    """A reverberant source is still heard from its direct direction (intensity DOA within
+    10 deg at the preset's lowest direct-to-reverberant ratio), and the room adds energy."""
+    from pipeline.features import doa_from_intensity, intensity_directness
+    from pipeline.synth.audio import scene_foa
+
+    cfg = _spatial_config(drr_db=(0.0, 0.0), rt60_s=(0.8, 0.8))
+    gt = make_scene(cfg, [ObjectSpec("fountain", math.radians(70.0), math.radians(20.0))], "c")
+    gt["room"] = sample_room(np.random.default_rng(3), cfg)
+    wet = scene_foa(gt)
+    az, el = doa_from_intensity(wet[:, 24000:48000])
+    assert angular_distance_rad(az, el, math.radians(70.0), math.radians(20.0)) < math.radians(10)
+    dry = dict(gt)
+    del dry["room"]
+    # The room makes the field less directional (DirAC: |sum I| / sum E, 1 for a plane wave).
+    assert intensity_directness(scene_foa(dry)) > 0.95
+    assert intensity_directness(wet) < intensity_directness(scene_foa(dry)) - 0.1

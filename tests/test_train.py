@@ -94,6 +94,26 @@ def test_avts_run_uses_clip_groups(shards, tmp_path):
     assert all(0.0 < r["avts_v2a"] < 10.0 for r in rows)
 
 
+@pytest.mark.parametrize("experiment", ["avc_transf", "avts_transf", "avc"])
+def test_transf_baselines_train_their_translation_networks(shards, tmp_path, experiment):
+    """Morgado et al.'s AVC transf. / AVTS transf.: K viewpoints, pooled translated features;
+    the translation weights change during training (so a "4 + T" evaluation uses them). Plain
+    AVC leaves them at their initial values, which shows the comparison is with the start."""
+    result = run(shards, tmp_path, "curriculum.epochs=1", "run.max_steps_per_epoch=3",
+                 "run.val_max_steps=0", config=str(ROOT / f"configs/experiments/{experiment}.yaml"))
+    name = experiment.split("_")[0]
+    rows = [r for r in result["history"] if r["split"] == "train"]
+    assert {r["phase"] for r in rows} == {experiment} and all(0 < r[f"{name}_v2a"] for r in rows)
+    from trainer.models import build_model
+
+    trained, cfg = load_trained_model(Path(result["checkpoint"]), "cpu")
+    torch.manual_seed(cfg.run.seed)          # the initial weights, as train.main draws them
+    initial = build_model(cfg.model, cfg.data.audio_channels)
+    changed = [not torch.equal(a, b) for a, b in zip(trained.translation_parameters(),
+                                                      initial.translation_parameters())]
+    assert all(changed) if experiment != "avc" else not any(changed)
+
+
 def test_non_finite_loss_stops_with_the_step(shards, tmp_path, monkeypatch):
     compute_loss = train.compute_loss
     calls = []

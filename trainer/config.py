@@ -12,7 +12,11 @@ from pipeline.config import ConfigError
 
 AudioInput = Literal["foa", "foa_iv", "beamform"]
 ViewpointSource = Literal["random", "yolo"]
-Pretext = Literal["avc", "avsa", "avts"]
+Pretext = Literal["avc", "avsa", "avts", "avc_transf", "avts_transf"]
+#: Phases that read K viewpoints per clip and train the translation networks.
+TRANSLATION_PHASES = ("avsa", "avc_transf", "avts_transf")
+#: Pretexts whose batches bring >= 2 windows of every clip (same-clip negatives).
+TEMPORAL_PRETEXTS = ("avts", "avts_transf")
 
 AUDIO_CHANNELS = {"foa": 4, "foa_iv": 7, "beamform": 1}
 
@@ -129,6 +133,7 @@ class TrainConfig:
             raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got "
                               f"{self.optim.min_lr_ratio}")
         windows = self.data.avts_windows_per_clip
-        if self.curriculum.pretext == "avts" and self.data.batch_size % windows:
+        if self.curriculum.pretext in TEMPORAL_PRETEXTS and self.data.batch_size % windows:
             raise ConfigError(f"data.batch_size ({self.data.batch_size}) must be a multiple of "
-                              f"data.avts_windows_per_clip ({windows}) for pretext avts")
+                              f"data.avts_windows_per_clip ({windows}) for pretext "
+                              f"{self.curriculum.pretext}")

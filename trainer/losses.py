@@ -15,6 +15,11 @@ single-process loss on the global batch.
   proposals head(v)) and ``avsa_v2a`` (query ā = head(g_v2a(v)), proposals head(a)).
 - AVTS: the AVC loss on a batch whose clips each bring >= 2 windows (the loader groups them),
   so the proposals include other moments of the same clip (the AVTS proposal set).
+- AVC transf. / AVTS transf. (Morgado et al.'s Table 1 baselines with translation networks,
+  the authors' ``contrast: avc``): K viewpoints per clip are encoded and translated, the
+  translated and target embeddings are max-pooled over the K viewpoints, and the pooled pairs
+  go through the AVC (or, on AVTS batches, the AVTS) loss: the translation networks train, but
+  nothing asks them to tell one viewpoint from another.
 """
 
 from __future__ import annotations
@@ -86,6 +91,30 @@ def avts_loss(video: torch.Tensor, audio: torch.Tensor, clip_index: torch.Tensor
         raise ValueError("AVTS needs >= 2 windows of every clip in the batch; got clip counts "
                          f"{counts.tolist()} (build the loader with windows_per_clip >= 2)")
     return cross_modal_nce(video, audio, temperature, "avts")
+
+
+def pooled_translation_loss(video: torch.Tensor, audio: torch.Tensor,
+                            video_from_audio: torch.Tensor, audio_from_video: torch.Tensor,
+                            temperature: float, name: str,
+                            clip_index: torch.Tensor | None = None) -> LossTerms:
+    """AVC transf. (``name="avc"``) or AVTS transf. (``"avts"``, with ``clip_index``). All
+    inputs (B, K, E): the translated embeddings, max-pooled over K, are the queries of the
+    pooled targets of the other modality: ``<name>_v2a`` (head(g_v2a(v)) vs head(a)) and
+    ``<name>_a2v`` (head(g_a2v(a)) vs head(v)); every other clip (or window) of the global
+    batch is a negative."""
+    if clip_index is not None:
+        _, counts = torch.unique(clip_index, return_counts=True)
+        if int(counts.min()) < 2:
+            raise ValueError(f"{name} needs >= 2 windows of every clip in the batch; got clip "
+                             f"counts {counts.tolist()}")
+    pool = lambda x: F.normalize(x.float().amax(dim=1), dim=-1)
+    targets = _gathered_targets(video.shape[0], video.device)
+    loss_v2a, acc_v2a = info_nce(pool(audio_from_video), distributed.gather_with_grad(pool(audio)),
+                                 targets, temperature)
+    loss_a2v, acc_a2v = info_nce(pool(video_from_audio), distributed.gather_with_grad(pool(video)),
+                                 targets, temperature)
+    return LossTerms({f"{name}_v2a": loss_v2a, f"{name}_a2v": loss_a2v},
+                     {f"{name}_v2a": acc_v2a, f"{name}_a2v": acc_a2v})
 
 
 def avsa_loss(video: torch.Tensor, audio: torch.Tensor, video_from_audio: torch.Tensor,

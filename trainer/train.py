@@ -37,10 +37,10 @@ from pipeline.config import ConfigError, dump_config, load_config, save_config, 
 from trainer import distributed
 from trainer.checkpoint import (capture_rng_state, load_checkpoint, load_trained_model,
                                 restore_rng_state, save_checkpoint)
-from trainer.config import OptimConfig, TrainConfig
+from trainer.config import TEMPORAL_PRETEXTS, TRANSLATION_PHASES, OptimConfig, TrainConfig
 from trainer.data import ShardStream, make_loader
 from trainer.metrics import MetricsLog, plot_curves
-from trainer.losses import LossTerms, avc_loss, avsa_loss, avts_loss
+from trainer.losses import LossTerms, avc_loss, avsa_loss, avts_loss, pooled_translation_loss
 from trainer.models import build_model, model_args_from_config
 
 __all__ = ["main", "load_trained_model", "phase_for_epoch"]
@@ -85,6 +85,11 @@ def compute_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any], phase:
         return avc_loss(outputs["video"][:, 0], outputs["audio"][:, 0], tau)
     if phase == "avts":
         return avts_loss(outputs["video"][:, 0], outputs["audio"][:, 0], batch["clip_index"], tau)
+    if phase in ("avc_transf", "avts_transf"):
+        return pooled_translation_loss(
+            outputs["video"], outputs["audio"], outputs["video_from_audio"],
+            outputs["audio_from_video"], tau, phase.split("_")[0],
+            batch["clip_index"] if phase == "avts_transf" else None)
     terms = LossTerms()
     terms.update(avsa_loss(outputs["video"], outputs["audio"], outputs["video_from_audio"],
                            outputs["audio_from_video"], tau), cfg.loss.avsa_weight)
@@ -168,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(cfg.run.seed)
 
     # ---------------------------------------------------------------- data
-    windows = cfg.data.avts_windows_per_clip if cfg.curriculum.pretext == "avts" else 1
+    windows = (cfg.data.avts_windows_per_clip if cfg.curriculum.pretext in TEMPORAL_PRETEXTS
+               else 1)
     stream = dict(data_cfg=cfg.data, windows_per_clip=windows, seed=cfg.run.seed,
                   rank=dist_info.rank, world_size=dist_info.world_size)
     train_set = ShardStream(cfg.data.shards_dir, cfg.data.train_split, training=True, **stream)
@@ -234,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def forward_loss(net, batch, phase) -> LossTerms:
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             outputs = net(batch["video"], batch["audio"], batch["azimuth_rad"],
-                          batch["elevation_rad"], translate=phase == "avsa")
+                          batch["elevation_rad"], translate=phase in TRANSLATION_PHASES)
         return compute_loss(outputs, batch, phase, cfg)
 
     def reduce_terms(terms: LossTerms) -> dict[str, float]:
@@ -251,12 +257,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             phase = phase_for_epoch(cfg.curriculum, epoch)
             if phase != net_phase:   # translation nets train in AVSA only; DDP sees used params
                 for parameter in model.translation_parameters():
-                    parameter.requires_grad_(phase == "avsa")
+                    parameter.requires_grad_(phase in TRANSLATION_PHASES)
                 net = (DistributedDataParallel(model, device_ids=[device.index]
                                                if device.type == "cuda" else None)
                        if dist_info.is_distributed else model)
                 net_phase = phase
-            viewpoints = cfg.data.num_viewpoints if phase == "avsa" else 1
+            viewpoints = cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1
             log.info("epoch %d/%d: phase %s (%d viewpoint(s) per clip)", epoch + 1,
                      cfg.curriculum.epochs, phase.upper(), viewpoints)
             train_set.set_epoch(epoch, viewpoints)

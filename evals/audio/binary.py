@@ -8,10 +8,13 @@ features of one viewpoint and predicts whether they belong together:
 - **AVC**: positives pair a crop with the audio of the same sample and viewpoint; negatives pair
   it with the audio (same viewpoint index) of a sample from another clip.
 - **AVSA**: negatives pair a crop with the audio of the *same* sample after the unrotated FOA
-  (``foa_acn_sn3d``) was turned by a random yaw in ``[yaw_min_deg, yaw_max_deg]`` (away from 0)
-  *before* the viewpoint features are computed with :mod:`pipeline.features`; the positives go
-  through the very same path with yaw 0, so positives and negatives differ only by the rotation
-  (not by the float16 storage of the shard features). The AVC pairs use these same
+  (``foa_acn_sn3d``) was turned by a random yaw *before* the viewpoint features are computed
+  with :mod:`pipeline.features`: U(-180, 180) deg by default, as the authors' ``eval-avsa.py``
+  (``rotate_mode: yaw``; a turn close to 0 is still a negative, so no head reaches 100 %), or
+  U(``yaw_min_deg``, ``yaw_max_deg``) with ``negative_yaw=away`` (easier; reported as such).
+  The positives go through the very same path with yaw 0, so positives and negatives differ
+  only by the rotation. Each sample gives one positive and one negative (balanced; the authors
+  label each sample at random with p = 0.5, the same expectation). The AVC pairs use the same
   positive features (one audio encoding per viewpoint serves both tasks).
 
 Accuracy is reported per viewpoint (``single_view``) and per sample with the logits averaged
@@ -26,11 +29,17 @@ on them is kept (early stopping, patience 10 epochs); the test split chooses not
 20 epochs of 10 steps, as before, left the heads undertrained (README, "What make demo
 measured").
 
-Pairs come from the viewpoint set the model trained on (``viewpoints: run``), or from another
-stored set: ``protocol.viewpoints=random`` scores a YOLO-trained model on Morgado et al.'s uniformly
-drawn viewpoints. On detection-centred crops an AVSA positive nearly always has a sound in front
-and a rotated negative rarely does, so the audio alone can decide; on random viewpoints many
-crops are empty and the head must relate the picture to the sound's direction.
+Pairs come from the uniformly drawn viewpoints by default (``viewpoints: random``, Morgado et
+al.'s protocol), or from another stored set (``protocol.viewpoints=yolo`` or ``run``, the set
+the checkpoint trained on). On detection-centred crops an AVSA positive nearly always has a
+sound in front and a rotated negative rarely does, so the audio alone can decide; on random
+viewpoints many crops are empty and the head must relate the picture to the sound's direction.
+
+Shortcut controls come with every head (``controls: true``): an audio-only head (video features
+zeroed), a video-only head (audio zeroed; chance by construction, since a positive and its
+negative share the video) and the full head scored with the video of another test clip. A score
+counts as audio-visual only by its margin over the best control
+(``margin_over_best_control_pct`` in the JSON).
 
 Features of both splits are extracted once, in batches, and cached in
 ``<run>/eval_cache/`` (keyed by checkpoint, shards and settings), so heads train in seconds.
@@ -43,9 +52,9 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -55,6 +64,7 @@ from tqdm import tqdm
 from pipeline.features import foa_features
 from pipeline.foa import rotation_matrix_to_front
 from pipeline.shards import ShardIndex, open_shard
+from trainer.config import TRANSLATION_PHASES
 from trainer.data import AUDIO_FEATURES
 from evals.cli import EvalIO, require_ckpt, run_evaluator
 from evals.frozen import (FrozenModel, describe_run, iter_shard_batches, load_frozen,
@@ -74,12 +84,19 @@ class BinaryEvalConfig:
 
     num_viewpoints: int = 4
     # Stored viewpoint set the pairs are drawn from: random (uniform directions, Morgado et
-    # al.'s protocol), yolo, or run (the set the checkpoint trained on).
-    viewpoints: str = "run"
+    # al.'s protocol, the default), yolo, or run (the set the checkpoint trained on).
+    viewpoints: str = "random"
     max_train_samples: int = 20000    # 0 = all
     max_test_samples: int = 0         # 0 = all
+    # Yaw of the AVSA negatives: uniform = U(-180, 180) deg as the authors' eval-avsa.py
+    # (rotate_mode yaw; near-zero turns stay labelled misaligned); away = U(yaw_min_deg,
+    # yaw_max_deg), this project's earlier easier protocol, reported as such.
+    negative_yaw: Literal["uniform", "away"] = "uniform"
     yaw_min_deg: float = 60.0
     yaw_max_deg: float = 300.0
+    # Shortcut controls scored beside every head: audio only, video only, and the full head
+    # with another test clip's video (see the module doc).
+    controls: bool = True
     # The head trains until its loss on held-out training clips stops falling (patience
     # epochs without a new minimum; the lowest-loss head is kept), at most max_epochs.
     max_epochs: int = 300
@@ -113,6 +130,15 @@ def random_yaws_rad(n: int, rng: np.random.Generator, yaw_min_deg: float = 60.0,
         raise ValueError(f"expected 0 < yaw_min_deg <= yaw_max_deg < 360, got "
                          f"{yaw_min_deg}, {yaw_max_deg}")
     return np.deg2rad(rng.uniform(yaw_min_deg, yaw_max_deg, size=n))
+
+
+def negative_yaws_rad(n: int, rng: np.random.Generator, cfg: "BinaryEvalConfig") -> np.ndarray:
+    """Yaws of ``n`` AVSA negatives (radians) under ``cfg.negative_yaw``: ``uniform`` draws
+    U(-pi, pi) as the authors' evaluation (a turn close to 0 is still a negative, so no head
+    reaches 100 %); ``away`` draws U(yaw_min_deg, yaw_max_deg)."""
+    if cfg.negative_yaw == "uniform":
+        return rng.uniform(-np.pi, np.pi, size=n)
+    return random_yaws_rad(n, rng, cfg.yaw_min_deg, cfg.yaw_max_deg)
 
 
 def rotate_by_yaw(foa: np.ndarray, yaw_rad: float) -> np.ndarray:
@@ -180,6 +206,21 @@ class PairSet:
         if self.audio_negative is not None:
             return self.audio_negative
         return self.audio_positive[mismatched_partners(self.clip_ids, rng)]
+
+    def blanked(self, side: str) -> "PairSet":
+        """The same pairs with one side's features set to zero: ``video`` (an audio-only
+        control) or ``audio`` (a video-only control)."""
+        zero = lambda array: None if array is None else np.zeros_like(array)
+        if side == "video":
+            return replace(self, video=np.zeros_like(self.video))
+        return replace(self, audio_positive=zero(self.audio_positive),
+                       audio_negative=zero(self.audio_negative))
+
+    def with_other_clips_video(self, rng: np.random.Generator) -> "PairSet":
+        """Every pair's video replaced by the video (same viewpoint index) of a sample of
+        another clip; audio and labels unchanged."""
+        return replace(self, video=self.video[mismatched_partners(self.clip_ids, rng)],
+                       from_detection=None)
 
     def subset(self, mask: np.ndarray) -> "PairSet":
         """The samples where ``mask`` (N,) is true."""
@@ -289,6 +330,25 @@ def train_pair_classifier(train: PairSet, cfg: BinaryEvalConfig, device: torch.d
         head.load_state_dict(best_state)
     log.debug("head: %s", fit)
     return head.eval(), fit
+
+
+CONTROLS = ("audio_only", "video_only", "other_clip_video")
+
+
+def control_scores(head: PairClassifier, train: PairSet, test: PairSet, cfg: BinaryEvalConfig,
+                   device: torch.device, seed: int) -> dict[str, dict[str, float]]:
+    """What a shortcut scores on the same pairs (:data:`CONTROLS`): heads trained and tested
+    on audio only (video zeroed) and on video only (audio zeroed), and the full ``head`` tested
+    with each pair's video taken from another clip. A score counts as audio-visual only by its
+    margin over the best of these."""
+    out = {}
+    for name, side in (("audio_only", "video"), ("video_only", "audio")):
+        control_head, _ = train_pair_classifier(train.blanked(side), cfg, device, seed + 50)
+        out[name] = pair_accuracy(control_head, test.blanked(side), device, seed + 1)
+    out["other_clip_video"] = pair_accuracy(
+        head, test.with_other_clips_video(np.random.default_rng(seed + 7)), device, seed + 1)
+    return {name: {view: round(value, 2) for view, value in scores.items()
+                   if view in ("single_view", "multi_view")} for name, scores in out.items()}
 
 
 @torch.no_grad()
@@ -446,8 +506,7 @@ def extract_features(frozen: FrozenModel, shards_dir: Path, split: str, cfg: Bin
                                  cfg.num_viewpoints, (), cfg.extract_batch, max_samples,
                                  cfg.seed, extra_fields=("gt/count", detection_field))
     for batch in tqdm(batches, desc=f"features {split}", unit="batch", leave=False):
-        batch_yaws = random_yaws_rad(len(batch["clip_id"]), rng, cfg.yaw_min_deg,
-                                     cfg.yaw_max_deg)
+        batch_yaws = negative_yaws_rad(len(batch["clip_id"]), rng, cfg)
         stored = None if clip_ids else stored_features(shards_dir, batch, view_set, keys)
         for name, value in encode_batch(frozen, batch, batch_yaws, stored).items():
             out[name].append(value)
@@ -475,8 +534,8 @@ def _cache_key(ckpt_path: Path, shards_dir: Path, split: str, cfg: BinaryEvalCon
         "ckpt": [str(ckpt_path.resolve()), stat.st_size, stat.st_mtime_ns],
         "shards": [[r["shard"], r.get("sha256", ""), r["n_samples"]] for r in records],
         "split": split, "max_samples": max_samples, "k": cfg.num_viewpoints,
-        "viewpoints": resolve_viewpoints(frozen, cfg.viewpoints), "cache_version": 3,
-        "yaw": [cfg.yaw_min_deg, cfg.yaw_max_deg], "seed": cfg.seed,
+        "viewpoints": resolve_viewpoints(frozen, cfg.viewpoints), "cache_version": 4,
+        "yaw": [cfg.negative_yaw, cfg.yaw_min_deg, cfg.yaw_max_deg], "seed": cfg.seed,
         "feature_cfg": asdict(frozen.feature_cfg),
         "norm": {k: [v.mean.tolist(), v.std.tolist()] for k, v in sorted(frozen.norm.items())},
     }
@@ -524,18 +583,31 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
                            cfg.max_test_samples, cache_dir)
     head_device = frozen.device
     accuracy: dict[str, dict[str, float]] = {}
+    controls: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    margins: dict[str, dict[str, dict[str, float]]] = {}
     heads: dict[str, dict[str, dict[str, Any]]] = {}
+    # Translation variants only for a model whose translation networks trained (AVSA phase);
+    # an AVC or AVTS model's transformers are random, so its "4 + T" cells stay empty.
+    trained_translation = frozen.config.curriculum.pretext in TRANSLATION_PHASES
+    variants = VARIANTS if trained_translation else ("plain",)
     for task_index, task in enumerate(TASKS):
-        accuracy[task], heads[task] = {}, {}
-        for variant_index, variant in enumerate(VARIANTS):
+        accuracy[task], heads[task], controls[task], margins[task] = {}, {}, {}, {}
+        for variant_index, variant in enumerate(variants):
             seed = cfg.seed * 100 + task_index * 10 + variant_index
-            head, fit = train_pair_classifier(pair_set(train, task, variant), cfg, head_device,
-                                              seed)
+            train_pairs, test_pairs = pair_set(train, task, variant), pair_set(test, task, variant)
+            head, fit = train_pair_classifier(train_pairs, cfg, head_device, seed)
             heads[task][variant] = asdict(fit)
-            scores = pair_accuracy(head, pair_set(test, task, variant), head_device, seed + 1)
+            scores = pair_accuracy(head, test_pairs, head_device, seed + 1)
             suffix = {"plain": "", "v2a": "_transformer", "a2v": "_transformer_a2v"}[variant]
             for view, value in scores.items():
                 accuracy[task][view + suffix] = round(value, 2)
+            if cfg.controls:
+                controls[task][variant] = control_scores(head, train_pairs, test_pairs, cfg,
+                                                         head_device, seed)
+                margins[task][variant] = {
+                    view: round(scores[view] - max(c[view] for c in
+                                                   controls[task][variant].values()), 2)
+                    for view in ("single_view", "multi_view")}
             by_kind = "".join(f", {kind} views {scores[f'single_view_{kind}']:.2f} %"
                               for kind in ("detected", "fill")
                               if f"single_view_{kind}" in scores)
@@ -552,7 +624,10 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
         "n_train_samples": int(len(train["clip_id"])),
         "n_test_samples": int(len(test["clip_id"])),
         "n_test_clips": int(len(set(test["clip_id"].tolist()))),
+        "trained_translation": trained_translation,
         "accuracy_pct": accuracy,
+        "controls_pct": controls,
+        "margin_over_best_control_pct": margins,
         "heads": heads,
         "settings": asdict(cfg),
         "notes": ("single_view: every (sample, viewpoint) pair; multi_view: logits averaged "
@@ -561,7 +636,13 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
                   "g_a2v(a^1..a^K); single_view_detected / _fill: single views centred on a "
                   "detection / drawn at random because fewer objects were detected. heads: "
                   "per task and variant, the epoch whose head was kept (lowest loss on the "
-                  "held-out training clips) and how many ran. Chance = 50."),
+                  "held-out training clips) and how many ran. Chance = 50. controls_pct: per "
+                  "task and variant, an audio-only head (video features zeroed), a video-only "
+                  "head (audio zeroed) and the full head scored with another test clip's "
+                  "video; margin_over_best_control_pct: full head minus the best control. "
+                  f"AVSA negatives: yaw {cfg.negative_yaw}"
+                  + (" U(-180, 180) deg (authors' protocol)" if cfg.negative_yaw == "uniform"
+                     else f" U({cfg.yaw_min_deg:g}, {cfg.yaw_max_deg:g}) deg") + "."),
         "seconds": round(time.perf_counter() - started, 1),
     }
     out_path = Path(out_path) if out_path else run_dir / result_name(

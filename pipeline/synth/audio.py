@@ -178,18 +178,93 @@ def diffuse_ambience(
     return foa
 
 
+SPEED_OF_SOUND_M_S = 343.0
+
+
+def image_sources(room: dict, azimuth_rad: float, elevation_rad: float
+                  ) -> list[tuple[float, float, float, float]]:
+    """First-order reflections of a source at ``room["source_distance_m"]`` in direction
+    (azimuth_rad, elevation_rad) from the listener, in a shoebox: for each of the 6 walls,
+    ``(azimuth_rad, elevation_rad, delay_s, gain)`` relative to the direct sound (gain = wall
+    gain x direct distance / image distance). The source is kept inside the room."""
+    size = np.asarray(room["size_m"], dtype=np.float64)
+    listener = np.asarray(room["listener_m"], dtype=np.float64)
+    direction = np.array([math.cos(elevation_rad) * math.cos(azimuth_rad),
+                          math.cos(elevation_rad) * math.sin(azimuth_rad),
+                          math.sin(elevation_rad)])
+    source = np.clip(listener + room["source_distance_m"] * direction, 0.05 * size, 0.95 * size)
+    direct = float(np.linalg.norm(source - listener))
+    out = []
+    for axis in range(3):
+        for wall in (0.0, size[axis]):
+            image = source.copy()
+            image[axis] = 2.0 * wall - source[axis]
+            vector = image - listener
+            distance = float(np.linalg.norm(vector))
+            out.append((math.atan2(vector[1], vector[0]), math.asin(vector[2] / distance),
+                        (distance - direct) / SPEED_OF_SOUND_M_S,
+                        room["wall_gain"] * direct / distance))
+    return out
+
+
+def diffuse_tail_ir(room: dict, sample_rate: int, start_s: float, object_id: int,
+                    n_directions: int = 12) -> np.ndarray:
+    """FOA impulse response ``(4, L)`` of a diffuse reverberant tail: decorrelated noises from
+    near-uniform directions, decaying by 60 dB in ``rt60_s``, starting at ``start_s``, scaled
+    so its energy is ``drr_db`` below a unit direct sound."""
+    rng = np.random.default_rng([room["seed"], object_id])
+    rt60 = room["rt60_s"]
+    length = int(round((start_s + rt60) * sample_rate))
+    t = np.arange(length) / sample_rate
+    decay = np.where(t >= start_s, 10.0 ** (-3.0 * (t - start_s) / rt60), 0.0)
+    azimuth, elevation = fibonacci_sphere(n_directions, rng)
+    ir = np.zeros((4, length), dtype=np.float64)
+    for az, el in zip(azimuth, elevation):
+        ir += encode_plane_wave(rng.standard_normal(length) * decay, float(az), float(el))
+    energy = float(np.sum(ir[0] ** 2))
+    return (ir * math.sqrt(10.0 ** (-room["drr_db"] / 10.0) / energy)).astype(np.float32)
+
+
+def reverberant_foa(obj: dict, signal: np.ndarray, room: dict, sample_rate: int) -> np.ndarray:
+    """What the room adds to one source's direct sound, ``(4, n)``: its first-order image
+    sources (from its mean direction over the clip) and the diffuse tail."""
+    from scipy.signal import fftconvolve
+
+    n = len(signal)
+    az = float(np.angle(np.mean(np.exp(1j * np.asarray(obj["azimuth_rad"])))))
+    el = float(np.mean(obj["elevation_rad"]))
+    out = np.zeros((4, n), dtype=np.float32)
+    last_delay = 0.0
+    for image_az, image_el, delay_s, gain in image_sources(room, az, el):
+        shift = int(round(delay_s * sample_rate))
+        if 0 < shift < n:
+            delayed = np.concatenate([np.zeros(shift, np.float32), signal[:n - shift]]) * gain
+            out += encode_plane_wave(delayed.astype(np.float32), image_az, image_el)
+        last_delay = max(last_delay, delay_s)
+    tail = diffuse_tail_ir(room, sample_rate, last_delay, obj["object_id"])
+    for channel in range(4):
+        out[channel] += fftconvolve(signal, tail[channel])[:n].astype(np.float32)
+    return out
+
+
 def scene_foa(gt: dict) -> np.ndarray:
     """The clip's FOA track ``(4, n_samples)`` float32 (ambiX: W, Y, Z, X; SN3D), peak-normalised
-    to :data:`MIX_PEAK`. Moving sources follow their tracks sample by sample."""
+    to :data:`MIX_PEAK`. Moving sources follow their tracks sample by sample; in a record with a
+    ``room`` each source also gets its reflections and reverberant tail
+    (:func:`reverberant_foa`), while the ground-truth direction stays the direct sound's."""
     sr = gt["sample_rate"]
     n = int(round(gt["duration_s"] * sr))
     t_s = np.arange(n) / sr
     foa = np.zeros((4, n), dtype=np.float32)
+    room = gt.get("room")
     for obj in gt["objects"]:
         if not obj["sounding"]:
             continue
         az, el = object_track_at(obj, gt["fps"], t_s)
-        foa += encode_plane_wave(source_signal(obj, n, sr), az, el)
+        signal = source_signal(obj, n, sr)
+        foa += encode_plane_wave(signal, az, el)
+        if room is not None:
+            foa += reverberant_foa(obj, signal, room, sr)
     ambience = gt["ambience"]
     if ambience["level_db"] is not None:
         foa += diffuse_ambience(n, sr, ambience["level_db"], ambience["seed"], ambience["n_plane_waves"])

@@ -82,6 +82,21 @@ class SceneConfig:
     source_level_db: tuple[float, float] = (-6.0, 0.0)
     ambience_db: tuple[float, float] = (-32.0, -20.0)  # W-channel RMS re a 0 dB source
     ambience_plane_waves: int = 32
+    # The `spatial` preset (docs/synthetic.md): clips where class and synchrony cannot tell
+    # which object sounds. With probability p_same_class a clip's visible objects are all of
+    # one class: 2-3 of them sound at once, continuously, >= min_source_separation_deg apart,
+    # and one more of the same class is silent. visual_pulse=False draws objects without the
+    # envelope pulse; reverb=True puts every clip in a room (image-source early reflections
+    # and a diffuse exponential tail in FOA). Defaults leave the demo preset's draws unchanged.
+    p_same_class: float = 0.0
+    same_class_sounding: tuple[int, int] = (2, 3)
+    min_source_separation_deg: float = 60.0
+    visual_pulse: bool = True
+    reverb: bool = False
+    rt60_s: tuple[float, float] = (0.3, 0.8)
+    drr_db: tuple[float, float] = (0.0, 6.0)       # direct-to-reverberant ratio of each source
+    room_size_m: tuple[float, float] = (5.0, 12.0)
+    source_distance_m: tuple[float, float] = (1.5, 4.0)
 
     @property
     def n_frames(self) -> int:
@@ -243,12 +258,16 @@ def _place_apart(
     radius_rad: float,
     placed: list[tuple[float, float, float]],
     cfg: SceneConfig,
+    min_separation_rad: float = 0.0,
 ) -> tuple[float, float]:
-    """A starting direction at least 1.1 × (sum of radii) away from the visible objects placed."""
-    for _ in range(100):
+    """A starting direction at least 1.1 × (sum of radii), and ``min_separation_rad``, away from
+    the visible objects placed."""
+    for _ in range(100 if min_separation_rad == 0.0 else 400):
         az = float(rng.uniform(-np.pi, np.pi))
         el = _sample_elevation_rad(rng, cfg)
-        if all(angular_distance_rad(az, el, a, e) >= 1.1 * (radius_rad + r) for a, e, r in placed):
+        if all(angular_distance_rad(az, el, a, e) >= max(1.1 * (radius_rad + r),
+                                                          min_separation_rad)
+               for a, e, r in placed):
             return az, el
     return az, el  # a crowded scene: accept an overlap (later objects are drawn on top)
 
@@ -262,23 +281,36 @@ def sample_scene(cfg: SceneConfig, seed: Sequence[int], clip_id: str) -> dict:
     """
     rng = np.random.default_rng(list(seed))
     n_frames, fps = cfg.n_frames, cfg.fps
-    roles = [(True, True)] * int(rng.integers(cfg.min_sources, cfg.max_sources + 1))
-    if rng.random() < cfg.p_silent_object:
-        roles.append((True, False))
+    # Drawn only when the preset asks for it, so the default presets' draws are unchanged.
+    same_class = cfg.p_same_class > 0.0 and rng.random() < cfg.p_same_class
+    if same_class:
+        shared_class = OBJECT_CLASSES[int(rng.integers(len(OBJECT_CLASSES)))]
+        low, high = cfg.same_class_sounding
+        roles = [(True, True)] * int(rng.integers(low, high + 1)) + [(True, False)]
+    else:
+        roles = [(True, True)] * int(rng.integers(cfg.min_sources, cfg.max_sources + 1))
+        if rng.random() < cfg.p_silent_object:
+            roles.append((True, False))
     if rng.random() < cfg.p_offscreen_sound:
         roles.append((False, True))
 
     objects, placed = [], []
+    separation_rad = math.radians(cfg.min_source_separation_deg) if same_class else 0.0
     for object_id, (visible, sounding) in enumerate(roles):
         object_class = OBJECT_CLASSES[int(rng.integers(len(OBJECT_CLASSES)))]
+        if same_class and visible:
+            object_class = shared_class
         radius_rad = math.radians(rng.uniform(*cfg.radius_deg))
         if visible:
-            az0, el0 = _place_apart(rng, radius_rad, placed, cfg)
+            az0, el0 = _place_apart(rng, radius_rad, placed, cfg, separation_rad)
             placed.append((az0, el0, radius_rad))
         else:  # an off-screen sound may come from anywhere on the sphere
             az0 = float(rng.uniform(-np.pi, np.pi))
             el0 = float(np.arcsin(rng.uniform(-1.0, 1.0)))
         az, el = sample_track(rng, az0, el0, n_frames, fps, cfg)
+        intervals = sample_on_intervals(rng, cfg.duration_s, cfg)
+        if same_class and visible:     # the twins sound at once: only direction tells them apart
+            intervals = [[-1.0, round(cfg.duration_s + 1.0, 4)]]
         objects.append(
             _object_record(
                 object_id,
@@ -286,7 +318,7 @@ def sample_scene(cfg: SceneConfig, seed: Sequence[int], clip_id: str) -> dict:
                 radius_rad,
                 az,
                 el,
-                sample_on_intervals(rng, cfg.duration_s, cfg),
+                intervals,
                 visible=visible,
                 sounding=sounding,
                 level_db=rng.uniform(*cfg.source_level_db),
@@ -303,7 +335,32 @@ def sample_scene(cfg: SceneConfig, seed: Sequence[int], clip_id: str) -> dict:
         "n_plane_waves": cfg.ambience_plane_waves,
     }
     gt["objects"] = objects
+    if same_class:
+        gt["same_class"] = shared_class.name
+    if not cfg.visual_pulse:
+        gt["render"] = {"visual_pulse": False}
+        for obj in objects:
+            if obj["visible"]:
+                obj["visual_pulse"] = [1.0] * len(obj["visual_pulse"])
+    if cfg.reverb:
+        gt["room"] = sample_room(rng, cfg)
     return gt
+
+
+def sample_room(rng: np.random.Generator, cfg: SceneConfig) -> dict:
+    """A shoebox room around the listener: sizes (m), the listener's position in it, each
+    source's distance, RT60 and direct-to-reverberant ratio; ``seed`` for the diffuse tail."""
+    size = [round(float(rng.uniform(*cfg.room_size_m)) * f, 3) for f in (1.0, 0.8, 0.35)]
+    listener = [round(float(rng.uniform(0.3, 0.7)) * side, 3) for side in size]
+    return {
+        "size_m": size,
+        "listener_m": listener,
+        "source_distance_m": round(float(rng.uniform(*cfg.source_distance_m)), 3),
+        "rt60_s": round(float(rng.uniform(*cfg.rt60_s)), 3),
+        "drr_db": round(float(rng.uniform(*cfg.drr_db)), 3),
+        "wall_gain": 0.8,
+        "seed": int(rng.integers(2**31)),
+    }
 
 
 def make_scene(
