@@ -273,7 +273,7 @@ class FrozenModel:
 
 def _norm_stats(config: TrainConfig, norm_stats: str | Path | None) -> dict[str, FeatureNorm]:
     if norm_stats is not None and str(norm_stats).lower() == "none":
-        log.warning("audio normalisation disabled on request (--norm-stats none)")
+        log.warning("audio normalisation disabled on request (norm_stats=none)")
         return {}
     if norm_stats is None and not config.data.normalize_audio:
         return {}
@@ -282,7 +282,7 @@ def _norm_stats(config: TrainConfig, norm_stats: str | Path | None) -> dict[str,
     if not path.is_file():
         raise FileNotFoundError(
             f"normalisation statistics not found: {path} (the training shards' {NORM_STATS_NAME}"
-            f"); pass --norm-stats PATH, or --norm-stats none to evaluate unnormalised inputs")
+            f"); pass norm_stats=PATH, or norm_stats=none to evaluate unnormalised inputs")
     return read_norm_stats(path)
 
 

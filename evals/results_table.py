@@ -1,6 +1,6 @@
 """Markdown tables of every run's scores next to the published numbers.
 
-``python -m evals.results_table --runs runs --out results.md`` scans ``runs/*/`` and
+``python -m evals.results_table runs=runs out=results.md`` scans ``runs/*/`` and
 writes three tables, each run row followed by the published anchor row of its experiment:
 
 - Results: the JSON files the evaluators write (``eval_binary.json``, ``eval_eigenscape.json``,

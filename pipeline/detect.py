@@ -51,8 +51,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_SEAM_MARGIN_FRACTION = 1.0 / 16.0
-#: Where ``make detector`` writes the offline synthetic detector (``pipeline.synth.detector``).
-DEFAULT_WEIGHTS = Path("models/detector/synthetic_yolo.pt")
+#: The committed offline synthetic detector (``assets/detector/README.md``); ``make detector``
+#: writes a fresh one to ``models/detector/``.
+DEFAULT_WEIGHTS = Path("assets/detector/synthetic_yolo.pt")
 
 
 class Detector(Protocol):

@@ -113,10 +113,10 @@ class ViewpointsConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     enabled: bool = True           # false: the yolo viewpoints are all random fill (flagged)
-    weights: str = "models/detector/synthetic_yolo.pt"
+    weights: str = "assets/detector/synthetic_yolo.pt"
     conf: float = 0.25
     iou: float = 0.5               # NMS IoU, also for merging duplicates across the seam
-    imgsz: int = 384               # inference size; the offline detector is trained at 384
+    imgsz: int = 256               # inference size; the committed offline detector's training size
     device: str = "cpu"            # "cpu", "cuda:0"; not part of the content hash
     max_detections: int = MAX_DETECTIONS
 

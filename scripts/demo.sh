@@ -4,18 +4,20 @@
 # is an ordinary make target, so each can be rerun alone (see the README's manual path).
 #
 # On 2 cores the side jobs fill the core the foreground job leaves idle: the AVC-only model
-# (10 one-viewpoint epochs, a quarter of the cost of an AVSA epoch) and its two binary
-# evaluations run while the AVC -> AVSA model trains; then the AVSA model's evaluations run two
-# at a time, one thread each. Side-job logs: runs/demo_logs/<name>.log.
+# (8 one-viewpoint epochs, a quarter of the cost of an AVSA epoch) and its binary evaluation
+# run while the AVC -> AVSA model trains; then the AVSA model's evaluations run two at a time,
+# one thread each: binary on uniform viewpoints (the authors' protocol) and localisation in
+# front, binary on its YOLO viewpoints and scenes alongside. Side-job logs:
+# runs/demo_logs/<name>.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MAKE_CMD=(make --no-print-directory)
 : "${DEMO_SHARDS:=data/shards/demo}"
 : "${DEMO_EXP:=foa_iv_yolo}"
-: "${DETECTOR:=models/detector/synthetic_yolo.pt}"
+: "${DETECTOR:=assets/detector/synthetic_yolo.pt}"
 : "${DEMO_TRAIN:?}" "${DEMO_AVC:?}" "${DEMO_PREP:?}" "${DEMO_DETECTOR:?}"
-: "${DEMO_EIGEN_DIR:?}" "${DEMO_EIGEN_SYNTH:?}" "${DEMO_EIGEN:?}"
+: "${DEMO_EIGEN_DIR:?}" "${DEMO_EIGEN_SYNTH:?}" "${DEMO_EIGEN:?}" "${DEMO_LOC:?}"
 LOGS=runs/demo_logs
 mkdir -p "$LOGS"
 
@@ -41,10 +43,9 @@ trap cleanup EXIT
 avc_model() {
   "${MAKE_CMD[@]}" train EXP=avc SHARDS="$DEMO_SHARDS" ARGS="$DEMO_AVC run.name=demo_avc"
   "${MAKE_CMD[@]}" eval-avsa CKPT=runs/demo_avc/ckpt.pt
-  "${MAKE_CMD[@]}" eval-avsa CKPT=runs/demo_avc/ckpt.pt ARGS="protocol.viewpoints=random"
 }
-avsa_random_scenes() {
-  "${MAKE_CMD[@]}" eval-avsa CKPT=runs/demo_avsa/ckpt.pt ARGS="protocol.viewpoints=random"
+avsa_yolo_scenes() {
+  "${MAKE_CMD[@]}" eval-avsa CKPT=runs/demo_avsa/ckpt.pt ARGS="protocol.viewpoints=yolo"
   "${MAKE_CMD[@]}" eval-eigenscape CKPT=runs/demo_avsa/ckpt.pt \
     EIGEN_SYNTH_DIR="$DEMO_EIGEN_DIR" EIGEN_SYNTH_ARGS="$DEMO_EIGEN_SYNTH" ARGS="$DEMO_EIGEN"
 }
@@ -57,11 +58,11 @@ fi
 
 side avc_model avc_model
 "${MAKE_CMD[@]}" train EXP="$DEMO_EXP" SHARDS="$DEMO_SHARDS" ARGS="$DEMO_TRAIN run.name=demo_avsa"
-side avsa_random_scenes avsa_random_scenes
+side avsa_yolo_scenes avsa_yolo_scenes
 "${MAKE_CMD[@]}" eval-avsa CKPT=runs/demo_avsa/ckpt.pt
-"${MAKE_CMD[@]}" localize CKPT=runs/demo_avsa/ckpt.pt
+"${MAKE_CMD[@]}" localize CKPT=runs/demo_avsa/ckpt.pt ARGS="$DEMO_LOC"
 echo "==> waiting for the side jobs"
-wait_side avsa_random_scenes
+wait_side avsa_yolo_scenes
 wait_side avc_model
 
 "${MAKE_CMD[@]}" inspect SHARDS="$DEMO_SHARDS" ARGS="--n 4"

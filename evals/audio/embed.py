@@ -231,7 +231,7 @@ def _open_output(out_path: Path, settings: dict[str, Any], frozen: FrozenModel,
         if h5.attrs.get("format") != FORMAT or differing:
             h5.close()
             raise ValueError(f"{out_path}: exists with other settings {differing} (stored, "
-                             f"requested); choose another --out to start afresh")
+                             f"requested); choose another out= to start afresh")
     done = {}
     for name in list(h5["files"]):
         group = h5["files"][name]
