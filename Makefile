@@ -69,7 +69,7 @@ EIGEN_SYNTH_ARGS ?=
 
 .PHONY: help venv data detector preprocess verify inspect train train-ddp eval-avsa \
         eval-eigenscape localize embed results eval-ucf eval-hmdb eval-seg \
-        preprocess-sync multisensory separation demo test bench clean
+        preprocess-sync multisensory separation reproduce demo test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -132,6 +132,9 @@ localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip
 
 embed: $(STAMP) ## Audio embeddings of a folder of ambiX/FuMa WAVs: make embed IN=dir OUT=emb.h5
 	$(PY) -m evals.audio.embed in_dir=$(IN) out=$(OUT) ckpt=$(CKPT) $(ARGS)
+
+reproduce: $(STAMP) ## Paper comparisons on the spatial preset, 3 seeds, resumable -> results/reproduction/, docs/RESULTS.md
+	$(PY) scripts/reproduce.py $(ARGS)
 
 results: $(STAMP) ## Markdown table of every run's scores next to the published numbers
 	$(PY) -m evals.results_table runs=runs out=results.md

@@ -254,8 +254,11 @@ class FrozenModel:
 
     @torch.no_grad()
     def project(self, features: np.ndarray, head: str) -> np.ndarray:
-        """Projection head (``video`` or ``audio``) of ``(..., D)`` features -> ``(..., E)``."""
-        layer = {"video": self.model.video_head, "audio": self.model.audio_head}[head]
+        """Projection head of ``(..., D)`` features -> ``(..., E)``: ``video`` / ``audio`` for
+        encoder features, ``video_pred`` / ``audio_pred`` for translated ones."""
+        layer = {"video": self.model.video_head, "audio": self.model.audio_head,
+                 "video_pred": self.model.video_pred_head,
+                 "audio_pred": self.model.audio_pred_head}[head]
         x = torch.from_numpy(np.asarray(features, dtype=np.float32)).to(self.device)
         return layer(x).float().cpu().numpy()
 

@@ -88,6 +88,16 @@ def test_training_never_replaces_a_run_silently(shards, tmp_path, capsys, caplog
     assert train_cli(shards, tmp_path, "run.overwrite=true") == 0     # on purpose: replaced
 
 
+def test_the_paper_preset_on_a_cpu_says_so_and_projects_the_run(shards, tmp_path, caplog):
+    argv = ["--config", AVSA, f"data.shards_dir={shards}", f"run.out_dir={tmp_path}",
+            "data.batch_size=2", "data.num_workers=0", "run.max_steps_per_epoch=1",
+            "run.val_max_steps=0", "curriculum.epochs=1", "curriculum.switch_epoch=1"]
+    with caplog.at_level(logging.INFO):
+        assert train.cli(argv) == 0                      # R(2+1)D-18 + the authors' audio CNN
+    assert "the paper preset (R(2+1)D-18" in caplog.text and "model.preset=tiny" in caplog.text
+    assert "step 1 took" in caplog.text and "the run (1 steps) in" in caplog.text
+
+
 def test_a_failed_start_writes_nothing(tmp_path, capsys):
     empty = tmp_path / "no_shards"
     empty.mkdir()

@@ -114,3 +114,28 @@ def test_video_input_resampling_keeps_output_shape_and_picks_even_frames():
     assert resampled.shape == (2, 3, 4, 16, 16)
     assert resampled[0, 0, :, 0, 0].tolist() == [0.0, 2.0, 5.0, 7.0]   # evenly spaced frames
     assert encoder(video).shape == (2, 32)
+
+
+def test_paper_preset_has_the_authors_shapes_and_parameter_counts():
+    """Counted from pedro-morgado/AVSpatialAlignment (models/audio.py, models/video.py,
+    criterions/transformers.py, criterions/video2audio_seq.py; the R(2+1)D block from the
+    same author's AVID-CMA network_blocks.py, which the AVSA repository imports): conv weights
+    without bias, BatchNorm affine, Linear layers with bias."""
+    from trainer.models import AudioEncoder, AVSpatialModel, TranslationNetwork, VideoEncoder
+
+    count = lambda module: sum(p.numel() for p in module.parameters())
+    assert count(AudioEncoder(4, 512, "paper")) == 4_735_104          # FOA log-mel, 4 channels
+    assert count(AudioEncoder(1, 512, "paper")) == 4_725_696          # one beam
+    assert count(VideoEncoder(512, "paper")) == 15_379_136
+    translation = TranslationNetwork(512, depth=2, heads=1, dropout=0.1, viewpoint_encoding=False)
+    assert count(translation) == 6_304_768                          # per direction
+    model = AVSpatialModel(4)                                        # the defaults: paper preset
+    heads = [model.video_head, model.audio_head, model.video_pred_head, model.audio_pred_head]
+    assert len({id(h) for h in heads}) == 4 and sum(map(count, heads)) == 262_656
+    assert count(model.audio_to_video) + count(model.video_to_audio) + sum(map(count, heads)) \
+        == 12_872_192                                                # their Video2AudioSeq
+    with torch.no_grad():
+        assert model.audio_encoder(torch.randn(2, 4, 128, 100)).shape == (2, 512)
+        assert model.video_encoder(torch.rand(1, 3, 8, 112, 112)).shape == (1, 512)
+        out = translation(torch.randn(2, 4, 512))
+    assert out.shape == (2, 4, 512) and bool((out >= 0).all())      # layers end with a ReLU

@@ -81,7 +81,17 @@ def load_trained_model(ckpt_path: str | Path,
                        device: str | torch.device = "cpu") -> tuple[AVSpatialModel, TrainConfig]:
     """The trained model (eval mode, on ``device``) and the config it was trained with."""
     checkpoint = load_checkpoint(ckpt_path, map_location="cpu")
-    model = AVSpatialModel(**checkpoint["model_args"])
-    model.load_state_dict(checkpoint["model"])
-    config = from_dict(TrainConfig, checkpoint["config"])
+    # Checkpoints written before the authors' heads and transformer layers (no such arguments)
+    # had shared heads, no output ReLU and the layers under ``<net>.transformer.layers``.
+    model_args = {"separate_prediction_heads": False, "transformer_output_relu": False,
+                  **checkpoint["model_args"]}
+    model = AVSpatialModel(**model_args)
+    state = {key.replace(".transformer.layers.", ".layers."): value
+             for key, value in checkpoint["model"].items()}
+    model.load_state_dict(state)
+    config_dict = checkpoint["config"]
+    model_cfg = config_dict.get("model", {})
+    for key in ("separate_prediction_heads", "transformer_output_relu"):
+        model_cfg.setdefault(key, model_args[key])
+    config = from_dict(TrainConfig, config_dict)
     return model.to(device).eval(), config

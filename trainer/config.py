@@ -60,8 +60,10 @@ class ModelConfig:
     feature_dim: int = 512         # encoder output (paper: 512)
     embed_dim: int = 128           # projection head output
     transformer_depth: int = 2
-    transformer_heads: int = 4
+    transformer_heads: int = 1     # the authors' multihead: false
     transformer_dropout: float = 0.1
+    transformer_output_relu: bool = True      # ReLU after each layer, as the authors' layers
+    separate_prediction_heads: bool = True    # heads of translated features apart from targets
     viewpoint_encoding: bool = False   # add a learned encoding of (az, el) to the tokens
     # CPU budget knobs: the video encoder resamples its input crops to this size / number of
     # frames (0 = use the stored crops as they are). Part of the model, so evaluation matches.

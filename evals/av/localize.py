@@ -83,7 +83,7 @@ class LocalizeConfig:
     n_clips: int = 40                  # test-shard samples to score
     seed: int = 0
     # Embedding space compared. avc: video_head(v_d) with audio_head(a_d), the cross-modal
-    # pair AVC trains; avsa: video_head(v_d) with video_head(g_a2v(a_d, a_d+90, a_d+180,
+    # pair AVC trains; avsa: video_head(v_d) with video_pred_head(g_a2v(a_d, a_d+90, a_d+180,
     # a_d+270)_d), the translated audio the AVSA phase trains (K = 4 tokens);
     # auto: avsa for models whose pretext is avsa, else avc.
     scoring: str = "auto"
@@ -238,7 +238,7 @@ def embed_directions(frozen: FrozenModel, clip: ClipInput, azimuth_rad: np.ndarr
         tokens = context_indices(azimuth_rad, elevation_rad)                  # (G, 4)
         translated = frozen.translate(audio_features[tokens], "a2v", azimuth_rad[tokens],
                                       elevation_rad[tokens])[:, 0]
-        audio = frozen.project(translated, "video")
+        audio = frozen.project(translated, "video_pred")
     else:
         audio = frozen.project(audio_features, "audio")
     video /= np.maximum(np.linalg.norm(video, axis=-1, keepdims=True), 1e-12)

@@ -244,7 +244,8 @@ def video_pyramid(encoder: nn.Module, video: torch.Tensor) -> list[torch.Tensor]
     """Multi-scale features of the video encoder, time-averaged, finest first.
 
     ``video`` (N, 3, T, S, S) in [0, 1] -> four ``(N, C_l, S_l, S_l)`` maps (strides 2, 4, 8, 16):
-    for the paper preset the outputs of R(2+1)D-18's ``layer1..layer4``, for the tiny preset
+    for the paper preset the outputs of R(2+1)D-18's ``layer1..layer4`` (stride 1, 2, 4, 8 after
+    its stride-2 stem), for the tiny preset
     those of its four (2+1)D blocks. Uses ``encoder.forward_features`` when the encoder has one;
     otherwise walks the known structure of :class:`trainer.models.VideoEncoder` (including its
     optional input resampling, which then sets the map sizes: the head upsamples to the labels).
@@ -256,7 +257,7 @@ def video_pyramid(encoder: nn.Module, video: torch.Tensor) -> list[torch.Tensor]
         x = (x - encoder.mean) / encoder.std
         net = encoder.net
         levels = []
-        if hasattr(net, "layer1"):                      # paper: torchvision VideoResNet
+        if hasattr(net, "layer1"):                      # paper: the authors' R(2+1)D-18
             x = net.stem(x)
             for name in ("layer1", "layer2", "layer3", "layer4"):
                 x = getattr(net, name)(x)

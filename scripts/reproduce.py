@@ -1,0 +1,124 @@
+"""`make reproduce`: the paper comparisons at CPU scale, on the `spatial` synthetic preset.
+
+    python scripts/reproduce.py [--seeds 0 1 2] [--jobs 2] [--only avsa avc] [--report-only]
+
+For every (experiment, seed) of the grid it trains the experiment with the CPU recipe below,
+scores it with the binary AVC / AVSA evaluation on uniformly drawn viewpoints (the authors'
+protocol, with its shortcut controls) and writes one small JSON,
+``results/reproduction/<experiment>-seed<N>.json`` (committed: the evidence). A run whose JSON
+exists is skipped, so the grid resumes, and can be split across sessions. ``docs/RESULTS.md``'s
+reproduction section is then regenerated from all JSONs (:mod:`evals.reproduction`).
+
+The grid: Morgado et al.'s Table 1 pretexts (AVC, AVTS, AVSA with the AVC -> AVSA curriculum,
+AVC transf., AVTS transf.) plus AVSA without curriculum (their "NoCur"), and Wang et al.'s six
+experiments (``baseline`` is the same recipe as ``avsa``: one run serves both rows). Every model
+trains the same number of epochs on the same shards (equal-epoch comparison, as both papers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from evals.reproduction import (GRID, RESULTS_DIR, run_record_path,  # noqa: E402
+                                summarise_binary, write_report)
+
+DATA = "data/synthetic_spatial"
+MANIFEST = "data_manifests/synthetic_spatial.jsonl"
+SHARDS = "data/shards/spatial"
+RUNS = "runs/reproduction"
+# The CPU recipe (the demo's): tiny encoders, 56 px crops resampled to 4 frames, batch 8.
+RECIPE = ["model.preset=tiny", "model.feature_dim=64", "model.video_input_size=56",
+          "model.video_input_frames=4", "data.batch_size=8", "optim.lr=1e-3",
+          "data.num_workers=1", "curriculum.epochs=8"]
+PREPROCESS = ["viewpoints.crop_size=56", "shards.clips_per_shard=25", "windows.max_per_clip=3"]
+
+
+def sh(command: list[str], log_path: Path | None = None) -> None:
+    """Run a command (OMP_NUM_THREADS=1); its output goes to ``log_path`` when given."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    if log_path is None:
+        subprocess.run(command, cwd=ROOT, env=env, check=True)
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        result = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(command[:4])} ... failed (exit {result.returncode}); "
+                           f"see {log_path}")
+
+
+def ensure_data(python: str) -> None:
+    """The spatial preset set and its shards (both resumable: done work is kept)."""
+    if not (ROOT / SHARDS / "norm_stats.json").is_file():
+        sh([python, "-m", "pipeline.synth.cli", "videos", "--out", DATA, "--preset", "spatial",
+            "--manifest", MANIFEST, "--seed", "0"])
+        sh([python, "-m", "pipeline.preprocess", "--config", "configs/preprocess.yaml",
+            "--no-progress", f"paths.data_root={DATA}", f"paths.manifest={MANIFEST}",
+            f"paths.out_dir={SHARDS}", *PREPROCESS])
+
+
+def run_one(python: str, experiment: str, seed: int) -> Path:
+    """Train and evaluate one grid cell unless its JSON exists; returns the JSON path."""
+    out = run_record_path(experiment, seed)
+    if out.is_file():
+        return out
+    spec = GRID[experiment]
+    name = f"{experiment}-seed{seed}"
+    run_dir = ROOT / RUNS / name
+    started = time.perf_counter()
+    overrides = [*RECIPE, *spec["overrides"], f"data.shards_dir={SHARDS}", f"run.out_dir={RUNS}",
+                 f"run.name={name}", f"run.seed={seed}"]
+    logs = ROOT / RUNS / "logs"
+    if not (run_dir / "ckpt.pt").is_file() or not (run_dir / "curves.png").is_file():
+        sh([python, "-m", "trainer.train", "--config", f"configs/experiments/{spec['config']}.yaml",
+            *overrides, "run.overwrite=true"], logs / f"{name}.train.log")
+    binary_json = run_dir / "eval_binary_random.json"
+    sh([python, "-m", "evals.audio.binary", f"ckpt={run_dir / 'ckpt.pt'}",
+        "protocol.viewpoints=random", f"out={binary_json}"], logs / f"{name}.eval.log")
+    binary = json.loads(binary_json.read_text())
+    record = {
+        "experiment": experiment, "seed": seed, "data": {"preset": "spatial", "shards": SHARDS},
+        "config": f"configs/experiments/{spec['config']}.yaml",
+        "overrides": [o for o in overrides if not o.startswith(("run.out_dir", "run.name"))],
+        "evaluation": "binary AVC / AVSA, uniform viewpoints, negatives U(-180, 180) deg",
+        **summarise_binary(binary),
+        "minutes": round((time.perf_counter() - started) / 60.0, 1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    print(f"==> {out.relative_to(ROOT)}", flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="grid cells run at once")
+    parser.add_argument("--only", nargs="+", choices=sorted(GRID), help="a part of the grid")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only regenerate docs/RESULTS.md from the JSONs")
+    args = parser.parse_args()
+    python = sys.executable
+    if not args.report_only:
+        ensure_data(python)
+        cells = [(e, s) for s in args.seeds for e in (args.only or GRID)]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in [pool.submit(run_one, python, e, s) for e, s in cells]:
+                future.result()
+    report = write_report(ROOT / RESULTS_DIR, ROOT / "docs" / "RESULTS.md")
+    print(f"==> {report.relative_to(ROOT)} (from {ROOT / RESULTS_DIR})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
