@@ -69,7 +69,7 @@ EIGEN_SYNTH_ARGS ?=
 
 .PHONY: help venv data detector preprocess verify inspect train train-ddp eval-avsa \
         eval-eigenscape localize embed results eval-ucf eval-hmdb eval-seg \
-        preprocess-sync multisensory separation reproduce demo test bench clean
+        preprocess-sync multisensory separation reproduce demo test bench bench-gpu clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -184,6 +184,9 @@ bench: $(STAMP) ## Run the benchmarks in bench/ (ratios against baselines measur
 	$(PY) bench/preprocess.py
 	$(PY) bench/train.py
 	$(PY) bench/downstream.py
+
+bench-gpu: $(STAMP) ## The paper preset's AVC/AVSA steps on CUDA: clips/s, step split, peak memory (ARGS=...)
+	$(PY) bench/gpu.py $(ARGS)
 
 clean: ## Remove generated data, runs and caches (keeps .venv)
 	rm -rf data runs outputs cache .pytest_cache

@@ -65,6 +65,14 @@ def phase_for_epoch(curriculum, epoch: int) -> str:
     return curriculum.pretext
 
 
+def autocast_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``optim.precision`` on ``device`` (None: plain fp32). ``auto`` is
+    bf16 on CUDA (the range of fp32, so no loss scaling) and fp32 on the CPU."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+
+
 def learning_rate(step: int, total_steps: int, optim: OptimConfig) -> float:
     """Learning rate of optimizer step ``step`` (0-based) out of ``total_steps``: linear
     warm-up over ``warmup_steps``, then ``optim.schedule`` (constant or cosine decay)."""
@@ -163,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if master:
         print(f"# resolved config ({args.config or 'defaults'})\n{dump_config(cfg)}", flush=True)
-    use_amp = cfg.optim.amp and device.type == "cuda"
+    autocast_dtype = autocast_dtype_for(cfg.optim.precision, device)
+    use_scaler = autocast_dtype is torch.float16
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -196,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model = build_model(cfg.model, cfg.data.audio_channels).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr,
                                  weight_decay=cfg.optim.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     torch.manual_seed(cfg.run.seed + 1000 * dist_info.rank + 1)
     start_epoch, step = 0, 0
     history: list[dict[str, Any]] = []
@@ -226,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     log.info("model %s: %.2fM parameters, %d audio channels; %d train samples, %d steps/epoch "
              "x %d rank(s), device %s%s", cfg.model.preset, n_params / 1e6,
              cfg.data.audio_channels, train_set.n_samples, steps_per_epoch,
-             dist_info.world_size, device, ", AMP fp16" if use_amp else "")
+             dist_info.world_size, device,
+             f", autocast {autocast_dtype}" if autocast_dtype is not None else ", fp32")
     if device.type == "cpu" and cfg.model.preset == "paper":
         log.warning("the paper preset (R(2+1)D-18, %d clips x %d viewpoints per step) on a CPU "
                     "takes seconds to minutes per step; the time of the first step and the "
@@ -238,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run_started = time.perf_counter()
 
     def forward_loss(net, batch, phase) -> LossTerms:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
             outputs = net(batch["video"], batch["audio"], batch["azimuth_rad"],
                           batch["elevation_rad"], translate=phase in TRANSLATION_PHASES)
         return compute_loss(outputs, batch, phase, cfg)
