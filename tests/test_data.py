@@ -16,8 +16,9 @@ from trainer.data import (ShardStream, assign_parts, choose_views, make_loader,
                           make_parts, split_steps)
 
 torch.set_num_threads(1)
+# Window epochs (every stored window once): the plan tests below check that exactly.
 PLAIN = DataConfig(batch_size=3, num_viewpoints=1, flip_prob=0.0, color_jitter=0.0,
-                   volume_jitter_db=0.0, normalize_audio=False)
+                   volume_jitter_db=0.0, normalize_audio=False, samples_per_clip=0)
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +235,29 @@ def test_batches_do_not_depend_on_the_order_shards_finished_in(shards, tmp_path)
     first = sample_ids(ShardStream(shards, "train", cfg, seed=5))
     second = sample_ids(ShardStream(shuffled, "train", cfg, seed=5))
     assert len(first) == 48 and first == second
+
+
+def test_clip_based_epochs_visit_every_clip_samples_per_clip_times(shards):
+    """The authors' epoch: every clip twice, a random stored window per visit; steps per
+    epoch = clips x samples_per_clip / batch; another epoch draws other windows, the same seed
+    the same ones."""
+    from collections import Counter
+    from dataclasses import replace
+
+    cfg = replace(PLAIN, samples_per_clip=2, batch_size=4)
+    stream = ShardStream(shards, "train", cfg, seed=3)
+    assert (stream.n_clips, stream.n_samples, stream.n_units) == (24, 48, 48)
+    assert stream.steps_per_epoch == 24 * 2 // 4
+
+    def epoch(seed, number):
+        s = ShardStream(shards, "train", cfg, seed=seed)
+        s.set_epoch(number)
+        return [(c, int(w)) for b in s.iter_worker(0, 1)
+                for c, w in zip(b["clip_id"], b["window_index"])]
+
+    first = epoch(3, 0)
+    assert len(first) == 48 and set(Counter(c for c, _ in first).values()) == {2}
+    assert epoch(3, 0) == first                                   # seeded, reproducible
+    assert sorted(epoch(3, 1)) != sorted(first)                   # other windows next epoch
+    validation = ShardStream(shards, "train", cfg, training=False, equal_steps=False)
+    assert validation.n_units == 48 and validation.samples_per_clip == 0   # every window

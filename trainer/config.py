@@ -36,6 +36,9 @@ class DataConfig:
     color_jitter: float = 0.2                # brightness/contrast/saturation strength, 0 = off
     volume_jitter_db: float = 3.0            # random gain on all audio channels, dB
     normalize_audio: bool = True             # per-mel-band stats from norm_stats.json
+    # Clip-based epochs (the authors' clips_per_video): a training epoch visits every clip this
+    # many times, a stored window drawn at random per visit; 0 = every stored window once.
+    samples_per_clip: int = 2
     train_split: str = "train"               # split streamed for training
     val_split: str = "val"                   # split for the end-of-epoch loss (skipped if absent)
     avts_windows_per_clip: int = 2           # AVTS: windows of one clip per batch (>= 2)

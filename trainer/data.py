@@ -335,6 +335,10 @@ class ShardStream(IterableDataset):
         self.shard_paths = [str(self.shards_dir / r["shard"]) for r in records]
         self.shard_sizes = [int(r["n_samples"]) for r in records]
         self.n_samples = sum(self.shard_sizes)
+        self.n_clips = sum(len(r.get("clip_ids", ())) for r in records)
+        # Clip-based epochs for training on single windows (AVTS keeps its window groups).
+        self.samples_per_clip = (data_cfg.samples_per_clip
+                                 if training and windows_per_clip == 1 and self.n_clips else 0)
 
         self.norm: dict[str, FeatureNorm] = {}
         norm_path = self.shards_dir / NORM_STATS_NAME
@@ -345,9 +349,14 @@ class ShardStream(IterableDataset):
 
     # -- plan ------------------------------------------------------------------------------
     @property
+    def n_units(self) -> int:
+        """Samples per epoch: clips x ``samples_per_clip``, or every stored window."""
+        return self.n_clips * self.samples_per_clip if self.samples_per_clip else self.n_samples
+
+    @property
     def steps_per_epoch(self) -> int:
         """Batches every rank yields per epoch (equal_steps), the same on all ranks."""
-        return self.n_samples // (self.world_size * self.batch_size)
+        return self.n_units // (self.world_size * self.batch_size)
 
     def set_epoch(self, epoch: int, viewpoints_per_sample: int | None = None) -> None:
         """Select the epoch's plan (and K, which changes with the curriculum phase). Call
@@ -420,10 +429,17 @@ class ShardStream(IterableDataset):
 
     def _units(self, reader: ShardReader, part: Part,
                rng: np.random.Generator) -> list[tuple[str, tuple[int, ...]]]:
-        """Units of a part: single rows, or groups of ``windows_per_clip`` rows of one clip."""
-        if self.windows_per_clip == 1:
+        """Units of a part: single rows (every row, or ``samples_per_clip`` random windows of
+        each clip), or groups of ``windows_per_clip`` rows of one clip (AVTS)."""
+        if self.windows_per_clip == 1 and not self.samples_per_clip:
             return [(part.shard_path, (row,)) for row in range(part.start, part.stop)]
         clip_ids = reader.clip_ids(part.shard_path, part.start, part.stop)
+        if self.windows_per_clip == 1:          # clip-based epoch: random windows per visit
+            rows_of: dict[str, list[int]] = {}
+            for offset, clip_id in enumerate(clip_ids):
+                rows_of.setdefault(clip_id, []).append(part.start + offset)
+            return [(part.shard_path, (int(row),)) for rows in rows_of.values()
+                    for row in rng.choice(rows, size=self.samples_per_clip, replace=True)]
         rows_by_clip: dict[str, list[int]] = {}
         for offset, clip_id in enumerate(clip_ids):
             rows_by_clip.setdefault(clip_id, []).append(part.start + offset)

@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train_set = ShardStream(cfg.data.shards_dir, cfg.data.train_split, training=True, **stream)
     if train_set.steps_per_epoch == 0:
         raise ValueError(f"split '{cfg.data.train_split}' in {cfg.data.shards_dir} has "
-                         f"{train_set.n_samples} samples, fewer than one step of "
+                         f"{train_set.n_units} samples per epoch, fewer than one step of "
                          f"{dist_info.world_size} rank(s) x {cfg.data.batch_size} clips")
     pin = device.type == "cuda"
     train_loader = make_loader(train_set, cfg.data.num_workers, pin, cfg.run.seed)
@@ -232,9 +232,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         save_config(cfg, run_dir / "config.yaml")
     metrics = MetricsLog(run_dir, rows=history) if master else None
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("model %s: %.2fM parameters, %d audio channels; %d train samples, %d steps/epoch "
+    log.info("model %s: %.2fM parameters, %d audio channels; %d train samples (%d per epoch: "
+             + ("%d clips x %d visits" % (train_set.n_clips, train_set.samples_per_clip)
+                if train_set.samples_per_clip else "every window") + "), %d steps/epoch "
              "x %d rank(s), device %s%s", cfg.model.preset, n_params / 1e6,
-             cfg.data.audio_channels, train_set.n_samples, steps_per_epoch,
+             cfg.data.audio_channels, train_set.n_samples, train_set.n_units, steps_per_epoch,
              dist_info.world_size, device,
              f", autocast {autocast_dtype}" if autocast_dtype is not None else ", fp32")
     if device.type == "cpu" and cfg.model.preset == "paper":
