@@ -48,7 +48,8 @@ PYTEST_ARGS ?=
 # The CPU recipe used by `make demo` (tiny encoders, crops resampled to 56 px x 4 frames, every
 # stored window once per epoch instead of the authors' 2 random visits per clip).
 TINY_CPU   ?= model.preset=tiny model.feature_dim=64 model.video_input_size=56 \
-              model.video_input_frames=4 data.batch_size=8 optim.lr=1e-3 data.samples_per_clip=0
+              model.video_input_frames=4 data.batch_size=8 data.avc_batch_size=0 optim.lr=1e-3 \
+              data.samples_per_clip=0
 # Demo: Wang et al.'s FOA+FOA-IV+YOLO with the AVC -> AVSA curriculum (5 + 3 epochs), and an
 # AVC-only model on the same inputs for comparison, as many epochs (Morgado et al. compare
 # equal epochs), trained alongside it; 56 px crops and 3 windows per clip in the shards (sized

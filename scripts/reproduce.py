@@ -39,7 +39,8 @@ RUNS = "runs/reproduction"
 # The CPU recipe (the demo's): tiny encoders, 56 px crops resampled to 4 frames, batch 8.
 RECIPE = ["model.preset=tiny", "model.feature_dim=64", "model.video_input_size=56",
           "model.video_input_frames=4", "data.batch_size=8", "optim.lr=1e-3",
-          "data.num_workers=1", "curriculum.epochs=8", "data.samples_per_clip=0"]
+          "data.num_workers=1", "curriculum.epochs=8", "data.samples_per_clip=0",
+          "data.avc_batch_size=0"]
 PREPROCESS = ["viewpoints.crop_size=56", "shards.clips_per_shard=25", "windows.max_per_clip=3"]
 
 

@@ -82,6 +82,7 @@ def ddp_run(tmp_path_factory):
     make_shards(root / "shards", n_clips=16, windows_per_clip=2, samples_per_shard=8,
                 crop_size=16, n_frames=2, n_mels=16, n_frames_audio=10)
     argv = ["--config", str(ROOT / "configs/experiments/avsa.yaml"), "model.preset=tiny",
+            "data.avc_batch_size=0", "data.samples_per_clip=0",
             "model.feature_dim=16", "model.embed_dim=8", "data.batch_size=4",
             "data.num_workers=0", f"data.shards_dir={root / 'shards'}",
             f"run.out_dir={root / 'runs'}", "curriculum.epochs=2",

@@ -30,7 +30,8 @@ from trainer.models import build_model, model_args_from_config
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on 2 shared cores
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["model.preset=tiny", "model.feature_dim=32", "model.embed_dim=16"]
+TINY = ["data.avc_batch_size=0", "model.preset=tiny", "model.feature_dim=32",
+        "model.embed_dim=16"]
 
 
 def make_tiny_run(root: Path, audio_input: str = "foa_iv", experiment: str = "avsa",

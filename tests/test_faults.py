@@ -29,7 +29,8 @@ from trainer import train
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata"
 AVSA = str(ROOT / "configs" / "experiments" / "avsa.yaml")
-TINY = ["model.preset=tiny", "model.feature_dim=16", "model.embed_dim=8", "data.batch_size=4",
+TINY = ["data.avc_batch_size=0", "model.preset=tiny", "model.feature_dim=16", "model.embed_dim=8",
+        "data.batch_size=4",
         "data.num_workers=0", "curriculum.epochs=1", "curriculum.switch_epoch=1",
         "run.max_steps_per_epoch=1", "run.val_max_steps=0"]
 
@@ -90,7 +91,8 @@ def test_training_never_replaces_a_run_silently(shards, tmp_path, capsys, caplog
 
 def test_the_paper_preset_on_a_cpu_says_so_and_projects_the_run(shards, tmp_path, caplog):
     argv = ["--config", AVSA, f"data.shards_dir={shards}", f"run.out_dir={tmp_path}",
-            "data.batch_size=2", "data.num_workers=0", "run.max_steps_per_epoch=1",
+            "data.batch_size=2", "data.avc_batch_size=4", "data.num_workers=0",
+            "run.max_steps_per_epoch=1",
             "run.val_max_steps=0", "curriculum.epochs=1", "curriculum.switch_epoch=1"]
     with caplog.at_level(logging.INFO):
         assert train.cli(argv) == 0                      # R(2+1)D-18 + the authors' audio CNN
@@ -137,7 +139,8 @@ def test_a_truncated_shard_is_named_with_the_command_that_rebuilds_it(tmp_path, 
     shutil.copytree(shards, folder)
     victim = sorted(folder.glob("*.h5"))[0]
     victim.write_bytes(victim.read_bytes()[:2000])
-    with pytest.raises(ShardFormatError, match=f"{victim.name}: expected .* bytes.*make preprocess"):
+    expected = f"{victim.name}: expected .* bytes.*make preprocess"
+    with pytest.raises(ShardFormatError, match=expected):
         ShardIndex.load(folder)
     assert len(verify_shards(folder)) == 1
     with pytest.raises(ShardFormatError, match="truncated or replaced"):
@@ -245,7 +248,8 @@ def test_preprocessing_commands_fail_in_one_line(clips_root, tmp_path, capsys, m
                             "dask.scheduler=serial"]) == 2
     assert "empty manifest" in one_error_line(capsys.readouterr().err)
     monkeypatch.setattr(preprocess, "CONNECT_TIMEOUT_S", 1)
-    assert preprocess_main(["--no-progress", *base, f"paths.manifest={clips_root / 'manifest.jsonl'}",
+    manifest = clips_root / "manifest.jsonl"
+    assert preprocess_main(["--no-progress", *base, f"paths.manifest={manifest}",
                             "dask.scheduler=tcp://127.0.0.1:9"]) == 2
     assert "no scheduler answered" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "out").exists()

@@ -16,7 +16,8 @@ from trainer.metrics import read_metrics
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 AVSA = str(ROOT / "configs/experiments/avsa.yaml")
-TINY = ["data.samples_per_clip=0",    # the CPU recipe's window epochs (see test_data for clips)
+# The CPU recipe's window epochs and one batch size (test_data tests clip-based epochs).
+TINY = ["data.avc_batch_size=0", "data.samples_per_clip=0",
         "model.preset=tiny", "model.feature_dim=32", "model.embed_dim=16", "data.batch_size=8",
         "data.num_workers=0", "run.log_interval=4", "optim.lr=1e-3"]
 
@@ -151,3 +152,16 @@ def test_learning_rate_warms_up_then_follows_the_schedule():
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))                       # never rises
     with pytest.raises(ConfigError, match="min_lr_ratio"):
         TrainConfig(optim=OptimConfig(min_lr_ratio=1.5)).validate()
+
+
+def test_the_avc_phase_reads_its_own_batch_size(shards, tmp_path):
+    """data.avc_batch_size: the AVC epochs take single-crop batches of that size (fewer steps),
+    the AVSA epochs batch_size clips of K crops; the learning-rate schedule spans both."""
+    result = run(shards, tmp_path, "data.avc_batch_size=16", "curriculum.epochs=2",
+                 "curriculum.switch_epoch=1", "run.val_max_steps=0", "run.log_interval=1",
+                 "run.name=avc16")
+    steps = {phase: max(r["step"] for r in result["history"] if r["phase"] == phase)
+             for phase in ("avc", "avsa")}
+    # 64 windows: 64 // 16 = 4 AVC steps, then 64 // 8 = 8 AVSA steps.
+    assert steps == {"avc": 4, "avsa": 12}
+    assert all(r["clips_per_s"] > 0 for r in result["history"])

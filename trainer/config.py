@@ -28,6 +28,9 @@ class DataConfig:
     viewpoints: ViewpointSource = "random"   # which stored viewpoint set to train on
     num_viewpoints: int = 4                  # K used per sample (<= K stored)
     batch_size: int = 28                     # clips per step (x K viewpoints)
+    # Clips (single crops) per step in the AVC phase; 0 = batch_size. The paper preset sets the
+    # authors' 112 (their InstDisc stage: as many crops per step as 28 clips x 4 viewpoints).
+    avc_batch_size: int = 0
     num_workers: int = 2
     # Reading fewer viewpoints than stored (the AVC phase reads 1): take YOLO-centred ones
     # before random fill (no effect on random viewpoints or when all are read).
@@ -48,6 +51,9 @@ class DataConfig:
             raise ConfigError(f"data.num_viewpoints must be >= 1, got {self.num_viewpoints}")
         if self.batch_size < 2:
             raise ConfigError(f"data.batch_size must be >= 2 (negatives), got {self.batch_size}")
+        if self.avc_batch_size == 1 or self.avc_batch_size < 0:
+            raise ConfigError(f"data.avc_batch_size must be 0 (= batch_size) or >= 2, got "
+                              f"{self.avc_batch_size}")
         if self.avts_windows_per_clip < 2:
             raise ConfigError(f"data.avts_windows_per_clip must be >= 2 (same-clip negatives), "
                               f"got {self.avts_windows_per_clip}")

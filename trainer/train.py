@@ -65,6 +65,14 @@ def phase_for_epoch(curriculum, epoch: int) -> str:
     return curriculum.pretext
 
 
+def phase_batch_size(phase: str, data) -> int:
+    """Clips per step of a phase: ``data.avc_batch_size`` single crops in the AVC phase (the
+    authors' InstDisc stage reads 112), else ``data.batch_size``; 0 = ``batch_size``."""
+    if phase == "avc" and data.avc_batch_size > 0:
+        return data.avc_batch_size
+    return data.batch_size
+
+
 def autocast_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``optim.precision`` on ``device`` (None: plain fp32). ``auto`` is
     bf16 on CUDA (the range of fp32, so no loss scaling) and fp32 on the CPU."""
@@ -186,19 +194,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                else 1)
     stream = dict(data_cfg=cfg.data, windows_per_clip=windows, seed=cfg.run.seed,
                   rank=dist_info.rank, world_size=dist_info.world_size)
-    train_set = ShardStream(cfg.data.shards_dir, cfg.data.train_split, training=True, **stream)
-    if train_set.steps_per_epoch == 0:
-        raise ValueError(f"split '{cfg.data.train_split}' in {cfg.data.shards_dir} has "
-                         f"{train_set.n_units} samples per epoch, fewer than one step of "
-                         f"{dist_info.world_size} rank(s) x {cfg.data.batch_size} clips")
     pin = device.type == "cuda"
-    train_loader = make_loader(train_set, cfg.data.num_workers, pin, cfg.run.seed)
+    # One stream (and loader) per batch size: the AVC phase may read more single-crop clips per
+    # step than the AVSA phase reads clips of K crops (data.avc_batch_size, the authors' 112).
+    phases = [phase_for_epoch(cfg.curriculum, epoch) for epoch in range(cfg.curriculum.epochs)]
+    train_sets: dict[int, ShardStream] = {}
+    loaders: dict[int, Any] = {}
+    for batch_size in sorted({phase_batch_size(phase, cfg.data) for phase in phases}):
+        train_sets[batch_size] = ShardStream(cfg.data.shards_dir, cfg.data.train_split,
+                                             training=True, batch_size=batch_size, **stream)
+        if train_sets[batch_size].steps_per_epoch == 0:
+            raise ValueError(f"split '{cfg.data.train_split}' in {cfg.data.shards_dir} has "
+                             f"{train_sets[batch_size].n_units} samples per epoch, fewer than "
+                             f"one step of {dist_info.world_size} rank(s) x {batch_size} clips")
+        loaders[batch_size] = make_loader(train_sets[batch_size], cfg.data.num_workers, pin,
+                                          cfg.run.seed)
+    train_set = train_sets[phase_batch_size(phases[0], cfg.data)] if phases else None
+
+    def steps_in(phase: str) -> int:
+        steps = train_sets[phase_batch_size(phase, cfg.data)].steps_per_epoch
+        return min(steps, cfg.run.max_steps_per_epoch) if cfg.run.max_steps_per_epoch else steps
+
     val_set = ShardStream(cfg.data.shards_dir, cfg.data.val_split, training=False, **stream)
     val_loader = make_loader(val_set, cfg.data.num_workers, pin, cfg.run.seed)
     run_validation = cfg.run.val_max_steps > 0 and val_set.steps_per_epoch > 0
-    steps_per_epoch = train_set.steps_per_epoch
-    if cfg.run.max_steps_per_epoch > 0:
-        steps_per_epoch = min(steps_per_epoch, cfg.run.max_steps_per_epoch)
+    total_steps = sum(steps_in(phase) for phase in phases)
 
     # ---------------------------------------------------------------- model and optimizer
     model_args = model_args_from_config(cfg.model, cfg.data.audio_channels)
@@ -236,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              + ("%d clips x %d visits" % (train_set.n_clips, train_set.samples_per_clip)
                 if train_set.samples_per_clip else "every window") + "), %d steps/epoch "
              "x %d rank(s), device %s%s", cfg.model.preset, n_params / 1e6,
-             cfg.data.audio_channels, train_set.n_samples, train_set.n_units, steps_per_epoch,
+             cfg.data.audio_channels, train_set.n_samples, train_set.n_units,
+             steps_in(phases[0]),
              dist_info.world_size, device,
              f", autocast {autocast_dtype}" if autocast_dtype is not None else ", fp32")
     if device.type == "cpu" and cfg.model.preset == "paper":
@@ -245,7 +266,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "projected run follow. For a CPU run use the demo's recipe: make train "
                     "EXP=%s ARGS=\"%s\"", cfg.data.batch_size, cfg.data.num_viewpoints,
                     cfg.experiment, CPU_RECIPE)
-    total_steps = cfg.curriculum.epochs * steps_per_epoch
     first_step = step + 1
     run_started = time.perf_counter()
 
@@ -278,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             viewpoints = cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1
             log.info("epoch %d/%d: phase %s (%d viewpoint(s) per clip)", epoch + 1,
                      cfg.curriculum.epochs, phase.upper(), viewpoints)
+            train_set = train_sets[phase_batch_size(phase, cfg.data)]
+            train_loader = loaders[phase_batch_size(phase, cfg.data)]
+            steps_per_epoch = steps_in(phase)
             train_set.set_epoch(epoch, viewpoints)
             model.train()
             sums: dict[str, float] = {}
@@ -289,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 t_wait = time.perf_counter()
                 batch = to_device(next(batches), device)
                 t_step = time.perf_counter()
-                lr = learning_rate(step, cfg.curriculum.epochs * steps_per_epoch, cfg.optim)
+                lr = learning_rate(step, total_steps, cfg.optim)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
 
@@ -329,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     total_s = busy_s + wait_s
                     row.update(step=step, epoch=epoch + 1, phase=phase, split="train", lr=lr,
                                step_ms=1000 * total_s / interval_steps,
-                               clips_per_s=interval_steps * cfg.data.batch_size
+                               clips_per_s=interval_steps * train_set.batch_size
                                * dist_info.world_size / total_s,
                                data_wait_pct=100 * wait_s / total_s)
                     terms_text = " ".join(f"{k} {row[k]:.3f}" for k in terms.losses)
