@@ -27,11 +27,12 @@ def test_paired_difference_and_its_interval_by_hand():
     assert (diff["n"], diff["mean"], diff["sd"]) == (3, 10.0, 2.0)
     half = 4.303 * 2.0 / math.sqrt(3)                      # t(0.975, 2) sd / sqrt(n)
     assert diff["low"] == pytest.approx(10.0 - half) and diff["high"] == pytest.approx(10.0 + half)
-    assert verdict(diff) == "reproduced"
+    assert verdict(diff) == "holds"
     assert verdict(paired_difference({0: 60.0, 1: 61.0}, {0: 61.0, 1: 60.0})).startswith("not")
     assert verdict(paired_difference({0: 50.0, 1: 50.5}, {0: 60.0, 1: 61.0})) == "reversed"
     assert verdict(paired_difference({0: 1.0}, {0: 0.0})) == "too few seeds"
     assert verdict(paired_difference({0: 1.0}, {1: 0.0})) == "not run"      # no common seed
+    assert verdict(diff, learned=False) == "not testable (at its controls)"
 
 
 def binary_json(avsa_4: float, with_transformer: bool = True) -> dict:
@@ -63,6 +64,7 @@ def test_report_from_records_written_like_the_script(tmp_path):
     assert "| avsa | 3 | 60.0 ± 0.0 | 71.0 ± 1.0 | 72.0 ± 1.0 |" in text
     assert "| baseline (= avsa) | 3 |" in text                        # the alias shares the runs
     assert "| (a) | AVSA > AVC on AVSA-bin | avsa − avc | AVSA-bin 4 |" in text
-    assert "| +10.0 | [+10.0, +10.0] | 3 | reproduced |" in text
+    # avsa beats its best control (52.5) by 71 - 52.5 = +18.5 on AVSA-bin 4
+    assert "| +18.5 | +10.0 | [+10.0, +10.0] | 3 | holds |" in text
     assert "AVSA > AVC transf. on AVSA-bin" in text and "| not run |" in text
     assert write_report(results, out).read_text() == text               # idempotent
