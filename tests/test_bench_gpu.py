@@ -49,7 +49,7 @@ def test_a_bf16_step_gives_finite_losses_close_to_fp32(one_thread):
                             batch["elevation_rad"], translate=True)
         loss = compute_loss(outputs, batch, "avsa", cfg).total()
         loss.backward()
-        losses[name] = float(loss)
+        losses[name] = float(loss.detach())
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
         model.zero_grad()
     assert abs(losses["bf16"] - losses["fp32"]) < 0.05 * abs(losses["fp32"])
