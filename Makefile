@@ -120,7 +120,7 @@ train-ddp: $(STAMP) ## Same, on NPROC processes with torchrun (DDP; gloo on CPU,
 	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m trainer.train \
 	  --config configs/experiments/$(EXP).yaml data.shards_dir=$(SHARDS) $(ARGS)
 
-eval-avsa: $(STAMP) ## Binary AVC/AVSA accuracy on frozen features -> runs/<name>/eval_binary.json
+eval-avsa: $(STAMP) ## Binary AVC/AVSA with controls, uniform viewpoints -> runs/<name>/eval_binary[_<set>].json
 	$(PY) -m evals.audio.binary ckpt=$(CKPT) $(ARGS)
 
 eval-eigenscape: $(STAMP) ## Scene classification (EIGENSCAPE_DIR=real data; empty: SYNTHETIC stand-in)

@@ -43,7 +43,9 @@ counts as audio-visual only by its margin over the best control
 
 Features of both splits are extracted once, in batches, and cached in
 ``<run>/eval_cache/`` (keyed by checkpoint, shards and settings), so heads train in seconds.
-Results go to ``<run>/eval_binary.json`` (``eval_binary_<set>.json`` on another viewpoint set).
+Results go to ``<run>/eval_binary.json`` when the pairs come from the viewpoint set the model
+trained on, else ``<run>/eval_binary_<set>.json`` (a YOLO-trained model on the default uniform
+viewpoints: ``eval_binary_random.json``).
 """
 
 from __future__ import annotations
