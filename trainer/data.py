@@ -71,7 +71,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.shards import (FEATURE_CHANNELS, NORM_STATS_NAME, FeatureNorm, ShardFormatError,  # noqa: F401
+from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardFormatError,
                              ShardIndex, open_shard, read_norm_stats)
 from trainer.config import DataConfig
 
@@ -434,15 +434,12 @@ class ShardStream(IterableDataset):
         if self.windows_per_clip == 1 and not self.samples_per_clip:
             return [(part.shard_path, (row,)) for row in range(part.start, part.stop)]
         clip_ids = reader.clip_ids(part.shard_path, part.start, part.stop)
-        if self.windows_per_clip == 1:          # clip-based epoch: random windows per visit
-            rows_of: dict[str, list[int]] = {}
-            for offset, clip_id in enumerate(clip_ids):
-                rows_of.setdefault(clip_id, []).append(part.start + offset)
-            return [(part.shard_path, (int(row),)) for rows in rows_of.values()
-                    for row in rng.choice(rows, size=self.samples_per_clip, replace=True)]
         rows_by_clip: dict[str, list[int]] = {}
         for offset, clip_id in enumerate(clip_ids):
             rows_by_clip.setdefault(clip_id, []).append(part.start + offset)
+        if self.windows_per_clip == 1:          # clip-based epoch: random windows per visit
+            return [(part.shard_path, (int(row),)) for rows in rows_by_clip.values()
+                    for row in rng.choice(rows, size=self.samples_per_clip, replace=True)]
         units = []
         for rows in rows_by_clip.values():
             rows = [rows[i] for i in rng.permutation(len(rows))]
