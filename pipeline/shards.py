@@ -283,9 +283,11 @@ def _cut_torn_tail(path: Path) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         return
     with open(path, "rb+") as handle:
-        data = handle.read()
-        if data.endswith(b"\n"):
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":            # the usual case: one byte read, not the file
             return
+        handle.seek(0)
+        data = handle.read()
         keep = data.rfind(b"\n") + 1
         log.warning("%s: cutting a torn last line (a writer was interrupted): %.60r", path,
                     data[keep:])
