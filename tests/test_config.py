@@ -111,3 +111,5 @@ def test_parse_overrides_rejects_conflicts():
 def test_cross_field_validation():
     with pytest.raises(ConfigError, match="switch_epoch"):
         load_config(TrainConfig, None, ["curriculum.switch_epoch=5", "curriculum.epochs=2"])
+    with pytest.raises(ConfigError, match="curriculum.epochs must be >= 1"):
+        load_config(TrainConfig, None, ["curriculum.epochs=0", "curriculum.switch_epoch=0"])

@@ -136,6 +136,8 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def validate(self) -> None:
+        if self.curriculum.epochs < 1:
+            raise ConfigError(f"curriculum.epochs must be >= 1, got {self.curriculum.epochs}")
         if self.curriculum.switch_epoch > self.curriculum.epochs:
             raise ConfigError(f"curriculum.switch_epoch ({self.curriculum.switch_epoch}) > "
                               f"curriculum.epochs ({self.curriculum.epochs})")

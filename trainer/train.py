@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              f"one step of {dist_info.world_size} rank(s) x {batch_size} clips")
         loaders[batch_size] = make_loader(train_sets[batch_size], cfg.data.num_workers, pin,
                                           cfg.run.seed)
-    train_set = train_sets[phase_batch_size(phases[0], cfg.data)] if phases else None
+    train_set = train_sets[phase_batch_size(phases[0], cfg.data)]
 
     def steps_in(phase: str) -> int:
         steps = train_sets[phase_batch_size(phase, cfg.data)].steps_per_epoch
