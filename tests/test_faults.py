@@ -71,6 +71,15 @@ def train_cli(shards, out_dir, *overrides):
                       f"run.out_dir={out_dir}", "run.name=mine", *overrides])
 
 
+def test_a_run_folder_with_run_files_is_refused_unless_overwrite(tmp_path):
+    """The shared check of the trainer and the Owens & Efros baseline."""
+    train.refuse_to_replace_run(tmp_path, overwrite=False)          # empty folder: fine
+    (tmp_path / "metrics.csv").write_text("epoch\n")
+    with pytest.raises(ConfigError, match=r"already holds a run \(metrics.csv\); replace it"):
+        train.refuse_to_replace_run(tmp_path, overwrite=False)
+    train.refuse_to_replace_run(tmp_path, overwrite=True)
+
+
 def test_training_never_replaces_a_run_silently(shards, tmp_path, capsys, caplog):
     with caplog.at_level(logging.INFO):
         assert train_cli(shards, tmp_path) == 0

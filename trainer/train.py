@@ -132,17 +132,24 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def check_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
     """Refuse to start where a run would be lost or resumed from nothing (before any write)."""
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
     ckpt = run_dir / "ckpt.pt"
     if cfg.run.init_from == "resume":
         if not ckpt.is_file():
             raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from; start the run "
                                     f"without run.init_from=resume")
         return
-    if existing and not cfg.run.overwrite:
-        raise ConfigError(f"{run_dir}: already holds a run ({', '.join(existing)}); continue it "
-                          f"with run.init_from=resume, replace it with run.overwrite=true, or "
-                          f"choose another run.name")
+    refuse_to_replace_run(run_dir, cfg.run.overwrite,
+                          how_to_continue="continue it with run.init_from=resume, ")
+
+
+def refuse_to_replace_run(run_dir: Path, overwrite: bool, how_to_continue: str = "") -> None:
+    """A :class:`ConfigError` when ``run_dir`` already holds a run's files and ``overwrite`` is
+    off; ``how_to_continue`` (e.g. the resume override) is named first among the ways out."""
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if existing and not overwrite:
+        raise ConfigError(f"{run_dir}: already holds a run ({', '.join(existing)}); "
+                          f"{how_to_continue}replace it with run.overwrite=true, or choose "
+                          f"another run.name")
 
 
 def format_duration(seconds: float) -> str:

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import ConfigError, dump_config, load_config, save_config, to_dict
+from pipeline.config import dump_config, load_config, save_config, to_dict
 from baselines.multisensory.cam import evaluate_sync_and_cam, save_cam_figure
 from baselines.multisensory.config import MultisensoryConfig
 from baselines.multisensory.data import SyncStream, make_loader
 from baselines.multisensory.model import FusedNet, sync_labels, sync_logits
-from trainer.train import learning_rate
+from trainer.train import learning_rate, refuse_to_replace_run
 from baselines.multisensory.separation import (SeparationModel, evaluate_separation, make_mixtures,
                                                separation_loss)
 
@@ -142,9 +142,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-RUN_FILES = ("config.yaml", "ckpt.pt", "metrics.csv")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="configs/baselines/*.yaml")
@@ -163,10 +160,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if cfg.run.num_threads > 0:
         torch.set_num_threads(cfg.run.num_threads)
     run_dir = Path(cfg.run.out_dir) / (cfg.run.name or cfg.experiment)
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if existing and not cfg.run.overwrite:      # checked before anything is written
-        raise ConfigError(f"{run_dir}: already holds a run ({', '.join(existing)}); replace it "
-                          f"with run.overwrite=true or choose another run.name")
+    refuse_to_replace_run(run_dir, cfg.run.overwrite)   # checked before anything is written
     print(f"# resolved config ({args.config})\n{dump_config(cfg)}", flush=True)
     random.seed(cfg.run.seed)
     np.random.seed(cfg.run.seed)
