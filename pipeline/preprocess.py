@@ -268,13 +268,14 @@ def _check_out_dir(out_dir: Path, cfg: PreprocessConfig, force: bool) -> None:
     content_hash = cfg.content_hash()
     previous: set[str] = set()
     saved = out_dir / CONFIG_NAME
-    holds_shards = any(out_dir.glob("*.h5")) or any(True for _ in read_jsonl(out_dir / INDEX_NAME))
+    index_records = list(read_jsonl(out_dir / INDEX_NAME))
+    holds_shards = bool(index_records) or any(out_dir.glob("*.h5"))
     if saved.exists() and holds_shards:     # a config beside no shard (a failed start) is no claim
         try:
             previous.add(load_config(PreprocessConfig, saved).content_hash())
         except (ConfigError, ValueError) as exc:
             previous.add(f"unreadable ({exc})")
-    previous.update(r.get("config_hash", "") for r in read_jsonl(out_dir / INDEX_NAME))
+    previous.update(r.get("config_hash", "") for r in index_records)
     previous.discard(content_hash)
     if not previous:
         return
