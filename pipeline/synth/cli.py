@@ -120,10 +120,10 @@ def synthesize_clip(job: ClipJob) -> tuple[Clip, bool]:
 
 def _check_existing(gt_path: Path, job: ClipJob) -> None:
     gt = json.loads(gt_path.read_text())
-    wanted = {**dataclasses.asdict(job.scene), "seed": list(job.clip_seed)}
+    scene = {**dataclasses.asdict(job.scene), "seed": list(job.clip_seed)}
     existing = {**{key: gt[key] for key in GEOMETRY_KEYS}, "reverb": "room" in gt,
                 "visual_pulse": gt.get("render", {}).get("visual_pulse", True)}
-    wanted = {**{key: wanted[key] for key in GEOMETRY_KEYS}, "reverb": job.scene.reverb,
+    wanted = {**{key: scene[key] for key in GEOMETRY_KEYS}, "reverb": job.scene.reverb,
               "visual_pulse": job.scene.visual_pulse}
     for key, value in existing.items():
         if value != wanted[key]:
