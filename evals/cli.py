@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from pipeline.config import dump_config, load_config, run_main, save_config
+from pipeline.config import ConfigError, dump_config, load_config, run_main, save_config
 from pipeline.runtime import REPO_ROOT, setup_entry_point
 
 T = TypeVar("T")
@@ -80,8 +80,6 @@ def run_evaluator(config_cls: type[T], run: Callable[[T], Any], argv: Sequence[s
 
 def require_ckpt(cfg: EvalIO) -> str:
     """The checkpoint path, or a ConfigError saying how to give one."""
-    from pipeline.config import ConfigError
-
     if not cfg.ckpt:
         raise ConfigError("ckpt: expected a checkpoint path (ckpt=runs/<name>/ckpt.pt, or "
                           "CKPT=... with make), got none")

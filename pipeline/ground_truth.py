@@ -14,6 +14,7 @@ linearly in between (azimuth unwrapped).
 from __future__ import annotations
 
 import functools
+import json
 import math
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
@@ -38,8 +39,6 @@ def is_synthetic_dataset(folder: str | Path) -> bool:
 
 def write_synthetic_marker(folder: str | Path, generator: str, **details) -> Path:
     """Write the marker naming the generator (and its settings) into ``folder``."""
-    import json
-
     path = Path(folder) / SYNTHETIC_MARKER_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"synthetic": True, "generator": generator, **details}
