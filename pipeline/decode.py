@@ -184,11 +184,11 @@ LAYOUT_WARNING_MARKERS = ("FuMa or N3D", "wrong channel order", "channels swappe
                           "NaN or inf", "expected a (4, n)")
 
 
-def layout_contradictions(foa: np.ndarray) -> list[str]:
-    """The warnings of :func:`ambisonic_sanity` that contradict the declared channel layout
+def layout_contradictions(sanity_warnings: Sequence[str]) -> list[str]:
+    """Those of :func:`ambisonic_sanity`'s warnings that contradict the declared channel layout
     (order or normalisation), leaving out those about the signal itself (silence, clipping).
     Callers that must not guess (``evals.audio.embed``) refuse a file that has any."""
-    return [w for w in ambisonic_sanity(foa) if any(m in w for m in LAYOUT_WARNING_MARKERS)]
+    return [w for w in sanity_warnings if any(m in w for m in LAYOUT_WARNING_MARKERS)]
 
 
 def ambisonic_sanity(foa: np.ndarray) -> list[str]:

@@ -169,7 +169,7 @@ def embed_file(frozen: FrozenModel, path: Path, convention: str, hop_s: float,
         foa = resample_foa(foa, rate_in, rate)[:, offset:offset + round(span_s * rate)]
         if block_start_s == 0.0:
             sanity = ambisonic_sanity(foa)
-            contradictions = layout_contradictions(foa)
+            contradictions = layout_contradictions(sanity)
             if contradictions:   # the channel energies contradict the declared layout: refuse
                 raise AmbisonicFormatError(
                     f"{path.name}: read as {convention}, its channels contradict that layout "
