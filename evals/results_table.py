@@ -264,10 +264,10 @@ def collect_run(run_dir: Path, repo_root: Path | None = None) -> RunScores | Non
     synthetic: dict[str, bool] = {key: False for key, _ in COLUMNS}
     not_comparable: set[str] = set()
     if binary is not None:
-        scores.update(_binary_scores(binary))
-        for key in ("avc_bin_1", "avc_bin_4", "avc_bin_4t", "avc_bin_4_control", "avsa_bin_1",
-                    "avsa_bin_4", "avsa_bin_4t", "avsa_bin_4_control"):
-            synthetic[key] = bool(binary.get("synthetic", False)) and scores[key] is not None
+        binary_scores = _binary_scores(binary)
+        scores.update(binary_scores)
+        for key, value in binary_scores.items():
+            synthetic[key] = bool(binary.get("synthetic", False)) and value is not None
     if eigen is not None:
         methods = eigen.get("methods", {})
         model = methods.get("model")
