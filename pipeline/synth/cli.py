@@ -4,12 +4,14 @@
     python -m pipeline.synth.cli videos --out data/synthetic_large --preset large
     python -m pipeline.synth.cli videos --out D --n-train 48 --n-test 16 --seed 0 --duration-s 6
     python -m pipeline.synth.cli eigenscape --out data/eigenscape_synth
+    python -m pipeline.synth.cli starss23 --out data/starss23_synth
 
 ``videos`` writes ``<out>/<split>/<clip_id>.mp4`` (or ``.mkv``) with its ground truth
 ``<clip_id>.json`` beside it, a manifest of ``Clip`` records (``--manifest``, default
 ``<out>/manifest.jsonl``; paths relative to ``<out>``) and ``<out>/synth_config.json``.
 ``eigenscape`` writes ``<out>/<Class>.<k>.wav``, ``<out>/ground_truth.json`` and
-``<out>/manifest.jsonl`` (``Recording`` records with folds).
+``<out>/manifest.jsonl`` (``Recording`` records with folds). ``starss23`` writes the STARSS23
+development layout (``foa_dev/``, ``video_dev/``, ``metadata_dev/``; :mod:`pipeline.synth.starss23`).
 
 Both resume: finished files are skipped (they are written under a temporary name and renamed,
 the ground-truth JSON of a clip last), so an interrupted run picks up where it stopped. A clip
@@ -33,7 +35,7 @@ from tqdm import tqdm
 
 from pipeline.ground_truth import SYNTHETIC_MARKER_NAME, write_synthetic_marker
 from pipeline.manifest import Clip, write_manifest
-from pipeline.synth import eigenscape
+from pipeline.synth import eigenscape, starss23
 from pipeline.synth.audio import scene_foa
 from pipeline.synth.render import render_frames
 from pipeline.synth.scenes import SceneConfig, sample_scene
@@ -229,6 +231,31 @@ def generate_eigenscape(
     log.info("wrote %d recordings, ground truth and manifest to %s", len(recordings), out_root)
 
 
+def _write_starss23_job(job: tuple[str, str, int, int, starss23.Starss23SynthConfig]) -> bool:
+    out_root, split, index, seed, cfg = job
+    return starss23.write_recording(Path(out_root), split, index, seed, cfg)
+
+
+def generate_starss23(out_root: Path, *, seed: int, cfg: starss23.Starss23SynthConfig,
+                      workers: int) -> None:
+    """Generate (or complete) the STARSS23-layout set and its ``SYNTHETIC.json`` marker. A set
+    made with other settings is an error (``ResumeMismatchError``)."""
+    marker = out_root / SYNTHETIC_MARKER_NAME
+    settings = {"seed": seed, "config": dataclasses.asdict(cfg)}
+    if marker.is_file():
+        existing = json.loads(marker.read_text()).get("settings")
+        if existing != settings:
+            raise ResumeMismatchError(f"{out_root}: existing set was made with {existing}, this "
+                                      f"run asks for {settings}; use a new --out")
+    out_root.mkdir(parents=True, exist_ok=True)
+    starss23.write_marker(out_root, seed, cfg)
+    jobs = [(str(out_root), split, index, seed, cfg)
+            for split, index in starss23.recording_jobs(cfg)]
+    written = run_jobs(_write_starss23_job, jobs, workers, "starss23 recordings")
+    log.info("%d recordings written, %d already present", sum(written),
+             len(written) - sum(written))
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.synth.cli", description=__doc__.split("\n\n")[0]
@@ -275,6 +302,21 @@ def _build_parser() -> argparse.ArgumentParser:
         "--segment-s", type=float, default=1.0, help="segment length written in the manifest"
     )
     eig.add_argument("--workers", type=int, default=2)
+
+    defaults = starss23.Starss23SynthConfig()
+    sta = sub.add_parser("starss23", help="STARSS23-layout recordings with 100 ms SELD labels")
+    sta.add_argument("--out", type=Path, required=True)
+    sta.add_argument("--seed", type=int, default=0)
+    sta.add_argument("--n-train-per-split", type=int, default=defaults.n_train_per_split,
+                     help="recordings in each of dev-train-sony and dev-train-tau")
+    sta.add_argument("--n-test-per-split", type=int, default=defaults.n_test_per_split,
+                     help="recordings in each of dev-test-sony and dev-test-tau")
+    sta.add_argument("--duration-s", type=float, default=defaults.duration_s)
+    sta.add_argument("--width", type=int, default=defaults.width,
+                     help="equirectangular width; height = width / 2")
+    sta.add_argument("--fps", type=int, default=defaults.fps)
+    sta.add_argument("--sample-rate", type=int, default=defaults.sample_rate)
+    sta.add_argument("--workers", type=int, default=2)
     return parser
 
 
@@ -314,6 +356,13 @@ def _run(args: argparse.Namespace) -> None:
             seed=args.seed, scene=scene, container=args.container, workers=args.workers,
             manifest_path=args.manifest,
         )  # fmt: skip
+    elif args.command == "starss23":
+        cfg = starss23.Starss23SynthConfig(
+            n_train_per_split=args.n_train_per_split, n_test_per_split=args.n_test_per_split,
+            duration_s=args.duration_s, width=args.width, fps=args.fps,
+            sample_rate=args.sample_rate)
+        log.info("resolved starss23 config: %s", dataclasses.asdict(cfg))
+        generate_starss23(args.out, seed=args.seed, cfg=cfg, workers=args.workers)
     else:
         cfg = eigenscape.EigenscapeConfig(
             duration_s=args.duration_s, sample_rate=args.sample_rate,

@@ -42,7 +42,7 @@ class ClipWriteError(PipelineError):
 
 def encode_command(
     out_path: Path,
-    audio_path: Path,
+    audio_path: Path | None,
     *,
     width: int,
     height: int,
@@ -53,17 +53,21 @@ def encode_command(
     preset: str = "veryfast",
     audio_bitrate: str = "256k",
 ) -> list[str]:
-    """The ffmpeg command line: raw RGB24 video on stdin, raw 4-channel f32le audio from a file."""
+    """The ffmpeg command line: raw RGB24 video on stdin, raw 4-channel f32le audio from a file
+    (``audio_path=None``: a video-only file, as STARSS23's ``video_dev``)."""
     if container not in AUDIO_CODECS:
         raise ValueError(f"container must be one of {sorted(AUDIO_CODECS)}, got {container!r}")
     audio_codec = AUDIO_CODECS[container] + (["-b:a", audio_bitrate] if container == "mp4" else [])
+    video_input = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+                   "-r", str(fps), "-i", "pipe:0"]
+    video_codec = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    if audio_path is None:
+        return [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *video_input,
+                "-map", "0:v:0", *video_codec, "-an", str(out_path)]
     return [
-        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *video_input,
         "-f", "f32le", "-ar", str(sample_rate), "-ac", "4", "-i", str(audio_path),
-        "-map", "0:v:0", "-map", "1:a:0",
-        "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-        *audio_codec,
+        "-map", "0:v:0", "-map", "1:a:0", *video_codec, *audio_codec,
         "-metadata:s:a:0", f"{_AUDIO_LABEL_KEY[container]}={_AUDIO_LABEL}",
         str(out_path),
     ]  # fmt: skip
@@ -72,7 +76,7 @@ def encode_command(
 def write_clip(
     out_path: str | os.PathLike,
     frames: Iterable[np.ndarray],
-    foa: np.ndarray,
+    foa: np.ndarray | None,
     *,
     fps: float,
     sample_rate: int,
@@ -80,21 +84,25 @@ def write_clip(
     preset: str = "veryfast",
     audio_bitrate: str = "256k",
 ) -> Path:
-    """Encode ``frames`` (each ``(H, W, 3)`` uint8 RGB) and ``foa`` (``(4, n)`` ambiX) into
-    ``out_path``; the container (``.mp4`` or ``.mkv``) follows the suffix. Returns the path."""
+    """Encode ``frames`` (each ``(H, W, 3)`` uint8 RGB) and ``foa`` (``(4, n)`` ambiX; None for
+    a video-only file) into ``out_path``; the container (``.mp4`` or ``.mkv``) follows the
+    suffix. Returns the path."""
     out_path = Path(out_path)
     container = out_path.suffix.lstrip(".").lower()
-    foa = np.asarray(foa, dtype=np.float32)
-    if foa.ndim != 2 or foa.shape[0] != 4:
-        raise ValueError(f"{out_path.name}: expected FOA shaped (4, n), got {foa.shape}")
+    if foa is not None:
+        foa = np.asarray(foa, dtype=np.float32)
+        if foa.ndim != 2 or foa.shape[0] != 4:
+            raise ValueError(f"{out_path.name}: expected FOA shaped (4, n), got {foa.shape}")
     frames = iter(frames)
     first = next(frames)
     height, width = first.shape[:2]
     partial = out_path.with_name(out_path.stem + ".partial" + out_path.suffix)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="synth_audio_") as tmp:
-        audio_path = Path(tmp) / "foa.f32"
-        np.ascontiguousarray(foa.T).astype("<f4").tofile(audio_path)  # interleaved W Y Z X
+        audio_path = None
+        if foa is not None:
+            audio_path = Path(tmp) / "foa.f32"
+            np.ascontiguousarray(foa.T).astype("<f4").tofile(audio_path)  # interleaved W Y Z X
         cmd = encode_command(
             partial, audio_path, width=width, height=height, fps=fps, sample_rate=sample_rate,
             container=container, crf=crf, preset=preset, audio_bitrate=audio_bitrate,

@@ -1,0 +1,224 @@
+"""STARSS23 as distributed (Sony-TAu Realistic Spatial Soundscapes 2023, DCASE 2023/2024 task 3):
+its folder layout and its frame-wise label files.
+
+Layout (the development set; the synthetic stand-in of :mod:`pipeline.synth.starss23` writes the
+same)::
+
+    <root>/foa_dev/<split>/<name>.wav        4-channel ambiX (ACN/SN3D), 24 kHz
+    <root>/video_dev/<split>/<name>.mp4      360° equirectangular video (1920x960, 29.97 fps)
+    <root>/metadata_dev/<split>/<name>.csv   labels
+
+with ``<split>`` one of ``dev-train-sony``, ``dev-train-tau``, ``dev-test-sony``,
+``dev-test-tau``. A label row is ``frame, class, source, azimuth, elevation[, distance]``: the
+0-based label frame of ``LABEL_HOP_S`` = 100 ms, the 0-based class index, the source (instance)
+number that tells apart simultaneous events of one class, azimuth and elevation in integer
+degrees and, in the 2024 release, distance in centimetres. Azimuth is counter-clockwise from the
+front (+90° = left) and elevation up from the horizon, as in this project (``CONVENTIONS.md``);
+the DCASE baseline's label-to-vector conversion (x = cos(el) cos(az), y = cos(el) sin(az),
+z = sin(el)) and its intensity vectors from ACN channels W, Y, Z, X agree with it.
+
+This module reads; it never decides what to do with a problem. Readers return
+``(result, problems)`` with every malformed row or unpaired file named, so the importer
+(:func:`pipeline.importers.import_starss23`) and the SELD evaluation (``evals.audio.seld``)
+report them instead of dropping them silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+__all__ = [
+    "LABEL_HOP_S",
+    "STARSS23_CLASSES",
+    "STARSS23_SPLITS",
+    "LabelRow",
+    "LayoutProblem",
+    "Starss23Recording",
+    "read_label_csv",
+    "write_label_csv",
+    "scan_layout",
+    "is_train_split",
+]
+
+LABEL_HOP_S = 0.1
+#: The 13 classes of STARSS23 in index order (DCASE 2023 task 3).
+STARSS23_CLASSES = (
+    "female_speech", "male_speech", "clapping", "telephone", "laughter", "domestic_sounds",
+    "footsteps", "door", "music", "musical_instrument", "water_tap", "bell", "knock",
+)
+STARSS23_SPLITS = ("dev-train-sony", "dev-train-tau", "dev-test-sony", "dev-test-tau")
+AUDIO_FOLDER, VIDEO_FOLDER, LABEL_FOLDER = "foa_dev", "video_dev", "metadata_dev"
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One active event in one 100 ms label frame; angles in degrees (azimuth counter-clockwise
+    from the front, elevation up), distance in centimetres or None (2023 files)."""
+
+    frame: int
+    class_index: int
+    source_index: int
+    azimuth_deg: float
+    elevation_deg: float
+    distance_cm: float | None = None
+
+
+@dataclass(frozen=True)
+class LayoutProblem:
+    """A file (relative to the root) or a row (``file:line``) that could not be used, and why."""
+
+    item: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Starss23Recording:
+    """One recording of the layout; paths relative to the root, ``video_path`` None if absent."""
+
+    name: str
+    split: str
+    audio_path: str
+    labels_path: str
+    video_path: str | None
+
+    @property
+    def is_train(self) -> bool:
+        return is_train_split(self.split)
+
+
+def is_train_split(split: str) -> bool:
+    """``dev-train-*`` -> True, ``dev-test-*`` -> False (ValueError for anything else)."""
+    if split.startswith("dev-train"):
+        return True
+    if split.startswith("dev-test"):
+        return False
+    raise ValueError(f"split expected dev-train-* or dev-test-*, got {split!r}")
+
+
+def read_label_csv(path: str | os.PathLike, n_classes: int = len(STARSS23_CLASSES),
+                   name: str | None = None) -> tuple[list[LabelRow], list[LayoutProblem]]:
+    """Rows of a label CSV, and one problem per malformed row (``name:line``: what was wrong).
+
+    A row needs 5 or 6 numeric fields; frame and source >= 0, class in ``0..n_classes-1``,
+    azimuth in [-180, 180], elevation in [-90, 90], distance >= 0. An azimuth of exactly +180 is
+    kept (it equals -180). Blank lines are skipped.
+    """
+    name = name or str(path)
+    rows: list[LabelRow] = []
+    problems: list[LayoutProblem] = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for line_number, fields in enumerate(csv.reader(handle), 1):
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            row, reason = _parse_row(fields, n_classes)
+            if row is None:
+                problems.append(LayoutProblem(f"{name}:{line_number}", reason))
+            else:
+                rows.append(row)
+    return rows, problems
+
+
+def _parse_row(fields: Sequence[str], n_classes: int) -> tuple[LabelRow | None, str]:
+    if len(fields) not in (5, 6):
+        return None, (f"expected 5 or 6 fields (frame, class, source, azimuth, elevation"
+                      f"[, distance]), got {len(fields)}: {','.join(fields)!r}")
+    try:
+        values = [float(f) for f in fields]
+    except ValueError:
+        return None, f"expected numbers, got {','.join(fields)!r}"
+    if not all(math.isfinite(v) for v in values):
+        return None, f"expected finite numbers, got {','.join(fields)!r}"
+    frame, class_index, source_index, azimuth, elevation = values[:5]
+    distance = values[5] if len(values) == 6 else None
+    checks = (
+        (frame >= 0 and frame == int(frame), f"frame expected an integer >= 0, got {fields[0]}"),
+        (class_index == int(class_index) and 0 <= class_index < n_classes,
+         f"class expected an integer in 0..{n_classes - 1}, got {fields[1]}"),
+        (source_index >= 0 and source_index == int(source_index),
+         f"source expected an integer >= 0, got {fields[2]}"),
+        (-180.0 <= azimuth <= 180.0, f"azimuth expected in [-180, 180] degrees, got {fields[3]}"),
+        (-90.0 <= elevation <= 90.0, f"elevation expected in [-90, 90] degrees, got {fields[4]}"),
+        (distance is None or distance >= 0.0, f"distance expected >= 0 cm, got {fields[-1]}"),
+    )
+    for ok, reason in checks:
+        if not ok:
+            return None, reason
+    return LabelRow(int(frame), int(class_index), int(source_index), azimuth, elevation,
+                    distance), ""
+
+
+def write_label_csv(path: str | os.PathLike, rows: Sequence[LabelRow]) -> Path:
+    """Write rows as STARSS23 does: integers, sorted by frame then class then source, 5 fields
+    (6 when the rows carry distances). Written under a temporary name, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(rows, key=lambda r: (r.frame, r.class_index, r.source_index))
+    lines = []
+    for r in ordered:
+        fields = [r.frame, r.class_index, r.source_index, round(r.azimuth_deg),
+                  round(r.elevation_deg)]
+        if r.distance_cm is not None:
+            fields.append(round(r.distance_cm))
+        lines.append(",".join(str(int(v)) for v in fields))
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def scan_layout(root: str | os.PathLike, require_video: bool = False
+                ) -> tuple[list[Starss23Recording], list[LayoutProblem]]:
+    """Pair the audio, label and video files of every recording under ``root``.
+
+    A recording needs its FOA file and its label file; a missing video is a problem only with
+    ``require_video`` (pretraining needs it; the SELD evaluation does not) and otherwise leaves
+    ``video_path`` None. Every unpaired file and unknown split folder is reported.
+    """
+    root = Path(root)
+    if not (root / AUDIO_FOLDER).is_dir():
+        raise FileNotFoundError(f"{root}: expected a STARSS23 folder with {AUDIO_FOLDER}/ and "
+                                f"{LABEL_FOLDER}/, got no {AUDIO_FOLDER}/")
+    problems: list[LayoutProblem] = []
+    files: dict[str, dict[tuple[str, str], str]] = {}
+    for folder, suffixes in ((AUDIO_FOLDER, (".wav",)), (LABEL_FOLDER, (".csv",)),
+                             (VIDEO_FOLDER, (".mp4",))):
+        found: dict[tuple[str, str], str] = {}
+        base = root / folder
+        if base.is_dir():
+            for path in sorted(base.rglob("*")):
+                if not path.is_file() or path.suffix.lower() not in suffixes:
+                    continue
+                rel = path.relative_to(root).as_posix()
+                split = path.parent.name
+                if path.parent.parent != base or split not in STARSS23_SPLITS:
+                    problems.append(LayoutProblem(rel, f"expected {folder}/<split>/<name>"
+                                                       f"{suffixes[0]} with a split in "
+                                                       f"{STARSS23_SPLITS}"))
+                    continue
+                found[(split, path.stem)] = rel
+        files[folder] = found
+    audio, labels, video = files[AUDIO_FOLDER], files[LABEL_FOLDER], files[VIDEO_FOLDER]
+    recordings = []
+    for key in sorted(set(audio) | set(labels)):
+        split, name = key
+        if key not in labels:
+            problems.append(LayoutProblem(audio[key], f"no label file {LABEL_FOLDER}/{split}/"
+                                                      f"{name}.csv"))
+            continue
+        if key not in audio:
+            problems.append(LayoutProblem(labels[key], f"no audio file {AUDIO_FOLDER}/{split}/"
+                                                       f"{name}.wav"))
+            continue
+        if key not in video and require_video:
+            problems.append(LayoutProblem(audio[key], f"no video file {VIDEO_FOLDER}/{split}/"
+                                                      f"{name}.mp4"))
+            continue
+        recordings.append(Starss23Recording(name, split, audio[key], labels[key], video.get(key)))
+    for key in sorted(set(video) - set(audio) - set(labels)):
+        problems.append(LayoutProblem(video[key], "video without audio or label file"))
+    return recordings, problems
