@@ -222,6 +222,20 @@ class FrozenModel:
                              batch_size)
 
     @torch.no_grad()
+    def encode_audio_frames(self, audio: np.ndarray, n_frames: int,
+                            batch_size: int = 64) -> np.ndarray:
+        """Frame-wise audio features: ``(N, C, M, F)`` normalised input -> float32
+        ``(N, n_frames, D)``: the encoder's map before global pooling, max over its mel axis,
+        then linearly resampled along time to ``n_frames`` evenly spaced frames per window."""
+        def frames(batch: torch.Tensor) -> torch.Tensor:
+            per_time = self.model.audio_encoder.feature_map(batch).amax(dim=2)     # (N, D, F')
+            resampled = torch.nn.functional.interpolate(per_time.float(), size=n_frames,
+                                                        mode="linear", align_corners=False)
+            return resampled.transpose(1, 2)                                      # (N, T, D)
+        out = self._batched(frames, np.asarray(audio, dtype=np.float32), batch_size)
+        return out.reshape(len(audio), n_frames, self.feature_dim)
+
+    @torch.no_grad()
     def encode_video(self, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Video encoder features: crops ``(N, T, S, S, 3)`` uint8 RGB -> float32 ``(N, D)``."""
         crops = np.asarray(crops)

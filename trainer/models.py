@@ -88,10 +88,15 @@ class AudioEncoder(nn.Module):
                 in_channels = width
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, audio: torch.Tensor) -> torch.Tensor:
+        """(N, C, M, F) -> (N, D, M', F'): the last layer's map before global pooling (mel and
+        time axes down-sampled by the strides / pools; frame-wise downstream tasks read it)."""
         # NHWC lets oneDNN pick faster CPU kernels (bench/train.py measures the ratio); the
         # result is the same up to float rounding.
-        return self.layers(audio.contiguous(memory_format=torch.channels_last)).amax(dim=(2, 3))
+        return self.layers(audio.contiguous(memory_format=torch.channels_last))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(audio).amax(dim=(2, 3))
 
 
 def conv2plus1d(in_channels: int, out_channels: int, spatial_stride: int,

@@ -122,9 +122,11 @@ class SELDMetrics:
                 c["loc_tp"][class_id] += 1
                 c["tp" if mean_distance <= self.threshold else "fp"][class_id] += 1
 
-    def scores(self) -> dict:
+    def scores(self, classes: Sequence[int] | None = None) -> dict:
         """Macro-averaged error rate, F-score, localisation error (deg) and recall, the SELD
-        score, and the same per class."""
+        score, and the same per class. ``classes`` restricts the macro average to those class
+        indices (default: all, as the official code; a class absent from the reference but
+        predicted then has an error rate of insertions / eps)."""
         c = self.counts
         substitutions = np.minimum(c["fn"], c["fp"])
         deletions = np.maximum(0.0, c["fn"] - c["fp"])
@@ -135,7 +137,10 @@ class SELDMetrics:
             "localization_error_deg": c["loc_error"] / (c["loc_tp"] + EPS),
             "localization_recall": c["loc_tp"] / (EPS + c["loc_tp"] + c["loc_fn"]),
         }
-        macro = {name: float(values.mean()) for name, values in per_class.items()}
+        chosen = np.arange(self.n_classes) if classes is None else np.asarray(classes, int)
+        if chosen.size == 0:
+            raise ValueError("classes: expected at least one class index, got none")
+        macro = {name: float(values[chosen].mean()) for name, values in per_class.items()}
         macro["seld_score"] = float(np.mean([macro["error_rate"], 1.0 - macro["f_score"],
                                              macro["localization_error_deg"] / 180.0,
                                              1.0 - macro["localization_recall"]]))

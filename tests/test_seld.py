@@ -1,0 +1,113 @@
+"""SELD downstream: multi-ACCDOA targets and the ADPIT loss, decoding, frame-wise inputs (with
+physics: the intensity channels of a plane wave from the left), and the evaluation end to end on
+a few synthetic STARSS23-layout recordings."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from evals.audio.seld import (SeldProtocol, SeldRun, adpit_loss, adpit_targets,
+                              assignment_patterns, dcase_frames, decode_tracks, direction_xyz,
+                              encoder_frames, run)
+from evals.frozen import load_frozen
+from pipeline.foa import encode_plane_wave
+from pipeline.starss23 import LabelRow
+from pipeline.synth.cli import generate_starss23
+from pipeline.synth.starss23 import Starss23SynthConfig
+from tests.test_eval_binary import make_tiny_run
+
+torch.set_num_threads(1)
+
+
+def test_direction_convention_left_is_plus_y():
+    np.testing.assert_allclose(direction_xyz(90.0, 0.0), [0.0, 1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(direction_xyz(0.0, 90.0), [0.0, 0.0, 1.0], atol=1e-12)
+
+
+def test_adpit_targets_hold_every_assignment():
+    a, b = LabelRow(0, 1, 0, 0.0, 0.0), LabelRow(0, 1, 5, 90.0, 0.0)
+    other = LabelRow(1, 2, 0, 180.0, 0.0)
+    targets = adpit_targets([b, a, other], n_frames=3, n_classes=3)
+    assert targets.shape == (3, 6, 3, 3, 3)
+    va, vb = direction_xyz(0.0, 0.0), direction_xyz(90.0, 0.0)
+    expected = [[va if i == 0 else vb for i in tracks] for tracks in assignment_patterns(2)]
+    np.testing.assert_allclose(targets[0, :, :, 1], expected, atol=1e-6)   # sorted by source
+    for pattern in range(6):                              # one event fills every track
+        np.testing.assert_allclose(targets[1, pattern, :, 2], [direction_xyz(180.0, 0.0)] * 3,
+                                   atol=1e-6)
+    assert not targets[2].any() and not targets[0, :, :, 0].any()
+    assert len(set(assignment_patterns(3))) == 6
+
+
+def test_adpit_loss_is_invariant_to_the_track_order_and_penalises_a_missed_event():
+    a, b = LabelRow(0, 0, 0, 0.0, 0.0), LabelRow(0, 0, 1, 120.0, 30.0)
+    targets = torch.from_numpy(adpit_targets([a, b], 1, 1))
+    va, vb = direction_xyz(0.0, 0.0), direction_xyz(120.0, 30.0)
+    for tracks in ([vb, va, va], [va, vb, vb], [vb, vb, va]):
+        prediction = torch.tensor(np.array(tracks)[None, :, None, :], dtype=torch.float32)
+        assert float(adpit_loss(prediction, targets)) < 1e-10
+    only_a = torch.tensor(np.array([va, va, va])[None, :, None, :], dtype=torch.float32)
+    assert float(adpit_loss(only_a, targets)) > 0.1
+
+
+def test_decoding_thresholds_and_merges_close_tracks():
+    output = np.zeros((2, 3, 2, 3), np.float32)
+    output[0, 0, 0] = 0.9 * direction_xyz(90.0, 0.0)          # left
+    output[0, 1, 0] = 0.9 * direction_xyz(100.0, 0.0)         # 10 deg away: merged
+    output[0, 2, 0] = 0.9 * direction_xyz(-90.0, 0.0)         # right: a second event
+    output[1, 0, 1] = 0.4 * direction_xyz(0.0, 0.0)           # too short: inactive
+    events = decode_tracks(output, activity_threshold=0.5, unify_threshold_deg=15.0)
+    assert [(e.frame, e.class_id) for e in events] == [(0, 0), (0, 0)]
+    azimuths = sorted(math.degrees(e.azimuth_rad) for e in events)
+    np.testing.assert_allclose(azimuths, [-90.0, 95.0], atol=1e-3)
+
+
+def test_dcase_features_carry_the_direction_of_a_plane_wave():
+    rng = np.random.default_rng(0)
+    foa = encode_plane_wave(0.1 * rng.standard_normal(36000).astype(np.float32),
+                            math.radians(90.0), 0.0)                  # 1.5 s from the left
+    frames = dcase_frames(foa, n_label_frames=15)
+    assert frames.shape == (15, 7 * 64)
+    per_channel = frames.reshape(15, 7, 64)
+    iv_x, iv_y, iv_z = (per_channel[:, c].mean() for c in (4, 5, 6))
+    assert iv_y > 0.9 and abs(iv_x) < 0.05 and abs(iv_z) < 0.05
+    assert np.isfinite(frames).all()
+
+
+def test_encoder_frames_give_one_vector_per_label_frame(tmp_path):
+    ckpt, _ = make_tiny_run(tmp_path / "run", audio_input="foa_iv")
+    frozen = load_frozen(ckpt, "cpu")
+    foa = encode_plane_wave(np.random.default_rng(1).standard_normal(60000).astype(np.float32)
+                            * 0.1, 0.3, 0.1)                          # 2.5 s
+    frames = encoder_frames(frozen, foa, n_label_frames=25)
+    assert frames.shape == (25, frozen.feature_dim) and np.isfinite(frames).all()
+    # The frame features of a whole window pool (max over time) to its clip feature.
+    window = frozen.audio_input_from_foa(foa[:, :frozen.feature_cfg.n_samples], [0.0], [0.0])
+    pooled = frozen.encode_audio(window)[0]
+    assert np.all(frames[:10].max(axis=0) <= pooled + 1e-4)
+
+
+@pytest.mark.slow
+def test_eval_seld_end_to_end_on_synthetic_recordings(tmp_path):
+    root = tmp_path / "starss"
+    generate_starss23(root, seed=1, workers=1, cfg=Starss23SynthConfig(
+        n_train_per_split=2, n_test_per_split=1, duration_s=6.0, width=64, fps=8))
+    ckpt, _ = make_tiny_run(tmp_path / "run", audio_input="foa_iv")
+    out = tmp_path / "seld" / "eval_seld.json"
+    written = run(SeldRun(ckpt=str(ckpt), out=str(out), device="cpu", starss_dir=str(root),
+                          protocol=SeldProtocol(seeds=(0, 1), epochs=2, hidden=16)))
+    result = json.loads(written.read_text())
+    assert result["synthetic"] and result["dataset"].startswith("SYNTHETIC")
+    assert result["recordings"] == {"train": 4, "test": 2}
+    assert result["arms"] == ["encoder", "random_encoder", "dcase_features"]
+    for arm in result["arms"]:
+        assert len(result["per_seed"][arm]) == 2
+        for key in ("error_rate", "f_score", "localization_error_deg", "localization_recall"):
+            assert math.isfinite(result["summary"][arm][key]["mean"])
+    assert set(result["summary"]) >= {"encoder_minus_random_encoder",
+                                      "encoder_minus_dcase_features"}
+    assert (tmp_path / "seld" / "eval_seld_tracks.png").stat().st_size > 10_000
+    assert result["classes_scored"]
