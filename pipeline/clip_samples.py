@@ -119,7 +119,8 @@ class _BlockAudio:
             self._block = decode_audio(
                 self.path, self.sample_rate, self.clip.ambisonics, expected_duration_s=stop - start,
                 start_s=self.clip.segment_start_s + start, duration_s=stop - start,
-                accept_hoa=self.cfg.decode.accept_hoa, info=self.info)
+                accept_hoa=self.cfg.decode.accept_hoa, info=self.info,
+                channel_order=self.clip.channel_order)
             self._block_index = index
             for warning in ambisonic_sanity(self._block):
                 log.warning("clip %s: audio block at %.1f s: %s", self.clip.clip_id, start, warning)

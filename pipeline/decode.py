@@ -2,8 +2,10 @@
 
 Audio comes back as ``(4, n_samples)`` float32 in ambiX (ACN order W, Y, Z, X, SN3D
 normalisation, see docs/CONVENTIONS.md), resampled by ffmpeg (``-ar``) but never remixed: the
-command has no ``-ac`` and no layout filter, so every channel of the file arrives in file order and
-the conversion from FuMa / N3D / higher order happens here, in numpy, where it is tested.
+command has no ``-ac`` and no layout filter, so every channel of the file arrives in file order
+whatever layout the file is tagged with (4.0, quad, none: measured in docs/channel_order.md), and
+a declared channel order (``channel_order``) and the conversion from FuMa / N3D / higher order
+happen here, in numpy, where they are tested.
 
 Video comes back as ``(n, height, width, 3)`` uint8 RGB chunks from a generator that holds at most
 one chunk in memory; ``decode_frames_at`` picks given instants out of one streaming pass.
@@ -33,7 +35,12 @@ from pipeline.ffmpeg_bin import MediaInfo, ffmpeg_exe, ffmpeg_input_name, probe
 
 __all__ = [
     "AMBISONIC_CONVENTIONS",
+    "AMBIX_CHANNEL_ORDER",
+    "FUMA_CHANNEL_ORDER",
     "decode_audio",
+    "native_channel_order",
+    "check_channel_order",
+    "reorder_channels",
     "check_ambisonic_channels",
     "to_ambix_sn3d",
     "ambisonic_sanity",
@@ -47,6 +54,10 @@ log = logging.getLogger(__name__)
 
 AMBISONIC_CONVENTIONS = ("ambix", "fuma", "acn_n3d", "hoa_ambix")
 _CONVENTION_LABELS = {"ambix": "ambiX", "fuma": "FuMa", "acn_n3d": "ACN/N3D", "hoa_ambix": "ambiX"}
+# Channel orders are strings of the letters W, X, Y, Z: letter k names the component that
+# channel k holds. ACN (ambiX, ACN/N3D, the first four of higher-order ambiX) is W, Y, Z, X.
+AMBIX_CHANNEL_ORDER = "WYZX"
+FUMA_CHANNEL_ORDER = "WXYZ"
 
 DEFAULT_MAX_PAD_S = 0.1        # shortfall (s) still zero-padded: codec frame rounding, not a short clip
 _TRUNCATION_TOLERANCE_S = 0.5  # decoded vs declared duration: shorter by more is truncation
@@ -75,6 +86,7 @@ def decode_audio(
     accept_hoa: bool = False,
     max_pad_s: float = DEFAULT_MAX_PAD_S,
     info: MediaInfo | None = None,
+    channel_order: str | None = None,
 ) -> np.ndarray:
     """Decode the first audio stream of ``path`` to first-order ambiX.
 
@@ -94,6 +106,9 @@ def decode_audio(
             manifest declares 4 channels).
         max_pad_s: largest shortfall in seconds that is zero-padded; more is ``ClipTooShortError``.
         info: a ``probe`` result to reuse.
+        channel_order: what the file's first four channels hold, as the letters W, X, Y, Z
+            (e.g. "WXZY": Y and X swapped), undone right after reading; None means the
+            convention's own order ("WXYZ" for FuMa, ACN "WYZX" otherwise).
 
     Returns:
         ``(4, n_samples)`` float32, ambiX channel order W, Y, Z, X with SN3D normalisation.
@@ -109,12 +124,15 @@ def decode_audio(
         raise DecodeError(f"{name}: expected an audio stream, got none "
                           f"(streams: {_stream_summary(info)})")
     check_ambisonic_channels(info.audio.channels, convention, accept_hoa=accept_hoa, name=name)
+    if channel_order is not None:
+        check_channel_order(channel_order)
     _check_segment(start_s, duration_s, name)
 
     spec = ffmpeg.input(ffmpeg_input_name(path), **_segment_options(start_s, duration_s))
     spec = spec[str(info.audio.index)].output("pipe:", format="f32le", acodec="pcm_f32le",
                                               ar=int(sample_rate))
-    first_four = _read_audio_first_four(spec, info.audio.channels, name)
+    first_four = reorder_channels(_read_audio_first_four(spec, info.audio.channels, name),
+                                  channel_order, convention)
 
     if not np.all(np.isfinite(first_four)):
         n_bad = int(np.count_nonzero(~np.isfinite(first_four)))
@@ -152,6 +170,42 @@ def check_ambisonic_channels(channels: int, convention: str, *, accept_hoa: bool
                 f"first 4 ACN channels)")
     raise AmbisonicFormatError(f"{name}: expected 4-channel {label} audio, got {channels} "
                                f"channel{'s' if channels != 1 else ''}{hint}")
+
+
+def native_channel_order(convention: str) -> str:
+    """Order of the first four channels in ``convention``: "WXYZ" for FuMa, ACN "WYZX" else."""
+    if convention not in AMBISONIC_CONVENTIONS:
+        raise ValueError(f"convention must be one of {AMBISONIC_CONVENTIONS}, got {convention!r}")
+    return FUMA_CHANNEL_ORDER if convention == "fuma" else AMBIX_CHANNEL_ORDER
+
+
+def check_channel_order(channel_order: str) -> str:
+    """Return ``channel_order`` if it is the four letters W, X, Y, Z in some order, else raise
+    ``ValueError`` (letter k names the component that channel k holds)."""
+    if not (isinstance(channel_order, str) and len(channel_order) == 4
+            and sorted(channel_order) == sorted(FUMA_CHANNEL_ORDER)):
+        raise ValueError(f"channel order expected the letters W, X, Y, Z each once (e.g. "
+                         f"{AMBIX_CHANNEL_ORDER!r}), got {channel_order!r}")
+    return channel_order
+
+
+def reorder_channels(first_four: np.ndarray, channel_order: str | None,
+                     convention: str = "ambix") -> np.ndarray:
+    """Put the channels of ``(4, n)`` audio whose channel k holds ``channel_order[k]`` into
+    ``convention``'s own order (:func:`native_channel_order`); None leaves them as they are.
+
+    A pure permutation: no gain, no mixing. E.g. "WXZY" (Y and X swapped) -> rows [0, 3, 2, 1].
+    """
+    if channel_order is None:
+        return first_four
+    native = native_channel_order(convention)
+    check_channel_order(channel_order)
+    if channel_order == native:
+        return first_four
+    x = np.asarray(first_four)
+    if x.ndim != 2 or x.shape[0] != 4:
+        raise AmbisonicFormatError(f"expected a (4, n) array, got shape {x.shape}")
+    return x[[channel_order.index(letter) for letter in native]]
 
 
 def to_ambix_sn3d(first_four: np.ndarray, convention: str) -> np.ndarray:

@@ -140,6 +140,10 @@ class Clip(_Record):
         segment_start_s: where the clip starts inside its files, seconds.
         dataset: corpus name ("yt360", "folder", ...).
         gt_path: optional ground-truth file (synthetic scenes), relative to the data root.
+        channel_order: what the first four audio channels hold, as the letters W, X, Y, Z
+            (e.g. "WYZX" for ambiX as released, "XYWZ" for the switch a public note reports
+            for YT-360; docs/channel_order.md); undone on decoding. None (manifests written
+            before this field) means the order of ``ambisonics`` itself.
     """
 
     ID_FIELD: ClassVar[str] = "clip_id"
@@ -159,6 +163,7 @@ class Clip(_Record):
     segment_start_s: float = 0.0
     dataset: str = ""
     gt_path: str | None = None
+    channel_order: str | None = None
 
     @property
     def audio_source(self) -> str:
@@ -174,6 +179,10 @@ class Clip(_Record):
                  f"{label}: segment_start_s expected >= 0, got {self.segment_start_s}")
         _require(self.split in SPLITS, f"{label}: split expected one of {SPLITS}, got {self.split!r}")
         _check_ambisonics(label, self.ambisonics, self.audio_channels)
+        _require(self.channel_order is None or (len(self.channel_order) == 4
+                                                and sorted(self.channel_order) == list("WXYZ")),
+                 f"{label}: channel_order expected the letters W, X, Y, Z each once (e.g. "
+                 f"'WYZX'), got {self.channel_order!r}")
 
 
 @dataclass(frozen=True)
