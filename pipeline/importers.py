@@ -5,7 +5,8 @@ Every importer returns ``(records, problems)``: nothing is dropped silently. A p
 CLI logs a summary and writes them beside the manifest as ``<name>.problems.jsonl``.
 
     python -m pipeline.importers yt360 --root /data/yt360 --clip-list clips.txt \\
-        --train-ids train.txt --test-ids test.txt --out data_manifests/yt360.jsonl
+        --train-ids train.txt --test-ids test.txt --out data_manifests/yt360.jsonl \\
+        [--channel-order ambix|yt360-note|WYZX|...]
     python -m pipeline.importers eigenscape --folder /data/eigenscape --out data_manifests/eigenscape.jsonl
     python -m pipeline.importers folder --folder /data/my360 --out data_manifests/my360.jsonl
 
@@ -15,6 +16,7 @@ Paths in the records are relative to the scanned root (the data root).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -26,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from pipeline.decode import AMBIX_CHANNEL_ORDER, check_channel_order
 from pipeline.errors import ManifestError, PipelineError
 from pipeline.ffmpeg_bin import MediaInfo, probe
 from pipeline.manifest import Clip, Recording, stable_split, write_manifest
@@ -33,6 +36,8 @@ from pipeline.manifest import Clip, Recording, stable_split, write_manifest
 __all__ = [
     "ImportProblem",
     "import_yt360",
+    "YT360_CHANNEL_ORDERS",
+    "parse_yt360_channel_order",
     "import_eigenscape",
     "import_video_folder",
     "eigenscape_fold",
@@ -67,6 +72,24 @@ class ImportProblem:
 # ---------------------------------------------------------------------------------------------
 # YouTube-360
 
+# What the four channels of a released YT-360 .m4a hold (letter k: channel k; docs/channel_order.md).
+# "ambix": ACN W, Y, Z, X, as the authors' loader reads them (the default). "yt360-note": the
+# switch reported by the public note "YT-360 ambisonics order" (its loader output X, Y, W, Z,
+# reindexed [2, 1, 3, 0]); our decoder reads 4.0-tagged and untagged files in the same order as
+# the authors' loader, so the same letters apply.
+YT360_CHANNEL_ORDERS = {"ambix": AMBIX_CHANNEL_ORDER, "yt360-note": "XYWZ"}
+
+
+def parse_yt360_channel_order(text: str) -> str:
+    """A name from ``YT360_CHANNEL_ORDERS`` or four letters W, X, Y, Z (any case) -> letters."""
+    name = text.strip()
+    if name.lower() in YT360_CHANNEL_ORDERS:
+        return YT360_CHANNEL_ORDERS[name.lower()]
+    try:
+        return check_channel_order(name.upper())
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or a name from {sorted(YT360_CHANNEL_ORDERS)}") from exc
+
 
 def parse_yt360_clip_list(path: str | os.PathLike) -> list[tuple[str, str]]:
     """``(youtube_id, start)`` pairs from lines ``YOUTUBE_ID start1,start2,...``.
@@ -95,6 +118,7 @@ def import_yt360(
     test_ids_file: str | os.PathLike,
     *,
     workers: int = 4,
+    channel_order: str = AMBIX_CHANNEL_ORDER,
 ) -> tuple[list[Clip], list[ImportProblem]]:
     """Clips of the YT-360 release under ``root`` (``video/{id}-{start}.mp4``, ``audio/...m4a``).
 
@@ -102,7 +126,12 @@ def import_yt360(
     id per line, first token). Each present clip is probed (``workers`` ffmpeg processes at once);
     missing files, ids in neither list, unreadable media and non-4-channel or non-2:1 clips
     become problems. Raises ``ManifestError`` if an id is in both lists.
+
+    Every record states ``channel_order``: the letters W, X, Y, Z that the file's channels 0-3
+    hold (default ACN "WYZX", ambiX as released; "XYWZ" is the switch of the public note, see
+    ``YT360_CHANNEL_ORDERS`` and docs/channel_order.md). Decoding undoes it.
     """
+    check_channel_order(channel_order)
     root = Path(root)
     pairs = parse_yt360_clip_list(clip_list_file)
     split_of = _yt360_split_table(train_ids_file, test_ids_file)
@@ -123,12 +152,15 @@ def import_yt360(
     def build(candidate) -> Clip:
         clip_id, split, video, audio = candidate
         video_info, audio_info = probe(root / video), probe(root / audio)
-        return _clip_from_probe(clip_id, video, audio, video_info, audio_info, split=split,
+        clip = _clip_from_probe(clip_id, video, audio, video_info, audio_info, split=split,
                                 ambisonics="ambix", dataset="yt360")
+        return dataclasses.replace(clip, channel_order=channel_order)
 
     clips, build_problems = _build_all(candidates, build, key=lambda c: c[0], workers=workers)
     problems += build_problems
     _log_summary("yt360", len(pairs), clips, problems)
+    log.info("yt360: channels 0-3 of every audio file assumed to hold %s (--channel-order)",
+             ", ".join(channel_order))
     return clips, problems
 
 
@@ -398,6 +430,13 @@ def _parse_fractions(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(f"expected 'train=0.8,val=0.1,test=0.1', got {text!r}") from exc
 
 
+def _yt360_channel_order_arg(text: str) -> str:
+    try:
+        return parse_yt360_channel_order(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.importers",
                                      description="Build a JSONL manifest for a corpus.")
@@ -409,6 +448,10 @@ def _build_parser() -> argparse.ArgumentParser:
     yt.add_argument("--train-ids", required=True)
     yt.add_argument("--test-ids", required=True)
     yt.add_argument("--workers", type=int, default=4)
+    yt.add_argument("--channel-order", type=_yt360_channel_order_arg, default=AMBIX_CHANNEL_ORDER,
+                    help="what channels 0-3 of the .m4a files hold: 'ambix' = WYZX (default, as "
+                         "released), 'yt360-note' = XYWZ (the switch a public note reports), or "
+                         "any 4 letters W, X, Y, Z (docs/channel_order.md)")
 
     eig = sub.add_parser("eigenscape", help="EigenScape folder of Beach-01.wav-style files")
     eig.add_argument("--folder", required=True)
@@ -440,7 +483,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.corpus == "yt360":
         records, problems = import_yt360(args.root, args.clip_list, args.train_ids, args.test_ids,
-                                         workers=args.workers)
+                                         workers=args.workers, channel_order=args.channel_order)
         data_root = args.root
     elif args.corpus == "eigenscape":
         records, problems = import_eigenscape(args.folder, segment_s=args.segment_s)
