@@ -68,9 +68,12 @@ DEMO_EIGEN ?= protocol.segment_s=5
 # Synthetic EigenScape-layout stand-in used by eval-eigenscape when EIGENSCAPE_DIR is empty.
 EIGEN_SYNTH_DIR ?= data/eigenscape_synth
 EIGEN_SYNTH_ARGS ?=
+# Synthetic STARSS23-layout stand-in used by eval-seld when STARSS_DIR is empty.
+STARSS_SYNTH_DIR ?= data/starss23_synth
+STARSS_SYNTH_ARGS ?=
 
 .PHONY: help venv data detector preprocess verify inspect train train-ddp eval-avsa \
-        eval-eigenscape localize embed results eval-ucf eval-hmdb eval-seg \
+        eval-eigenscape eval-seld localize embed results eval-ucf eval-hmdb eval-seg \
         preprocess-sync multisensory separation reproduce demo test bench bench-gpu clean
 
 help: ## List the targets
@@ -128,6 +131,12 @@ eval-eigenscape: $(STAMP) ## Scene classification (EIGENSCAPE_DIR=real data; emp
 	$(PY) -m evals.audio.scenes $(if $(wildcard $(CKPT)),ckpt=$(CKPT),\
 	  $(warning no checkpoint at $(CKPT): baselines only)) \
 	  data_dir=$(if $(EIGENSCAPE_DIR),$(EIGENSCAPE_DIR),$(EIGEN_SYNTH_DIR)) $(ARGS)
+
+eval-seld: $(STAMP) ## SELD on STARSS23 with DCASE metrics (STARSS_DIR=real data; empty: SYNTHETIC stand-in)
+	$(if $(STARSS_DIR),,$(PY) -m pipeline.synth.cli starss23 --out $(STARSS_SYNTH_DIR) $(STARSS_SYNTH_ARGS))
+	$(PY) -m evals.audio.seld $(if $(wildcard $(CKPT)),ckpt=$(CKPT),\
+	  $(warning no checkpoint at $(CKPT): DCASE-feature baseline only)) \
+	  starss_dir=$(if $(STARSS_DIR),$(STARSS_DIR),$(STARSS_SYNTH_DIR)) $(ARGS)
 
 localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip, else test shards)
 	$(PY) -m evals.av.localize ckpt=$(CKPT) $(if $(CLIP),clip=$(CLIP)) $(ARGS)

@@ -280,3 +280,24 @@ def test_missing_downstream_and_multisensory_files_are_skipped(tmp_path):
     assert "_No multisensory runs found" in section(text, "Multisensory baseline (Owens & Efros "
                                                           "2018)")
     assert "| avsa | avsa |" in text.split("## Downstream tasks")[0]
+
+
+def test_seld_results_get_one_row_per_arm_with_mean_and_sd(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "demo_avsa").mkdir(parents=True)
+    scores = {"error_rate": 0.5, "f_score": 0.4, "localization_error_deg": 20.0,
+              "localization_recall": 0.6, "seld_score": 0.38}
+    summary = {arm: {key: {"mean": value, "sd": 0.01} for key, value in scores.items()}
+               for arm in ("encoder", "dcase_features")}
+    (runs / "demo_avsa" / "eval_seld.json").write_text(json.dumps(
+        {"task": "seld", "synthetic": True, "arms": ["encoder", "dcase_features"],
+         "seeds": [0, 1, 2], "summary": summary}))
+    out = results_table.write_results(runs, tmp_path / "results.md")
+    text = out.read_text()
+    section = text.split("## Sound event localisation and detection (STARSS23)")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| demo_avsa")]
+    assert len(rows) == 2
+    assert rows[0].split(" | ")[1:8] == ["SYNTHETIC STARSS23-layout", "frozen encoder",
+                                         "0.50 ± 0.01", "40.0 ± 1.0", "20.0 ± 0.0",
+                                         "60.0 ± 1.0", "0.38 ± 0.01"]
+    assert "DCASE log-mel + IV" in rows[1]
