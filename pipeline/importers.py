@@ -9,6 +9,7 @@ CLI logs a summary and writes them beside the manifest as ``<name>.problems.json
         [--channel-order ambix|yt360-note|WYZX|...]
     python -m pipeline.importers eigenscape --folder /data/eigenscape --out data_manifests/eigenscape.jsonl
     python -m pipeline.importers folder --folder /data/my360 --out data_manifests/my360.jsonl
+    python -m pipeline.importers starss23 --root /data/STARSS23 --out data_manifests/starss23.jsonl
 
 Paths in the records are relative to the scanned root (the data root).
 """
@@ -32,6 +33,7 @@ from pipeline.decode import AMBIX_CHANNEL_ORDER, check_channel_order
 from pipeline.errors import ManifestError, PipelineError
 from pipeline.ffmpeg_bin import MediaInfo, probe
 from pipeline.manifest import Clip, Recording, stable_split, write_manifest
+from pipeline import starss23
 
 __all__ = [
     "ImportProblem",
@@ -39,6 +41,7 @@ __all__ = [
     "YT360_CHANNEL_ORDERS",
     "parse_yt360_channel_order",
     "import_eigenscape",
+    "import_starss23",
     "import_video_folder",
     "eigenscape_fold",
     "eigenscape_fold_split",
@@ -292,6 +295,49 @@ def _missing_folds(recordings: Sequence[Recording], n_folds: int) -> list[Import
 
 
 # ---------------------------------------------------------------------------------------------
+# STARSS23
+
+
+def import_starss23(root: str | os.PathLike, *, workers: int = 4,
+                    dataset: str | None = None) -> tuple[list[Clip], list[ImportProblem]]:
+    """Clips of a STARSS23 development set (``foa_dev/``, ``video_dev/``, ``metadata_dev/``;
+    :mod:`pipeline.starss23`) for pretraining, with their labels kept (``labels_path``).
+
+    A clip pairs ``video_dev/<split>/<name>.mp4`` with ``foa_dev/<split>/<name>.wav`` (ambiX,
+    ACN/SN3D) and ``metadata_dev/<split>/<name>.csv``. The official split is kept in the paths
+    and mapped to this project's splits: ``dev-train-*`` -> train, ``dev-test-*`` -> test.
+    Files missing a partner, label files with malformed rows (each row named), unreadable media
+    and non-2:1 video become problems; a recording with bad rows is still imported (its good
+    rows are usable), the rows are listed. ``dataset`` defaults to ``starss23`` (or
+    ``starss23_synth`` for a folder written by ``pipeline.synth.cli starss23``).
+    """
+    root = Path(root)
+    class_names, synthetic = starss23.class_names_of(root)
+    dataset = dataset or ("starss23_synth" if synthetic else "starss23")
+    recordings, layout_problems = starss23.scan_layout(root, require_video=True)
+    problems = [ImportProblem(p.item, p.reason) for p in layout_problems]
+    for recording in recordings:
+        _, row_problems = starss23.read_label_csv(root / recording.labels_path, len(class_names),
+                                         name=recording.labels_path)
+        problems += [ImportProblem(p.item, "label row skipped: " + p.reason)
+                     for p in row_problems]
+
+    def build(recording) -> Clip:
+        clip = _clip_from_probe(recording.name, recording.video_path, recording.audio_path,
+                                probe(root / recording.video_path),
+                                probe(root / recording.audio_path),
+                                split="train" if recording.is_train else "test",
+                                ambisonics="ambix", dataset=dataset)
+        return dataclasses.replace(clip, labels_path=recording.labels_path)
+
+    clips, build_problems = _build_all(recordings, build, key=lambda r: r.video_path,
+                                       workers=workers)
+    problems += build_problems
+    _log_summary("starss23", len(recordings), clips, problems)
+    return clips, problems
+
+
+# ---------------------------------------------------------------------------------------------
 # a user's folder of 360° clips
 
 
@@ -465,7 +511,12 @@ def _build_parser() -> argparse.ArgumentParser:
     fol.add_argument("--split-by", choices=["file", "folder"], default="file")
     fol.add_argument("--workers", type=int, default=4)
 
-    for command in (yt, eig, fol):
+    sta = sub.add_parser("starss23", help="STARSS23 development set (foa_dev/, video_dev/, "
+                                          "metadata_dev/), labels kept")
+    sta.add_argument("--root", required=True, help="folder holding foa_dev/ and video_dev/")
+    sta.add_argument("--workers", type=int, default=4)
+
+    for command in (yt, eig, fol, sta):
         command.add_argument("--out", required=True, help="manifest path, e.g. data_manifests/x.jsonl")
     return parser
 
@@ -488,6 +539,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     elif args.corpus == "eigenscape":
         records, problems = import_eigenscape(args.folder, segment_s=args.segment_s)
         data_root = args.folder
+    elif args.corpus == "starss23":
+        records, problems = import_starss23(args.root, workers=args.workers)
+        data_root = args.root
     else:
         records, problems = import_video_folder(args.folder, ambisonics=args.ambisonics,
                                                 split_fractions=args.split, split_by=args.split_by,

@@ -144,10 +144,13 @@ class Clip(_Record):
             (e.g. "WYZX" for ambiX as released, "XYWZ" for the switch a public note reports
             for YT-360; docs/channel_order.md); undone on decoding. None (manifests written
             before this field) means the order of ``ambisonics`` itself.
+        labels_path: optional frame-wise event labels (STARSS23 metadata CSV, 100 ms frames;
+            :mod:`pipeline.starss23`), relative to the data root, kept for downstream tasks.
     """
 
     ID_FIELD: ClassVar[str] = "clip_id"
-    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("video_path", "audio_path", "gt_path")
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("video_path", "audio_path", "gt_path",
+                                              "labels_path")
 
     clip_id: str
     video_path: str
@@ -164,6 +167,7 @@ class Clip(_Record):
     dataset: str = ""
     gt_path: str | None = None
     channel_order: str | None = None
+    labels_path: str | None = None
 
     @property
     def audio_source(self) -> str:

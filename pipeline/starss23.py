@@ -26,11 +26,14 @@ report them instead of dropping them silently.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from pipeline.ground_truth import SYNTHETIC_MARKER_NAME
 
 __all__ = [
     "LABEL_HOP_S",
@@ -43,6 +46,7 @@ __all__ = [
     "write_label_csv",
     "scan_layout",
     "is_train_split",
+    "class_names_of",
 ]
 
 LABEL_HOP_S = 0.1
@@ -98,6 +102,19 @@ def is_train_split(split: str) -> bool:
     if split.startswith("dev-test"):
         return False
     raise ValueError(f"split expected dev-train-* or dev-test-*, got {split!r}")
+
+
+def class_names_of(root: str | os.PathLike) -> tuple[list[str], bool]:
+    """``(class names by index, synthetic?)`` of a STARSS23(-layout) folder: STARSS23's 13, or
+    those in the ``SYNTHETIC.json`` marker of a set written by ``pipeline.synth.cli starss23``."""
+    marker = Path(root) / SYNTHETIC_MARKER_NAME
+    if not marker.is_file():
+        return list(STARSS23_CLASSES), False
+    names = json.loads(marker.read_text(encoding="utf-8")).get("class_names")
+    if not names:
+        raise ValueError(f"{marker}: expected class_names in the marker of a synthetic "
+                         "STARSS23-layout set; regenerate it with pipeline.synth.cli starss23")
+    return list(names), True
 
 
 def read_label_csv(path: str | os.PathLike, n_classes: int = len(STARSS23_CLASSES),

@@ -139,3 +139,32 @@ def test_generator_resumes_and_refuses_other_settings(synth_root, tmp_path):
     assert wav.stat().st_mtime_ns == before
     with pytest.raises(ResumeMismatchError, match="new --out"):
         generate_starss23(root, seed=4, cfg=SMALL, workers=1)
+
+
+def test_importer_keeps_labels_maps_splits_and_reports_problems(synth_root, tmp_path):
+    from pipeline.importers import import_starss23, main
+    from pipeline.manifest import read_manifest
+
+    clips, problems = import_starss23(synth_root, workers=1)
+    assert problems == [] and len(clips) == 4
+    assert {c.split for c in clips} == {"train", "test"}
+    by_id = {c.clip_id: c for c in clips}
+    clip = by_id[recording_name("dev-test-tau", 0)]
+    assert (clip.split, clip.dataset, clip.ambisonics) == ("test", "starss23_synth", "ambix")
+    assert clip.labels_path == f"metadata_dev/dev-test-tau/{clip.clip_id}.csv"
+    assert clip.audio_path.startswith("foa_dev/dev-test-tau/") and clip.sample_rate == 24000
+    assert (clip.width, clip.height) == (SMALL.width, SMALL.width // 2)
+
+    root = tmp_path / "broken"
+    shutil.copytree(synth_root, root)
+    (root / clips[0].video_path).unlink()
+    labels = root / clips[1].labels_path
+    labels.write_text(labels.read_text() + "12,99,0,0,0\n")
+    out = tmp_path / "manifests" / "starss23.jsonl"
+    assert main(["starss23", "--root", str(root), "--out", str(out), "--workers", "1"]) == 0
+    assert len(read_manifest(out)) == 3
+    reported = [json.loads(line) for line in
+                (tmp_path / "manifests" / "starss23.problems.jsonl").read_text().splitlines()]
+    assert any("no video file" in p["reason"] for p in reported)
+    assert any(p["item"].startswith(clips[1].labels_path + ":") and "class" in p["reason"]
+               for p in reported)

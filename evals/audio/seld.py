@@ -55,8 +55,7 @@ from evals.cli import EvalIO, run_evaluator
 from evals.frozen import (FrozenModel, describe_run, load_frozen, read_ambisonic_segment,
                           resample_foa, run_dir_of)
 from pipeline.features import AudioFeatureConfig, foa_features
-from pipeline.ground_truth import SYNTHETIC_MARKER_NAME, is_synthetic_dataset
-from pipeline.starss23 import (LABEL_HOP_S, STARSS23_CLASSES, LabelRow, Starss23Recording,
+from pipeline.starss23 import (LABEL_HOP_S, LabelRow, Starss23Recording, class_names_of,
                                read_label_csv, scan_layout)
 from trainer.models import build_model
 
@@ -102,18 +101,6 @@ class SeldRun(EvalIO):
 
 
 # ----------------------------------------------------------------------------- labels
-
-def class_names_of(root: str | Path) -> tuple[list[str], bool]:
-    """``(class names by index, synthetic?)`` of a STARSS23(-layout) folder."""
-    marker = Path(root) / SYNTHETIC_MARKER_NAME
-    if is_synthetic_dataset(root):
-        names = json.loads(marker.read_text()).get("class_names")
-        if not names:
-            raise ValueError(f"{marker}: expected class_names in the marker of a synthetic "
-                             "STARSS23-layout set; regenerate it with pipeline.synth.cli starss23")
-        return list(names), True
-    return list(STARSS23_CLASSES), False
-
 
 def direction_xyz(azimuth_deg, elevation_deg) -> np.ndarray:
     """Unit vectors (front, left, up) of directions in degrees (CONVENTIONS.md)."""
