@@ -2,7 +2,8 @@
 
 Writes 1 s of four tones (500, 700, 1100, 1300 Hz, amplitude 0.25, one per channel 0-3) into
 AAC (.m4a, .mp4) and PCM (.wav, .mkv) files tagged with each 4-channel layout ffmpeg writes
-(``4.0``, ``quad``, an unspecified-order ``4 channels``), then reads each file back two ways:
+(``4.0``, ``quad``, an unspecified-order ``4 channels``) and into a plain 16-bit WAVE file
+without a channel mask (Python's ``wave``), then reads each file back two ways:
 
 - ``ours``: ``pipeline.decode.decode_audio`` (``-ar`` only, no layout change);
 - ``4.0 remix``: ffmpeg with ``-af aformat=channel_layouts=4.0``, the libswresample conversion
@@ -21,6 +22,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ CASES = [
     (".mp4", "aac", "4.0"), (".mp4", "aac", "quad"),
     (".wav", "pcm_f32le", "4.0"), (".wav", "pcm_f32le", "quad"), (".wav", "pcm_f32le", "4C"),
     (".mkv", "pcm_f32le", "4.0"), (".mkv", "pcm_f32le", "quad"), (".mkv", "pcm_f32le", "4C"),
+    (".wav", "untagged", "none"),
 ]
 
 
@@ -52,7 +55,15 @@ def tone_signals(n_channels: int, tone_of_channel: dict[int, int], duration_s: f
 
 
 def write_file(path: Path, interleaved: np.ndarray, codec: str, layout: str) -> None:
-    """Encode ``(n, channels)`` float32 with ffmpeg, tagging the input with ``layout``."""
+    """Encode ``(n, channels)`` float32 with ffmpeg, tagging the input with ``layout``; codec
+    "untagged" writes 16-bit PCM with Python's ``wave`` (no channel mask) instead."""
+    if codec == "untagged":
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(interleaved.shape[1])
+            out.setsampwidth(2)
+            out.setframerate(SAMPLE_RATE)
+            out.writeframes(np.round(interleaved * 32767).astype("<i2").tobytes())
+        return
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "f32le",
            "-ar", str(SAMPLE_RATE), "-ch_layout", layout, "-i", "pipe:", "-c:a", codec]
     if codec == "aac":
