@@ -538,7 +538,8 @@ def anchors_markdown() -> str:
 
 SELD_JSON = "eval_seld.json"
 SELD_ARM_LABELS = {"encoder": "frozen encoder", "random_encoder": "random encoder (control)",
-                   "dcase_features": "DCASE log-mel + IV (baseline)"}
+                   "dcase_features": "DCASE log-mel + IV (baseline)",
+                   "no_input": "no input: label priors only (control)"}
 
 
 def collect_seld(runs_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -619,10 +620,11 @@ def render_report(runs: Sequence[RunScores], runs_dir: Path,
         "and F-score within 20°, class-dependent localisation error (LE) and recall (LR), and "
         "SELD = mean(ER, 1 − F, LE/180, 1 − LR). Every row trains the same 2-layer BiGRU "
         "multi-ACCDOA head, same budget and seeds, on a different input: the run's frozen "
-        "audio encoder, the same network with random weights, or the DCASE baseline's log-mel "
-        "and intensity-vector features. For comparison, the DCASE 2023 FOA baseline (its own "
-        "CRNN, trained end to end on STARSS23 plus synthetic data) reports ER 0.57, F 29.9 %, "
-        "LE 21.6°, LR 47.7 % on the real dev-test split.")
+        "audio encoder, the same network with random weights, the DCASE baseline's log-mel "
+        "and intensity-vector features, or a constant (what the label priors alone score). "
+        "For comparison, the DCASE 2023 FOA baseline (its own CRNN, trained end to end on "
+        "STARSS23 plus synthetic data) reports ER 0.57, F 29.9 %, LE 21.6°, LR 47.7 % on the "
+        "real dev-test split.")
     seld_body = (seld_markdown(seld) if seld
                  else f"_No SELD results found under `{runs_dir}/*/{SELD_JSON}`._")
     return "\n\n".join([

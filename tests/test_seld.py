@@ -102,7 +102,7 @@ def test_eval_seld_end_to_end_on_synthetic_recordings(tmp_path):
     result = json.loads(written.read_text())
     assert result["synthetic"] and result["dataset"].startswith("SYNTHETIC")
     assert result["recordings"] == {"train": 4, "test": 2}
-    assert result["arms"] == ["encoder", "random_encoder", "dcase_features"]
+    assert result["arms"] == ["encoder", "random_encoder", "dcase_features", "no_input"]
     for arm in result["arms"]:
         assert len(result["per_seed"][arm]) == 2
         for key in ("error_rate", "f_score", "localization_error_deg", "localization_recall"):

@@ -14,7 +14,9 @@ Protocol (the same head, budget and seeds for every arm):
   (seeded), the floor any pretraining must beat. ``dcase_features``: the DCASE baseline's input
   features, log-mel of the four channels and the FOA intensity vectors (64 mel bands, 20 ms
   hop, as ``sharathadavanne/seld-dcase2023``), averaged over each 100 ms frame: 7 x 64 = 448
-  numbers per frame, no network.
+  numbers per frame, no network. ``no_input``: a constant input, so the head can only learn
+  the training labels' priors (how often each class sounds, where sources usually are): what
+  a score is worth without listening.
 - **Head** (trained on ``dev-train-*``, scored on ``dev-test-*``, nothing chosen on test):
   standardisation (train statistics), a linear layer, a 2-layer bidirectional GRU and a
   multi-ACCDOA output of 3 tracks x classes x (x, y, z) with tanh, trained with the ADPIT loss
@@ -61,7 +63,7 @@ from trainer.models import build_model
 
 log = logging.getLogger("evals.seld")
 
-ARMS = ("encoder", "random_encoder", "dcase_features")
+ARMS = ("encoder", "random_encoder", "dcase_features", "no_input")
 TRACKS = 3
 #: Random encoders are drawn with seed offset + protocol seed, so none equals a trained run's
 #: initialisation (runs use small seeds).
@@ -262,8 +264,12 @@ def compute_inputs(root: Path, data: Sequence[RecordingData], arms: Sequence[str
                    frozen: FrozenModel | None, random_model: FrozenModel | None) -> None:
     """Fill ``inputs[arm]`` of every recording."""
     for item in tqdm(data, desc="seld inputs", unit="recording"):
+        if "no_input" in arms:
+            item.inputs["no_input"] = np.zeros((item.n_frames, 1), np.float32)
+        if not set(arms) - {"no_input"}:
+            continue
         foa, rate = read_ambisonic_segment(root / item.recording.audio_path)
-        for arm in arms:
+        for arm in (a for a in arms if a != "no_input"):
             if arm == "dcase_features":
                 signal = resample_foa(foa, rate, DCASE_FEATURES.sample_rate)
                 item.inputs[arm] = dcase_frames(signal, item.n_frames)
@@ -466,10 +472,11 @@ def run(cfg: SeldRun) -> Path:
     if cfg.ckpt:
         frozen = load_frozen(cfg.ckpt, cfg.device, cfg.norm_stats or None)
     elif set(arms) & {"encoder", "random_encoder"}:
-        log.warning("no checkpoint: only the dcase_features arm runs")
-        arms = [arm for arm in arms if arm == "dcase_features"]
+        log.warning("no checkpoint: only the arms without an encoder run")
+        arms = [arm for arm in arms if arm in ("dcase_features", "no_input")]
         if not arms:
-            raise ValueError("no checkpoint and no dcase_features arm: nothing to evaluate")
+            raise ValueError("no checkpoint and no dcase_features or no_input arm: nothing to "
+                             "evaluate")
     data, problems = load_recordings(root, len(class_names))
     for problem in problems:
         log.warning("skipped: %s", problem)
