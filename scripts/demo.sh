@@ -7,8 +7,8 @@
 # (8 one-viewpoint epochs, a quarter of the cost of an AVSA epoch) and its binary evaluation
 # run while the AVC -> AVSA model trains; then the AVSA model's evaluations run two at a time,
 # one thread each: binary on uniform viewpoints (the authors' protocol) and localisation in
-# front, binary on its YOLO viewpoints and scenes alongside. Side-job logs:
-# runs/demo_logs/<name>.log.
+# front, binary on its YOLO viewpoints, scenes and SELD (synthetic STARSS23 layout) alongside.
+# Side-job logs: runs/demo_logs/<name>.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +48,7 @@ avsa_yolo_scenes() {
   "${MAKE_CMD[@]}" eval-avsa CKPT=runs/demo_avsa/ckpt.pt ARGS="protocol.viewpoints=yolo"
   "${MAKE_CMD[@]}" eval-eigenscape CKPT=runs/demo_avsa/ckpt.pt \
     EIGEN_SYNTH_DIR="$DEMO_EIGEN_DIR" EIGEN_SYNTH_ARGS="$DEMO_EIGEN_SYNTH" ARGS="$DEMO_EIGEN"
+  "${MAKE_CMD[@]}" eval-seld CKPT=runs/demo_avsa/ckpt.pt
 }
 
 "${MAKE_CMD[@]}" data
