@@ -72,7 +72,7 @@ EIGEN_SYNTH_ARGS ?=
 STARSS_SYNTH_DIR ?= data/starss23_synth
 STARSS_SYNTH_ARGS ?=
 
-.PHONY: help venv data detector preprocess verify inspect train train-ddp eval-avsa \
+.PHONY: help venv data detector preprocess verify channel-order inspect train train-ddp eval-avsa \
         eval-eigenscape eval-seld localize embed results eval-ucf eval-hmdb eval-seg \
         preprocess-sync multisensory separation reproduce demo test bench bench-gpu clean
 
@@ -112,6 +112,9 @@ preprocess: $(STAMP) $(NEEDS_DETECTOR) ## Decode, detect, crop, rotate/beamform,
 
 verify: $(STAMP) ## Check every shard's size and sha256 against its shards.jsonl (SHARDS=...)
 	$(PY) -m pipeline.shards --verify $(SHARDS)
+
+channel-order: $(STAMP) ## Which channel order the stored FOA agrees with, against detections (SHARDS=...)
+	$(PY) -m pipeline.channel_order --shards $(SHARDS) $(ARGS)
 
 inspect: $(STAMP) ## Write PNGs showing keyframe, viewpoints, sound map and crops per sample
 	$(PY) -m pipeline.inspect_shards --shards $(SHARDS) --out outputs/inspect $(ARGS)
