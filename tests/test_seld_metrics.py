@@ -85,3 +85,27 @@ def test_misses_false_alarms_segments_and_macro_averaging():
     assert s["per_class"]["localization_recall"] == pytest.approx([0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="expected 0"):
         scores([(0, 5, 0, 0.0, 0.0)], [], n_classes=3)
+
+
+def test_distance_aware_variant_needs_both_direction_and_distance():
+    """Two segments of one class, reference at 2 m. Segment 0: direction exact, distance 2.5 m
+    (relative error 0.25): a true positive at threshold 0.5. Segment 1: direction exact,
+    distance 4 m in 5 frames and 2 m in 5 (mean relative error 0.5): a true positive at
+    threshold 0.5, a false positive at 0.4. RDE = (0.25 + 0.5) / 2 = 0.375."""
+    reference = [Event(f, 0, 0, 0.0, 0.0, 2.0) for f in range(20)]
+    predicted = ([Event(f, 0, 0, 0.0, 0.0, 2.5) for f in range(10)]
+                 + [Event(f, 0, 0, 0.0, 0.0, 4.0 if f < 15 else 2.0) for f in range(10, 20)])
+    for threshold, expected_tp in ((0.5, 2), (0.4, 1)):
+        metrics = SELDMetrics(1, distance_threshold=threshold)
+        metrics.update(reference, predicted)
+        s = metrics.scores()
+        assert metrics.counts["tp"][0] == expected_tp
+        assert metrics.counts["fp"][0] == 2 - expected_tp
+        assert s["relative_distance_error"] == pytest.approx(0.375)
+        assert s["localization_error_deg"] == pytest.approx(0.0, abs=1e-6)
+    # Without the variant, distances are ignored and both segments are true positives.
+    plain = SELDMetrics(1)
+    plain.update(reference, predicted)
+    assert plain.counts["tp"][0] == 2 and "relative_distance_error" not in plain.scores()
+    with pytest.raises(ValueError, match="distance"):
+        SELDMetrics(1, distance_threshold=1.0).update(events([(0, 0, 0, 0.0, 0.0)]), [])

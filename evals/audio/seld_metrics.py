@@ -26,6 +26,13 @@ Per class: substitutions ``S = min(FN, FP)``, deletions ``D = max(0, FN - FP)``,
 are macro-averaged over classes (the DCASE default; a small epsilon keeps empty classes finite,
 so a class never present and never predicted scores ER 0, F 0, LE 0, LR 0, as in the official
 code), and ``SELD = mean(ER, 1 - F, LE / 180, 1 - LR)``.
+
+Distance-aware variant (the DCASE 2024 idea, for labels with distances; ``distance_threshold``):
+a matched track must also have a mean relative distance error ``|d_pred - d_ref| / d_ref``
+within the threshold to be a detection true positive, and the mean relative distance error over
+localisation true positives is reported per class and macro-averaged. It keeps the 2023
+segment and averaging rules above; the 2024 official evaluation code was not available to check
+its remaining rules against, so scores of this variant are not claimed equal to the official.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class Event:
     track: int
     azimuth_rad: float
     elevation_rad: float
+    distance_m: float | None = None    # source distance (STARSS23 2024 labels), None if unknown
 
 
 def angular_distance_deg(az1, el1, az2, el2) -> np.ndarray:
@@ -78,10 +86,17 @@ class SELDMetrics:
     """Accumulates the counts of any number of recordings, then :meth:`scores`."""
 
     def __init__(self, n_classes: int, doa_threshold_deg: float = 20.0,
-                 frames_per_segment: int = 10):
+                 frames_per_segment: int = 10, distance_threshold: float | None = None):
+        """``distance_threshold`` (relative, e.g. 1.0) turns on the distance-aware variant:
+        every event then needs ``distance_m``; a matched track is a detection true positive only
+        when its mean angular error is within ``doa_threshold_deg`` *and* its mean relative
+        distance error ``|d_pred - d_ref| / d_ref`` within this threshold, and the scores gain
+        ``relative_distance_error`` (mean over localisation true positives, macro)."""
         self.n_classes, self.threshold = n_classes, doa_threshold_deg
         self.frames_per_segment = frames_per_segment
-        names = ("tp", "fp", "fn", "n_ref", "loc_error", "loc_tp", "loc_fn", "loc_fp")
+        self.distance_threshold = distance_threshold
+        names = ("tp", "fp", "fn", "n_ref", "loc_error", "loc_tp", "loc_fn", "loc_fp",
+                 "distance_error")
         self.counts = {name: np.zeros(n_classes) for name in names}
 
     def update(self, reference: Iterable[Event], predicted: Iterable[Event]) -> None:
@@ -93,6 +108,9 @@ class SELDMetrics:
                 if not 0 <= event.class_id < self.n_classes:
                     raise ValueError(f"class {event.class_id} of {event}: expected 0..."
                                      f"{self.n_classes - 1}")
+                if self.distance_threshold is not None and not (event.distance_m or 0.0) > 0.0:
+                    raise ValueError(f"{event}: the distance-aware metrics need a distance > 0 "
+                                     f"on every event")
                 key = (event.frame // self.frames_per_segment, event.class_id)
                 by_segment[key][side][event.frame].append(event)
         c = self.counts
@@ -109,18 +127,28 @@ class SELDMetrics:
                 c["loc_fp"][class_id] += 1
                 continue
             distances: dict[int, list[float]] = defaultdict(list)     # reference track -> deg
+            relative: dict[int, list[float]] = defaultdict(list)      # reference track -> |Δd|/d
             for frame in sorted(set(ref) & set(pred)):
-                for reference_event, _, distance in assign(ref[frame], pred[frame]):
+                for reference_event, predicted_event, distance in assign(ref[frame], pred[frame]):
                     distances[reference_event.track].append(distance)
+                    if self.distance_threshold is not None:
+                        relative[reference_event.track].append(
+                            abs(predicted_event.distance_m - reference_event.distance_m)
+                            / reference_event.distance_m)
             if not distances:                  # the class never shares a frame on both sides
                 c["fn"][class_id] += 1
                 c["loc_fn"][class_id] += 1
                 continue
-            for track_distances in distances.values():
+            for track, track_distances in distances.items():
                 mean_distance = float(np.mean(track_distances))
                 c["loc_error"][class_id] += mean_distance
                 c["loc_tp"][class_id] += 1
-                c["tp" if mean_distance <= self.threshold else "fp"][class_id] += 1
+                close = mean_distance <= self.threshold
+                if self.distance_threshold is not None:
+                    mean_relative = float(np.mean(relative[track]))
+                    c["distance_error"][class_id] += mean_relative
+                    close = close and mean_relative <= self.distance_threshold
+                c["tp" if close else "fp"][class_id] += 1
 
     def scores(self, classes: Sequence[int] | None = None) -> dict:
         """Macro-averaged error rate, F-score, localisation error (deg) and recall, the SELD
@@ -137,6 +165,8 @@ class SELDMetrics:
             "localization_error_deg": c["loc_error"] / (c["loc_tp"] + EPS),
             "localization_recall": c["loc_tp"] / (EPS + c["loc_tp"] + c["loc_fn"]),
         }
+        if self.distance_threshold is not None:
+            per_class["relative_distance_error"] = c["distance_error"] / (c["loc_tp"] + EPS)
         chosen = np.arange(self.n_classes) if classes is None else np.asarray(classes, int)
         if chosen.size == 0:
             raise ValueError("classes: expected at least one class index, got none")
