@@ -8,8 +8,8 @@ Conventions (docs/CONVENTIONS.md): FOA is ambiX (ACN W, Y, Z, X; SN3D); angles a
   pad_mode="reflect")``. A 1 s window at 24 kHz gives ``1 + 24000 // 240 = 101`` frames; features
   keep the first ``n_frames = 100`` (the dropped frame is centred on the last sample and half
   made of reflected padding). Shorter inputs are padded with frames of silence.
-- Log-mel: magnitude (power 1) spectrogram, Slaney mel filterbank (``librosa.filters.mel``,
-  ``htk=False, norm="slaney"``), then ``20 log10(max(amin, mel))`` with ``amin = 1e-5`` and
+- Log-mel: magnitude (power 1) spectrogram, Slaney mel filterbank (equal to
+  ``librosa.filters.mel(htk=False, norm="slaney")``, computed here without librosa), then ``20 log10(max(amin, mel))`` with ``amin = 1e-5`` and
   ``ref = 1`` (dB relative to full-scale amplitude), floored at ``max - top_db`` where the maximum
   is taken over a group (one signal by default; the four FOA channels of one viewpoint together
   in :func:`foa_features`, so that level differences between channels survive).
@@ -21,12 +21,12 @@ Conventions (docs/CONVENTIONS.md): FOA is ambiX (ACN W, Y, Z, X; SN3D); angles a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import librosa
 import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
@@ -164,19 +164,49 @@ def _window_spectrum(signals: np.ndarray, cfg: AudioFeatureConfig) -> np.ndarray
     return spec_tf
 
 
+# Slaney's mel scale (Auditory Toolbox): linear below 1 kHz (200/3 Hz per mel), logarithmic
+# above (27 mels per factor 6.4).
+_SLANEY_HZ_PER_MEL = 200.0 / 3.0
+_SLANEY_BREAK_HZ = 1000.0
+_SLANEY_BREAK_MEL = _SLANEY_BREAK_HZ / _SLANEY_HZ_PER_MEL
+_SLANEY_LOG_STEP = math.log(6.4) / 27.0
+
+
+def hz_to_mel_slaney(frequency_hz) -> np.ndarray:
+    """Frequencies (Hz) on Slaney's mel scale (float64)."""
+    hz = np.asarray(frequency_hz, dtype=np.float64)
+    linear = hz / _SLANEY_HZ_PER_MEL
+    logarithmic = _SLANEY_BREAK_MEL + np.log(np.maximum(hz, _SLANEY_BREAK_HZ)
+                                             / _SLANEY_BREAK_HZ) / _SLANEY_LOG_STEP
+    return np.where(hz >= _SLANEY_BREAK_HZ, logarithmic, linear)
+
+
+def mel_to_hz_slaney(mel) -> np.ndarray:
+    """Slaney mels back to Hz (float64)."""
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = mel * _SLANEY_HZ_PER_MEL
+    logarithmic = _SLANEY_BREAK_HZ * np.exp(_SLANEY_LOG_STEP * (np.maximum(mel, _SLANEY_BREAK_MEL)
+                                                                - _SLANEY_BREAK_MEL))
+    return np.where(mel >= _SLANEY_BREAK_MEL, logarithmic, linear)
+
+
 @lru_cache(maxsize=8)
 def _mel_filterbank_cached(
     sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float
 ) -> np.ndarray:
-    fb = librosa.filters.mel(
-        sr=sample_rate,
-        n_fft=n_fft,
-        n_mels=n_mels,
-        fmin=fmin_hz,
-        fmax=fmax_hz,
-        htk=False,
-        norm="slaney",
-    ).astype(np.float32)
+    """Triangles between ``n_mels + 2`` Slaney-mel-spaced edges, each scaled to unit area in Hz
+    (``2 / (upper - lower)``): the same filters as ``librosa.filters.mel(htk=False,
+    norm="slaney")`` (tested), computed here so that no worker imports librosa (and scipy's
+    signal module) for one matrix (0.9 s of CPU per process, measured)."""
+    bin_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+    edges_hz = mel_to_hz_slaney(np.linspace(hz_to_mel_slaney(fmin_hz),
+                                            hz_to_mel_slaney(fmax_hz), n_mels + 2))
+    widths_hz = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - bin_hz[None, :]
+    rising = -ramps[:-2] / widths_hz[:-1, None]
+    falling = ramps[2:] / widths_hz[1:, None]
+    fb = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    fb *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
     fb.flags.writeable = False
     return fb
 

@@ -1,6 +1,7 @@
 """Log-mel and FOA intensity-vector features: shapes, librosa agreement, plane-wave physics."""
 
 import json
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -74,6 +75,33 @@ def test_mel_filterbank_is_librosa_slaney_and_cached():
     np.testing.assert_allclose(fb, expected, rtol=1e-6)
     assert mel_filterbank(AudioFeatureConfig()) is fb
     np.testing.assert_allclose(mel_average_weights(CFG).sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("sample_rate, n_fft, n_mels, fmin_hz, fmax_hz", [
+    (24000, 1024, 64, 0.0, 12000.0),       # the DCASE baseline's FOA features
+    (48000, 2048, 96, 50.0, 16000.0),
+    (16000, 512, 12, 300.0, 900.0),        # all edges below the 1 kHz break of the scale
+])
+def test_mel_filterbank_equals_librosa_for_other_settings(sample_rate, n_fft, n_mels, fmin_hz,
+                                                          fmax_hz):
+    cfg = AudioFeatureConfig(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels,
+                             fmin_hz=fmin_hz, fmax_hz=fmax_hz)
+    expected = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin_hz,
+                                   fmax=fmax_hz, htk=False, norm="slaney")
+    np.testing.assert_allclose(mel_filterbank(cfg), expected, rtol=1e-6, atol=1e-9)
+
+
+def test_features_do_not_import_librosa():
+    """Workers compute features without importing librosa (0.9 s of CPU per process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from pipeline import features; "
+            "features.foa_features(np.zeros((4, 24000), np.float32), [0.0], [0.0]); "
+            "print('librosa' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.stdout.strip() == "False"
 
 
 def test_logmel_shapes_floor_and_level():
