@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.shards import ShardIndex, open_shard  # noqa: E402
+from pipeline.shards import ShardIndex, open_shard, stored_crops  # noqa: E402
 
 
 def gzip1(array: np.ndarray) -> bytes:
@@ -65,7 +65,7 @@ def main() -> int:
         return 2
     with open_shard(paths[0]) as h5:
         n = min(args.samples, int(h5.attrs["n_samples"]))
-        crops = h5["views/random/crops"][:n]                       # (N, K, T, S, S, 3)
+        crops = stored_crops(h5, "views/random/crops")[:n]         # (N, K, T, S, S, 3)
         features = {key: h5[f"views/random/{key}"][:n] for key in ("logmel_foa", "iv",
                                                                      "logmel_beam")}
     per = lambda total: total / n / 1e3                            # kB per sample

@@ -9,8 +9,11 @@ In one run, on the same clips:
    RGB), the same decode the pipeline does (``pipeline.decode``);
 2. the pipeline without YOLO (``detector.enabled=false``), serial, in this process;
 3. the pipeline with YOLO (``detector.weights``), skipped with a message when there are none;
-4. the pipeline without YOLO with lzf instead of gzip shards, and on a 2-worker Dask
-   LocalCluster (wall clock only; shards of 2 clips so that there are several tasks);
+4. the pipeline without YOLO with gzip 1 instead of lzf for the non-crop fields, with raw
+   (lossless uint8) crops and gzip 1 for everything (the earlier default; and the JPEG crops'
+   error against those),
+   and on a 2-worker Dask LocalCluster (wall clock only; shards of 2 clips so that there are
+   several tasks);
 5. crop extraction (one grid per viewpoint + ``cv2.remap``) against ``py360convert.e2p`` per
    frame, on a real window (8 frames, 2 x 4 viewpoints, 112 px crops);
 6. bytes per sample on disk.
@@ -115,9 +118,36 @@ def field_sizes(out_dir: Path) -> dict[str, float]:
         with h5py.File(path, "r") as h5:
             n_samples += int(h5.attrs["n_samples"])
             h5.visititems(lambda name, obj: sizes.__setitem__(
-                name, sizes.get(name, 0) + obj.id.get_storage_size())
+                name, sizes.get(name, 0) + stored_bytes(obj))
                 if isinstance(obj, h5py.Dataset) else None)
     return {name: size / max(n_samples, 1) for name, size in sorted(sizes.items())}
+
+
+def stored_bytes(dataset) -> int:
+    """Bytes a dataset takes on disk: its chunks, plus the heap data of a variable-length one
+    (JPEG crops), which ``get_storage_size`` does not count."""
+    import h5py
+
+    size = dataset.id.get_storage_size()
+    if h5py.check_vlen_dtype(dataset.dtype) is not None and dataset.dtype.kind == "O":
+        size += sum(len(v) for v in dataset[()].reshape(-1))
+    return size
+
+
+def crop_error(out_a: Path, out_b: Path) -> float:
+    """Mean absolute difference (grey levels) between the crops of two runs on the same clips
+    (the viewpoints are drawn from per-clip seeds, so the samples correspond)."""
+    from pipeline.shards import ShardIndex, open_shard, stored_crops
+
+    total, count = 0.0, 0
+    for path_a, path_b in zip(ShardIndex.load(out_a).paths(), ShardIndex.load(out_b).paths()):
+        with open_shard(path_a) as h5a, open_shard(path_b) as h5b:
+            for source in ("random", "yolo"):
+                a = stored_crops(h5a, f"views/{source}/crops")[:].astype(np.int16)
+                b = stored_crops(h5b, f"views/{source}/crops")[:].astype(np.int16)
+                total += float(np.abs(a - b).sum())
+                count += a.size
+    return total / max(count, 1)
 
 
 def untrained_yolo_weights(out_dir: Path) -> Path:
@@ -232,11 +262,23 @@ def main(argv=None) -> int:
     results["pipeline_no_yolo"] = bench_pipeline(cfg, args.out / "no_yolo")
     print("pipeline, no YOLO:", json.dumps(results["pipeline_no_yolo"]), flush=True)
     results["field_bytes_per_sample"] = field_sizes(args.out / "no_yolo")
-    lzf_cfg = load_config(PreprocessConfig, args.config,
-                          [*base, f"paths.out_dir={args.out / 'lzf'}", "detector.enabled=false",
-                           "shards.compression=lzf"])
-    results["pipeline_no_yolo_lzf"] = bench_pipeline(lzf_cfg, args.out / "lzf")
-    print("pipeline, no YOLO, lzf:", json.dumps(results["pipeline_no_yolo_lzf"]), flush=True)
+    gzip_cfg = load_config(PreprocessConfig, args.config,
+                           [*base, f"paths.out_dir={args.out / 'gzip'}", "detector.enabled=false",
+                            "shards.compression=gzip", "shards.compression_level=1"])
+    results["pipeline_no_yolo_gzip"] = bench_pipeline(gzip_cfg, args.out / "gzip")
+    print("pipeline, no YOLO, gzip 1:", json.dumps(results["pipeline_no_yolo_gzip"]), flush=True)
+    raw_cfg = load_config(PreprocessConfig, args.config,
+                          [*base, f"paths.out_dir={args.out / 'raw_crops'}",
+                           "detector.enabled=false", "shards.crop_codec=raw",
+                           "shards.compression=gzip", "shards.compression_level=1"])
+    results["pipeline_no_yolo_raw_crops"] = bench_pipeline(raw_cfg, args.out / "raw_crops")
+    print("pipeline, no YOLO, raw crops, gzip 1:",
+          json.dumps(results["pipeline_no_yolo_raw_crops"]), flush=True)
+    if cfg.shards.crop_codec != raw_cfg.shards.crop_codec:
+        results["crop_codec_error_grey_levels"] = crop_error(args.out / "no_yolo",
+                                                             args.out / "raw_crops")
+        print(f"crops {cfg.shards.crop_codec} vs raw: mean abs error "
+              f"{results['crop_codec_error_grey_levels']:.2f} grey levels", flush=True)
 
     yolo_cfg = load_config(PreprocessConfig, args.config,
                            [*base, f"paths.out_dir={args.out / 'yolo'}", "detector.enabled=true"])
@@ -273,13 +315,17 @@ def main(argv=None) -> int:
     rows = [
         ("decode only (ffmpeg audio + video)", f"{decode['clips_per_cpu_s']:.2f}",
          f"{decode['clips_per_s']:.2f}"),
-        (f"pipeline, no YOLO (serial), {cfg.shards.compression} {cfg.shards.compression_level}: "
-         f"{plain['bytes_per_sample'] / 1e6:.2f} MB/sample", f"{plain['clips_per_cpu_s']:.2f}",
-         f"{plain['clips_per_s']:.2f}"),
-        (f"pipeline, no YOLO (serial), lzf: "
-         f"{results['pipeline_no_yolo_lzf']['bytes_per_sample'] / 1e6:.2f} MB/sample",
-         f"{results['pipeline_no_yolo_lzf']['clips_per_cpu_s']:.2f}",
-         f"{results['pipeline_no_yolo_lzf']['clips_per_s']:.2f}"),
+        (f"pipeline, no YOLO (serial), default: crops {cfg.shards.crop_codec}, others "
+         f"{cfg.shards.compression}: {plain['bytes_per_sample'] / 1e6:.2f} MB/sample",
+         f"{plain['clips_per_cpu_s']:.2f}", f"{plain['clips_per_s']:.2f}"),
+        (f"pipeline, no YOLO (serial), crops {cfg.shards.crop_codec}, others gzip 1: "
+         f"{results['pipeline_no_yolo_gzip']['bytes_per_sample'] / 1e6:.2f} MB/sample",
+         f"{results['pipeline_no_yolo_gzip']['clips_per_cpu_s']:.2f}",
+         f"{results['pipeline_no_yolo_gzip']['clips_per_s']:.2f}"),
+        (f"pipeline, no YOLO (serial), raw crops, all gzip 1 (the earlier default): "
+         f"{results['pipeline_no_yolo_raw_crops']['bytes_per_sample'] / 1e6:.2f} MB/sample",
+         f"{results['pipeline_no_yolo_raw_crops']['clips_per_cpu_s']:.2f}",
+         f"{results['pipeline_no_yolo_raw_crops']['clips_per_s']:.2f}"),
     ]
     if results["pipeline_yolo"]:
         y = results["pipeline_yolo"]
@@ -292,18 +338,22 @@ def main(argv=None) -> int:
     print("\n| stage | clips / CPU-s (per core) | clips / s (wall) |\n|---|---|---|")
     for row in rows:
         print(f"| {row[0]} | {row[1]} | {row[2]} |")
-    lzf_ratio = results["pipeline_no_yolo_lzf"]["clips_per_cpu_s"] / decode["clips_per_cpu_s"]
-    results["pipeline_lzf_over_decode_per_core"] = lzf_ratio
-    print(f"\npipeline without YOLO / decode only, per core: {ratio:.2f} (lzf: {lzf_ratio:.2f}; "
-          "goal >= 0.5)")
+    gzip_ratio = results["pipeline_no_yolo_gzip"]["clips_per_cpu_s"] / decode["clips_per_cpu_s"]
+    raw_ratio = (results["pipeline_no_yolo_raw_crops"]["clips_per_cpu_s"]
+                 / decode["clips_per_cpu_s"])
+    results["pipeline_gzip_over_decode_per_core"] = gzip_ratio
+    results["pipeline_raw_crops_over_decode_per_core"] = raw_ratio
+    print(f"\npipeline without YOLO / decode only, per core: {ratio:.2f} (others gzip 1: "
+          f"{gzip_ratio:.2f}; the earlier default, raw crops + gzip 1: {raw_ratio:.2f}; "
+          f"goal >= 0.67)")
     print(f"crops, one window (8 frames) per viewpoint: ours {crops['ours_ms_per_view_window']:.2f} ms, "
           f"e2p per frame {crops['e2p_cached_ms_per_view_window']:.2f} ms with py360convert's grid "
           f"cache ({crops['speedup_vs_e2p_cached']:.1f}x), "
           f"{crops['e2p_uncached_ms_per_view_window']:.2f} ms recomputing the grid "
           f"({crops['speedup_vs_e2p_uncached']:.1f}x); mean abs diff "
           f"{crops['mean_abs_diff_grey_levels']:.3f} grey levels")
-    print(f"bytes per sample on disk: {plain['bytes_per_sample'] / 1e6:.2f} MB "
-          f"({cfg.shards.compression} {cfg.shards.compression_level})")
+    print(f"bytes per sample on disk: {plain['bytes_per_sample'] / 1e6:.2f} MB (crops "
+          f"{cfg.shards.crop_codec}, others {cfg.shards.compression})")
     for name, size in results["field_bytes_per_sample"].items():
         if size > 5e3:
             print(f"  {name}: {size / 1e3:.0f} kB")

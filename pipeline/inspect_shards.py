@@ -32,7 +32,8 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.crops import perspective_rays
-from pipeline.shards import VIEWPOINT_SOURCES, ShardIndex, audio_feature_config, open_shard
+from pipeline.shards import (VIEWPOINT_SOURCES, ShardIndex, audio_feature_config, open_shard,
+                             stored_crops)
 from pipeline.spatial import direction_to_equirect_pixel, direction_vector, vector_to_direction
 
 __all__ = ["steered_response_power_db", "intensity_doa", "render_sample", "main"]
@@ -164,7 +165,7 @@ def render_sample(h5, row: int, out_path: Path) -> Path:
 
     for s, source in enumerate(VIEWPOINT_SOURCES):
         prefix = f"views/{source}"
-        crops = h5[f"{prefix}/crops"][row]               # (K, T, S, S, 3)
+        crops = stored_crops(h5, f"{prefix}/crops")[row]     # (K, T, S, S, 3)
         beam = h5[f"{prefix}/logmel_beam"][row].astype(np.float32)
         iv = h5[f"{prefix}/iv"][row].astype(np.float32)
         for view in range(k):

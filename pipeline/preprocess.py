@@ -239,7 +239,9 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str,
         compression = None if cfg.shards.compression == "none" else cfg.shards.compression
         record = write_shard(Path(out_dir) / plan.name, _stack_samples(samples),
                              _shard_attrs(cfg, content_hash), compression=compression,
-                             level=cfg.shards.compression_level)
+                             level=cfg.shards.compression_level,
+                             crop_codec=cfg.shards.crop_codec,
+                             jpeg_quality=cfg.shards.jpeg_quality)
         record["planned_clip_ids"] = plan.clip_ids
         record["failed_clip_ids"] = sorted(f["clip_id"] for f in failures)
         record["source_root"] = source_root(cfg)

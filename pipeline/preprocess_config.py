@@ -135,8 +135,15 @@ class ShardsConfig:
     # atomic write: about clips_per_shard x windows.max_per_clip x 4.3 MB at the defaults
     # (16 x 10 x 4.3 MB = 0.7 GB per worker, whatever the clip length).
     clips_per_shard: int = 16
-    compression: Literal["gzip", "lzf", "none"] = "gzip"
-    compression_level: int = 1     # gzip level: 4 is ~5% smaller, ~20% slower; lzf ~3x faster, ~20% larger
+    # Every field but the crops. lzf: ~3x faster to write and to read than gzip 1, ~15 % larger
+    # shards (with JPEG crops); gzip level 4 is ~5 % smaller than level 1, ~20 % slower.
+    compression: Literal["gzip", "lzf", "none"] = "lzf"
+    compression_level: int = 1     # gzip only
+    # Crops: one JPEG per frame (OpenCV, 4:2:0; at quality 95 ~0.7 grey levels of mean absolute
+    # error, ~6x smaller and ~10x cheaper to write than gzip; bench/preprocess.py) or raw uint8
+    # with `compression` (lossless). Readers decode either (pipeline.shards.stored_crops).
+    crop_codec: Literal["jpeg", "raw"] = "jpeg"
+    jpeg_quality: int = 95
     keyframe_width: int = 256      # stored equirectangular keyframe (2:1)
     keyframe_height: int = 128
 
@@ -149,6 +156,8 @@ class ShardsConfig:
         if not 0 <= self.compression_level <= 9:
             raise ConfigError(f"shards.compression_level: expected 0..9, got "
                               f"{self.compression_level}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"shards.jpeg_quality: expected 1..100, got {self.jpeg_quality}")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+import cv2
 import h5py
 import numpy as np
 
@@ -35,6 +36,10 @@ INDEX_NAME = "shards.jsonl"
 FAILURES_NAME = "failures.jsonl"
 NORM_STATS_NAME = "norm_stats.json"
 NORM_STATS_SCHEMA_VERSION = 1
+#: How crops are stored: ``jpeg`` (one JPEG file per frame, variable-length uint8, the default
+#: of preprocessing) or ``raw`` (uint8 arrays, gzip/lzf like the other fields). Readers go
+#: through :func:`stored_crops` and get uint8 RGB either way.
+CROP_CODECS = ("jpeg", "raw")
 #: Channels of each per-viewpoint audio feature stored in a shard (``audio/<set>/<key>``).
 FEATURE_CHANNELS = {"logmel_foa": 4, "iv": 3, "logmel_beam": 1}
 
@@ -65,7 +70,10 @@ def _view_fields(source: str) -> list[FieldSpec]:
         FieldSpec(f"{prefix}/from_detection", "(N, K)", "bool",
                   "true when the viewpoint is centred on a detection (else random fill)"),
         FieldSpec(f"{prefix}/crops", "(N, K, T, S, S, 3)", "uint8",
-                  "gnomonic RGB crops of the T video frames, looking at the viewpoint", True),
+                  "gnomonic RGB crops of the T video frames, looking at the viewpoint; stored "
+                  "as one JPEG per frame, a (N, K, T) variable-length uint8 dataset with "
+                  "attrs codec, quality, frame_shape (shards.crop_codec=jpeg, the default), or "
+                  "as this uint8 array (raw); read with stored_crops()", True),
         FieldSpec(f"{prefix}/logmel_foa", "(N, K, 4, M, F)", "float16",
                   "log-mel (dB) of the FOA rotated to the viewpoint, channels W, Y, Z, X", True),
         FieldSpec(f"{prefix}/iv", "(N, K, 3, M, F)", "float16",
@@ -142,14 +150,90 @@ def _dataset_kwargs(spec: FieldSpec, array: np.ndarray, compression: str | None,
     return kwargs
 
 
+def encode_jpeg_frames(frames_rgb: np.ndarray, quality: int = 95) -> np.ndarray:
+    """``(..., S, S, 3)`` uint8 RGB frames -> object array ``(...)`` of 1-D uint8 JPEG files
+    (OpenCV, baseline JPEG with 4:2:0 chroma, ``quality`` 1-100)."""
+    frames_rgb = np.asarray(frames_rgb)
+    if frames_rgb.dtype != np.uint8 or frames_rgb.ndim < 3 or frames_rgb.shape[-1] != 3:
+        raise ShardFormatError(f"expected uint8 frames shaped (..., S, S, 3), got "
+                               f"{frames_rgb.dtype} {frames_rgb.shape}")
+    lead = frames_rgb.shape[:-3]
+    flat = frames_rgb.reshape(-1, *frames_rgb.shape[-3:])
+    out = np.empty(len(flat), dtype=object)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    for index, frame in enumerate(flat):
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise ShardFormatError(f"JPEG encoding failed for a {frame.shape} frame")
+        out[index] = encoded.reshape(-1)
+    return out.reshape(lead)
+
+
+def decode_jpeg_frames(encoded, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`encode_jpeg_frames`: an object array ``(...)`` of JPEG files (or one
+    file as a 1-D uint8 array) -> uint8 RGB ``(..., *frame_shape)``."""
+    if isinstance(encoded, np.ndarray) and encoded.dtype != object:
+        return _decode_jpeg(encoded, frame_shape)                    # a single element
+    encoded = np.asarray(encoded, dtype=object)
+    out = np.empty((encoded.size, *frame_shape), dtype=np.uint8)
+    for index, data in enumerate(encoded.reshape(-1)):
+        out[index] = _decode_jpeg(data, frame_shape)
+    return out.reshape(*encoded.shape, *frame_shape)
+
+
+def _decode_jpeg(data: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
+    frame = cv2.imdecode(np.asarray(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if frame is None or frame.shape != tuple(frame_shape):
+        raise ShardFormatError(f"stored JPEG crop: expected a {tuple(frame_shape)} image, got "
+                               f"{None if frame is None else frame.shape}")
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+class StoredCrops:
+    """A shard's crops dataset read as uint8 RGB ``(N, K, T, S, S, 3)`` whatever its codec:
+    ``shape`` and ``[...]`` index the ``(N, K, T)`` axes as an h5py dataset does (indices,
+    slices, increasing index lists) and decode JPEG-coded frames."""
+
+    def __init__(self, dataset: h5py.Dataset):
+        self.dataset = dataset
+        self.codec = str(dataset.attrs.get("codec", "raw"))
+        if self.codec not in CROP_CODECS:
+            raise ShardFormatError(f"{dataset.name}: unknown crop codec {self.codec!r}, expected "
+                                   f"one of {CROP_CODECS}")
+        self.frame_shape = (tuple(int(v) for v in dataset.attrs["frame_shape"])
+                            if self.codec == "jpeg" else tuple(dataset.shape[3:]))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.dataset.shape[:3]) + self.frame_shape
+
+    def __len__(self) -> int:
+        return int(self.dataset.shape[0])
+
+    def __getitem__(self, key) -> np.ndarray:
+        if self.codec == "raw":
+            return self.dataset[key]
+        return decode_jpeg_frames(self.dataset[key], self.frame_shape)
+
+
+def stored_crops(h5: h5py.File | h5py.Group, name: str) -> StoredCrops:
+    """The crops dataset ``name`` (``views/<set>/crops``) of an open shard, decoded on read."""
+    return StoredCrops(h5[name])
+
+
 def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
                 attrs: Mapping[str, Any], compression: str | None = "gzip",
-                level: int = 4) -> dict[str, Any]:
+                level: int = 4, crop_codec: str = "raw", jpeg_quality: int = 95
+                ) -> dict[str, Any]:
     """Write one shard atomically and return its index record.
 
     ``samples`` maps schema names to arrays stacked over N samples (strings as lists or object
     arrays). ``attrs`` are stored on the root group (config hash, audio parameters, ...).
+    ``crop_codec`` (``CROP_CODECS``) says how the ``views/*/crops`` arrays are stored;
+    ``compression`` / ``level`` apply to the other array fields.
     """
+    if crop_codec not in CROP_CODECS:
+        raise ValueError(f"crop_codec must be one of {CROP_CODECS}, got {crop_codec!r}")
     path = Path(path)
     missing = [s.name for s in SAMPLE_FIELDS if not s.optional and s.name not in samples]
     if missing:
@@ -177,6 +261,9 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
             if array.shape[0] != n_samples:
                 raise ShardFormatError(f"{path.name}: {spec.name} has {array.shape[0]} samples, "
                                        f"expected {n_samples}")
+            if spec.name.endswith("/crops") and crop_codec == "jpeg":
+                _write_jpeg_crops(h5, spec.name, array, jpeg_quality)
+                continue
             h5.create_dataset(spec.name, data=array,
                               **_dataset_kwargs(spec, array, compression, level))
     with open(tmp, "rb") as handle:
@@ -192,6 +279,20 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
         "schema_version": SCHEMA_VERSION,
         "config_hash": attrs.get("config_hash", ""),
     }
+
+
+def _write_jpeg_crops(h5: h5py.File, name: str, crops: np.ndarray, quality: int) -> None:
+    """``(N, K, T, S, S, 3)`` crops as a ``(N, K, T)`` dataset of JPEG files (one chunk per
+    sample; the files are already compressed)."""
+    encoded = encode_jpeg_frames(crops, quality)
+    chunks = (1, *encoded.shape[1:]) if all(encoded.shape) else None
+    dataset = h5.create_dataset(name, shape=encoded.shape, dtype=h5py.vlen_dtype(np.uint8),
+                                chunks=chunks)
+    if encoded.size:
+        dataset[...] = encoded
+    dataset.attrs["codec"] = "jpeg"
+    dataset.attrs["quality"] = int(quality)
+    dataset.attrs["frame_shape"] = np.asarray(crops.shape[3:], dtype=np.int64)
 
 
 def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:

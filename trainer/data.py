@@ -72,7 +72,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardFormatError,
-                             ShardIndex, open_shard, read_norm_stats)
+                             ShardIndex, open_shard, read_norm_stats, stored_crops)
 from trainer.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -218,8 +218,9 @@ class ShardReader:
         def get(name: str) -> np.ndarray:
             return h5[f"{self.view_prefix}/{name}"][row, sorted_views][restore]
 
+        crops = stored_crops(h5, f"{self.view_prefix}/crops")[row, sorted_views][restore]
         return {
-            "crops": get("crops"),
+            "crops": crops,
             "features": {key: get(key).astype(np.float32) for key in self.feature_keys},
             "azimuth_rad": get("azimuth_rad").astype(np.float32),
             "elevation_rad": get("elevation_rad").astype(np.float32),

@@ -58,7 +58,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.foa import rotation_matrix_to_front
-from pipeline.shards import MAX_GT_OBJECTS, ShardFormatError, ShardIndex, open_shard
+from pipeline.shards import (MAX_GT_OBJECTS, ShardFormatError, ShardIndex, open_shard,
+                             stored_crops)
 from baselines.multisensory.config import SyncDataConfig
 
 __all__ = [
@@ -326,7 +327,7 @@ class SyncStream(IterableDataset):
         offset_s = float(h5["video_start_s"][row] - h5["audio_start_s"][row])
         geometry = window_geometry(foa.shape[-1], self.cfg.audio_window_s, offset_s,
                                    self.cfg.min_shift_s, self.cfg.max_shift_s)
-        n_frames = h5[f"{prefix}/crops"].shape[2]
+        n_frames = stored_crops(h5, f"{prefix}/crops").shape[2]
         clip_frames = self.cfg.clip_frames or n_frames
         if clip_frames > n_frames:
             raise SyncSamplingError(f"{path}: data.clip_frames = {clip_frames} but the shard "
@@ -339,7 +340,7 @@ class SyncStream(IterableDataset):
         flipped = bool(self.training and rng.random() < self.cfg.flip_prob)
         audio = prepare_audio(foa, azimuth, elevation, self.cfg.audio, flipped)
         positive, negative = sync_pair(audio, geometry, shift)
-        crops = h5[f"{prefix}/crops"][row, view, start:start + clip_frames]   # (T, S, S, 3)
+        crops = stored_crops(h5, f"{prefix}/crops")[row, view, start:start + clip_frames]
         if flipped:
             crops = crops[:, :, ::-1]
         video = np.ascontiguousarray(crops.transpose(3, 0, 1, 2), dtype=np.float32) / 255.0

@@ -54,7 +54,7 @@ from scipy.special import logsumexp
 from pipeline.crops import crop_frames
 from pipeline.features import stft
 from pipeline.foa import ACN_W, ACN_X, ACN_Y, ACN_Z
-from pipeline.shards import ShardIndex, open_shard
+from pipeline.shards import ShardIndex, open_shard, stored_crops
 from pipeline.spatial import (angular_distance_rad, direction_to_equirect_pixel, direction_vector,
                               equirect_pixel_to_direction, vector_to_direction, wrap_azimuth_rad)
 from evals.cli import EvalIO, require_ckpt, run_evaluator
@@ -361,7 +361,7 @@ def video_geometry_from_shards(shards_dir: str | Path) -> tuple[int, int, float]
                                 f"model's training shards, so they must be there (make "
                                 f"preprocess, or shards_dir=<folder>)")
     with open_shard(paths[0]) as h5:
-        shape = h5["views/random/crops"].shape                  # (N, K, T, S, S, 3)
+        shape = stored_crops(h5, "views/random/crops").shape   # (N, K, T, S, S, 3)
         fps = float(h5.attrs["fps"])
     return int(shape[2]), int(shape[3]), fps
 

@@ -64,7 +64,8 @@ import torch.nn.functional as F
 from evals.cli import run_evaluator
 from pipeline.crops import CropSampler
 from pipeline.ground_truth import class_names, render_label_map
-from pipeline.shards import NORM_STATS_NAME, ShardFormatError, ShardIndex, open_shard
+from pipeline.shards import (NORM_STATS_NAME, ShardFormatError, ShardIndex, open_shard,
+                             stored_crops)
 
 __all__ = [
     "IGNORE_LABEL", "FEATURE_SETS", "LabelSource", "SyntheticGroundTruthLabels",
@@ -208,7 +209,7 @@ def iter_shard_samples(shards_dir: str | Path, split: str, labels: LabelSource,
                 azimuth = h5[f"{prefix}/azimuth_rad"][rows].astype(np.float32)
                 elevation = h5[f"{prefix}/elevation_rad"][rows].astype(np.float32)
                 fov = h5[f"{prefix}/fov_rad"][rows].astype(np.float32)
-                crops = h5[f"{prefix}/crops"][rows]
+                crops = stored_crops(h5, f"{prefix}/crops")[rows]
                 clip_ids = list(h5["clip_id"].asstr()[rows])
                 starts = h5["video_start_s"][rows]
                 crop_size = crops.shape[-2]

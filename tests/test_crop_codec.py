@@ -1,0 +1,76 @@
+"""Crops stored as JPEG files (the preprocessing default) read back as the uint8 RGB arrays a
+raw shard gives: colour order, error bound, every index pattern the readers use, and the
+trainer's reader on both codecs."""
+
+import numpy as np
+import pytest
+
+from pipeline.shards import (ShardIndex, decode_jpeg_frames, encode_jpeg_frames, open_shard,
+                             stored_crops)
+from tests.shard_factory import make_shards
+from trainer.data import ShardReader
+
+
+def test_jpeg_round_trip_keeps_the_colour_order_and_detail():
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 255                                               # RGB: pure red
+    decoded = decode_jpeg_frames(encode_jpeg_frames(red[None], 95), (16, 16, 3))[0]
+    assert decoded[..., 0].min() > 240 and decoded[..., 1:].max() < 15
+    # Smooth content, like the crops of a natural scene (bench/preprocess.py measures 0.7 grey
+    # levels of error on real crops at quality 95).
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    phases = np.random.default_rng(0).uniform(0, 2 * np.pi, (3, 2, 1, 1, 3))
+    smooth = 128 + 60 * np.sin(2 * np.pi * (xx + 0.5 * yy)[None, None, :, :, None] + phases)
+    frames = smooth.astype(np.uint8)
+    encoded = encode_jpeg_frames(frames, 95)
+    assert encoded.shape == (3, 2) and encoded.dtype == object
+    back = decode_jpeg_frames(encoded, (32, 32, 3))
+    assert back.shape == frames.shape and back.dtype == np.uint8
+    assert np.abs(back.astype(int) - frames.astype(int)).mean() < 2.0
+    single = decode_jpeg_frames(encoded[1, 0], (32, 32, 3))      # one element, as h5py gives it
+    np.testing.assert_array_equal(single, back[1, 0])
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    root = tmp_path_factory.mktemp("codec")
+    for codec in ("raw", "jpeg"):
+        make_shards(root / codec, n_clips=4, windows_per_clip=2, samples_per_shard=8,
+                    crop_codec=codec)
+    return root
+
+
+def test_stored_crops_index_like_the_raw_dataset(both):
+    raw_path = ShardIndex.load(both / "raw").paths()[0]
+    jpeg_path = ShardIndex.load(both / "jpeg").paths()[0]
+    with open_shard(raw_path) as raw_h5, open_shard(jpeg_path) as jpeg_h5:
+        raw = stored_crops(raw_h5, "views/random/crops")
+        jpeg = stored_crops(jpeg_h5, "views/random/crops")
+        assert (raw.codec, jpeg.codec) == ("raw", "jpeg")
+        assert jpeg.shape == raw.shape and len(jpeg) == len(raw)
+        for key in (1, (slice(0, 3), slice(0, 2)), (2, [0, 3]), (1, 2, slice(1, 3)),
+                    (0, 1, 0)):
+            expected, got = raw[key], jpeg[key]
+            assert got.shape == expected.shape and got.dtype == np.uint8, key
+            # exactly the JPEG round trip of the raw crops (the factory's crops are noisy, so
+            # the round trip itself is several grey levels off)
+            lead = expected.shape[:-3]
+            again = decode_jpeg_frames(encode_jpeg_frames(expected.reshape(-1, 32, 32, 3)),
+                                       (32, 32, 3)).reshape(*lead, 32, 32, 3)
+            np.testing.assert_array_equal(got, again, err_msg=str(key))
+
+
+def test_trainer_reader_gives_the_same_sample_for_both_codecs(both):
+    views = np.array([3, 0, 2])
+    samples = {}
+    for codec in ("raw", "jpeg"):
+        reader = ShardReader("train", "random", ("logmel_foa",))
+        path = str(ShardIndex.load(both / codec).paths()[0])
+        samples[codec] = reader.read(path, 1, views)
+        reader.close()
+    raw, jpeg = samples["raw"], samples["jpeg"]
+    assert jpeg["crops"].shape == raw["crops"].shape == (3, 4, 32, 32, 3)
+    again = decode_jpeg_frames(encode_jpeg_frames(raw["crops"]), (32, 32, 3))
+    np.testing.assert_array_equal(jpeg["crops"], again)
+    np.testing.assert_array_equal(jpeg["features"]["logmel_foa"], raw["features"]["logmel_foa"])
+    np.testing.assert_array_equal(jpeg["azimuth_rad"], raw["azimuth_rad"])
