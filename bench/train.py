@@ -52,6 +52,50 @@ def loader_samples_per_s(shards_dir: Path, workers: int, n_batches: int, batch_s
     return n_read / (time.perf_counter() - start)
 
 
+def loader_profile(shards_dir: Path, n_samples: int, audio_input: str = "foa_iv") -> dict:
+    """Per-sample cost of the loader on one core (no worker processes), split into its parts:
+    reading + decompressing the K features (float16 -> float32), reading + decoding the K crops,
+    and the rest of ``ShardStream._load_sample`` (flip, uint8 -> float, colour jitter,
+    normalisation, layout); milliseconds per sample, K = 4, augmentation on."""
+    import numpy as np
+
+    from pipeline.shards import stored_crops
+    from trainer.data import ShardReader, epoch_rng
+
+    cfg = DataConfig(batch_size=4, num_viewpoints=4, audio_input=audio_input)
+    dataset = ShardStream(shards_dir, "train", cfg)
+    paths = [str(p) for p in sorted(shards_dir.glob("train-*.h5"))]
+    views = [0, 1, 2, 3]
+    timings = {"features": 0.0, "crops": 0.0, "sample": 0.0}
+    # Two passes with their own readers, so that neither reads a chunk the other has cached:
+    # the whole sample first, then its parts.
+    for part in ("sample", "parts"):
+        reader = ShardReader("train", "random", dataset.feature_keys)
+        work = [(path, row) for path in paths
+                for row in range(int(reader.shard(path).attrs["n_samples"]))][:n_samples]
+        if part == "sample":                    # warm-up on the last sample: the numba kernel
+            dataset._load_sample(reader, *work[-1], epoch_rng(0, 0, 2, 0, 0, 0, 1))
+            work = work[:-1]
+        for index, (path, row) in enumerate(work):
+            h5 = reader.shard(path)
+            start = time.perf_counter()
+            if part == "sample":
+                dataset._load_sample(reader, path, row, epoch_rng(0, 0, 2, 0, 0, index, 0))
+                timings["sample"] += time.perf_counter() - start
+                continue
+            for key in dataset.feature_keys:
+                h5[f"views/random/{key}"][row, views].astype(np.float32)
+            timings["features"] += time.perf_counter() - start
+            start = time.perf_counter()
+            stored_crops(h5, "views/random/crops")[row, views]
+            timings["crops"] += time.perf_counter() - start
+        reader.close()
+    n = len(work)
+    ms = {key: 1000.0 * value / n for key, value in timings.items()}
+    ms["rest"] = ms["sample"] - ms["features"] - ms["crops"]
+    return {"samples": n, "ms": ms, "samples_per_s_per_core": 1000.0 / ms["sample"]}
+
+
 def training_run(shards_dir: Path, out_dir: Path, workers: int, steps: int) -> dict:
     """Tiny preset, AVSA phase, batch 8 x 4 viewpoints; the mean of the logged rows after
     the first (which holds start-up)."""
@@ -156,17 +200,47 @@ def ratio_rows(what: str, ms: dict, baseline: tuple[str, str], ours: tuple[str, 
              f"{ms[our_key]:.{digits}f} ms/input", "")]
 
 
+def print_loader_profile(root: Path, target_samples_per_s: float) -> None:
+    """The loader profile on paper-size shards written with the earlier storage (raw crops,
+    gzip 1) and with today's default (JPEG crops, lzf), same samples."""
+    import math
+
+    print("| paper-size shards (112 px, 8 frames, 128 x 100, K = 4, foa_iv) | features ms | "
+          f"crops ms | rest ms | samples/s per core | cores for {target_samples_per_s:.0f}/s |")
+    print("|---|---|---|---|---|---|")
+    for label, codec, compression in (("raw crops, gzip 1 (earlier default)", "raw", "gzip"),
+                                      ("JPEG crops, lzf (default)", "jpeg", "lzf")):
+        shards = root / f"shards_paper_{codec}_{compression}"
+        if not (shards / "shards.jsonl").exists():
+            make_shards(shards, n_clips=16, windows_per_clip=2, samples_per_shard=8,
+                        compression=compression, crop_codec=codec, **SIZES["paper"])
+        profile = loader_profile(shards, n_samples=32)
+        ms = profile["ms"]
+        rate = profile["samples_per_s_per_core"]
+        print(f"| {label} | {ms['features']:.1f} | {ms['crops']:.1f} | {ms['rest']:.1f} | "
+              f"{rate:.0f} | {math.ceil(target_samples_per_s / rate)} |", flush=True)
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=16, help="tiny training steps per run")
     parser.add_argument("--paper-steps", type=int, default=2, help="paper preset CPU steps")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--out-dir", default=None, help="keep shards and runs here")
+    parser.add_argument("--loader-only", action="store_true",
+                        help="only the per-sample loader profile at the paper's sizes")
+    parser.add_argument("--target-samples-per-s", type=float, default=750.0,
+                        help="a GPU's appetite, for the workers-needed column (750: an H200 "
+                             "running the paper preset at a quarter of its bf16 peak)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     root = Path(args.out_dir or tempfile.mkdtemp(prefix="bench_train_"))
+    print_loader_profile(root, args.target_samples_per_s)
+    if args.loader_only:
+        return
     rows = []
 
     for name, size in SIZES.items():

@@ -261,3 +261,26 @@ def test_clip_based_epochs_visit_every_clip_samples_per_clip_times(shards):
     assert sorted(epoch(3, 1)) != sorted(first)                   # other windows next epoch
     validation = ShardStream(shards, "train", cfg, training=False, equal_steps=False)
     assert validation.n_units == 48 and validation.samples_per_clip == 0   # every window
+
+
+def test_crops_to_video_is_brightness_then_contrast_then_saturation():
+    """The one-pass channel-first jitter equals the three operations applied in order on
+    float crops (then clipped), with the same draws."""
+    from trainer.data import crops_to_video
+
+    rng_data = np.random.default_rng(5)
+    crops = rng_data.integers(0, 256, size=(3, 2, 6, 6, 3), dtype=np.uint8)
+    video = crops_to_video(crops, 0.3, np.random.default_rng(9))
+    assert video.shape == (3, 3, 2, 6, 6) and video.dtype == np.float32
+    b, c, s = np.random.default_rng(9).uniform(0.7, 1.3, size=(3, 3, 1, 1, 1))
+    x = crops.astype(np.float64) / 255.0                                   # (K, T, S, S, 3)
+    weights = np.array([0.299, 0.587, 0.114])
+    x = x * b[..., None]                                                   # brightness
+    x = (x - (x @ weights).mean(axis=(1, 2, 3), keepdims=True)[..., None]) * c[..., None] \
+        + (x @ weights).mean(axis=(1, 2, 3), keepdims=True)[..., None]     # contrast
+    gray = (x @ weights)[..., None]
+    x = (x - gray) * s[..., None] + gray                                   # saturation
+    expected = np.clip(x, 0.0, 1.0).transpose(0, 4, 1, 2, 3)
+    np.testing.assert_allclose(video, expected, atol=2e-6)
+    plain = crops_to_video(crops)
+    np.testing.assert_allclose(plain, crops.transpose(0, 4, 1, 2, 3) / 255.0, atol=1e-7)

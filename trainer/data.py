@@ -69,6 +69,7 @@ from typing import Any, Iterator, Sequence
 import h5py
 import numpy as np
 import torch
+from numba import njit
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardFormatError,
@@ -152,7 +153,10 @@ def unreadable_shard(path: str | Path, exc: BaseException) -> ShardFormatError:
 class ShardReader:
     """Open shards lazily (inside the worker process) and read samples of one view source.
 
-    Keeps at most ``MAX_OPEN_SHARDS`` files open (least recently used closed first).
+    Keeps at most ``MAX_OPEN_SHARDS`` files open (least recently used closed first). The small
+    per-sample fields of an open shard (ids, window indices, viewpoint angles and flags; a few
+    kB) are read once when it opens: an h5py read costs ~0.1 ms however small, and a sample
+    needs five of them.
     """
 
     def __init__(self, split: str, view_source: str, feature_keys: Sequence[str]):
@@ -160,6 +164,7 @@ class ShardReader:
         self.view_prefix = f"views/{view_source}"
         self.feature_keys = tuple(feature_keys)
         self._open: OrderedDict[str, h5py.File] = OrderedDict()
+        self._small: dict[str, dict[str, Any]] = {}
 
     def shard(self, path: str) -> h5py.File:
         if path in self._open:
@@ -171,8 +176,20 @@ class ShardReader:
             raise unreadable_shard(path, exc) from exc
         self._check(path, h5)
         self._open[path] = h5
+        prefix = self.view_prefix
+        self._small[path] = {
+            "clip_id": h5["clip_id"].asstr()[()],
+            "window_index": h5["window_index"][()],
+            "azimuth_rad": h5[f"{prefix}/azimuth_rad"][()].astype(np.float32),
+            "elevation_rad": h5[f"{prefix}/elevation_rad"][()].astype(np.float32),
+            "from_detection": (h5[f"{prefix}/from_detection"][()].astype(bool)
+                               if f"{prefix}/from_detection" in h5 else None),
+            "crops": stored_crops(h5, f"{prefix}/crops"),
+        }
         while len(self._open) > MAX_OPEN_SHARDS:
-            self._open.popitem(last=False)[1].close()
+            evicted, handle = self._open.popitem(last=False)
+            self._small.pop(evicted, None)
+            handle.close()
         return h5
 
     def _check(self, path: str, h5: h5py.File) -> None:
@@ -192,14 +209,15 @@ class ShardReader:
         return self.shard(path)["clip_id"].asstr()[start:stop]
 
     def stored_num_viewpoints(self, path: str) -> int:
-        return int(self.shard(path)[f"{self.view_prefix}/azimuth_rad"].shape[1])
+        self.shard(path)
+        return int(self._small[path]["azimuth_rad"].shape[1])
 
     def from_detection(self, path: str, row: int) -> np.ndarray | None:
         """``(K,)`` bool: which stored viewpoints are centred on a detection (None when the
         shard does not say, as for random viewpoints of older shards)."""
-        name = f"{self.view_prefix}/from_detection"
-        h5 = self.shard(path)
-        return np.asarray(h5[name][row], dtype=bool) if name in h5 else None
+        self.shard(path)
+        flags = self._small[path]["from_detection"]
+        return None if flags is None else flags[row].copy()
 
     def read(self, path: str, row: int, views: np.ndarray) -> dict[str, Any]:
         """One sample at ``views`` (K indices): crops (K, T, S, S, 3) uint8, features
@@ -218,17 +236,18 @@ class ShardReader:
         def get(name: str) -> np.ndarray:
             return h5[f"{self.view_prefix}/{name}"][row, sorted_views][restore]
 
-        crops = stored_crops(h5, f"{self.view_prefix}/crops")[row, sorted_views][restore]
+        small = self._small[path]
         return {
-            "crops": crops,
+            "crops": small["crops"][row, sorted_views][restore],
             "features": {key: get(key).astype(np.float32) for key in self.feature_keys},
-            "azimuth_rad": get("azimuth_rad").astype(np.float32),
-            "elevation_rad": get("elevation_rad").astype(np.float32),
-            "clip_id": h5["clip_id"].asstr()[row],
-            "window_index": int(h5["window_index"][row]),
+            "azimuth_rad": small["azimuth_rad"][row, views],
+            "elevation_rad": small["elevation_rad"][row, views],
+            "clip_id": str(small["clip_id"][row]),
+            "window_index": int(small["window_index"][row]),
         }
 
     def close(self) -> None:
+        self._small.clear()
         while self._open:
             self._open.popitem()[1].close()
 
@@ -251,26 +270,58 @@ def choose_views(stored_k: int, k: int, rng: np.random.Generator,
 
 # ----------------------------------------------------------------------------- augmentation
 
-def color_jitter(video: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Brightness, contrast and saturation jitter of crops (K, T, S, S, 3) float in [0, 1];
+def crops_to_video(crops: np.ndarray, jitter_strength: float = 0.0,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """Crops ``(K, T, S, S, 3)`` uint8 -> the video encoder's input ``(K, 3, T, S, S)`` float32
+    in [0, 1], with brightness, contrast and saturation jitter when ``jitter_strength`` > 0:
     one draw per crop (the same for its T frames), factors uniform in 1 +- strength.
 
     Applied in that order without intermediate clipping the three are one affine map per
-    crop, ``x -> s c b x + (1 - s) c b gray(x) + (1 - c) b mean(gray(x))``, computed in one
-    pass (brightness b scales, contrast c pulls toward the crop's mean grey level,
-    saturation s pulls toward each pixel's grey level), then clipped to [0, 1].
+    crop, ``x -> s c b x + (1 - s) c b gray(x) + (1 - c) b mean(gray(x))`` (brightness b
+    scales, contrast c pulls toward the crop's mean grey level, saturation s pulls toward each
+    pixel's grey level), then clipped to [0, 1]. One numba kernel reads the uint8 crops twice
+    (mean grey, then the map) and writes the channel-first floats once: the loader's largest
+    cost after reading (bench/train.py), 3 ms per paper-size sample in numpy temporaries.
     """
-    k = video.shape[0]
-    brightness, contrast, saturation = rng.uniform(1.0 - strength, 1.0 + strength,
-                                                   size=(3, k, 1, 1, 1)).astype(np.float32)
-    gray = video @ np.array([0.299, 0.587, 0.114], dtype=np.float32)              # (K, T, S, S)
-    mean_gray = gray.mean(axis=(1, 2, 3), keepdims=True)                          # (K, 1, 1, 1)
-    scale = saturation * contrast * brightness
-    gray_weight = (1.0 - saturation) * contrast * brightness
-    offset = (1.0 - contrast) * brightness * mean_gray
-    out = video * scale[..., None]
-    out += (gray_weight * gray + offset)[..., None]
-    return np.clip(out, 0.0, 1.0, out=out)
+    k = crops.shape[0]
+    if jitter_strength > 0:
+        brightness, contrast, saturation = rng.uniform(
+            1.0 - jitter_strength, 1.0 + jitter_strength, size=(3, k)).astype(np.float32)
+    else:
+        brightness = contrast = saturation = np.ones(k, dtype=np.float32)
+    video = np.empty((k, 3, *crops.shape[1:4]), dtype=np.float32)
+    if jitter_strength <= 0:
+        np.multiply(np.moveaxis(crops, -1, 1), np.float32(1.0 / 255.0), out=video)
+        return video
+    pixels = np.ascontiguousarray(crops).reshape(k, -1, 3)
+    _jittered_video(pixels, saturation * contrast * brightness,
+                    (1.0 - saturation) * contrast * brightness, (1.0 - contrast) * brightness,
+                    video.reshape(k, 3, -1))
+    return video
+
+
+@njit(cache=True, nogil=True)
+def _jittered_video(pixels, scale, gray_weight, mean_weight, out):  # pragma: no cover - numba
+    """``out[k, ch, p] = clip(scale[k] x + gray_weight[k] gray + mean_weight[k] mean(gray))``
+    over pixels ``(K, P, 3)`` uint8, x = pixel / 255, gray = 0.299 R + 0.587 G + 0.114 B
+    (float64 mean, float32 out ``(K, 3, P)``)."""
+    n_views, n_pixels = pixels.shape[0], pixels.shape[1]
+    inv = np.float32(1.0 / 255.0)
+    wr, wg, wb = np.float32(0.299), np.float32(0.587), np.float32(0.114)
+    for k in range(n_views):
+        total = 0.0
+        for p in range(n_pixels):
+            total += 0.299 * pixels[k, p, 0] + 0.587 * pixels[k, p, 1] + 0.114 * pixels[k, p, 2]
+        offset = np.float32(mean_weight[k] * total / 255.0 / n_pixels)
+        a, g = np.float32(scale[k]), np.float32(gray_weight[k])
+        for p in range(n_pixels):
+            r = pixels[k, p, 0] * inv
+            gr = pixels[k, p, 1] * inv
+            b = pixels[k, p, 2] * inv
+            base = g * (wr * r + wg * gr + wb * b) + offset
+            out[k, 0, p] = min(max(a * r + base, np.float32(0.0)), np.float32(1.0))
+            out[k, 1, p] = min(max(a * gr + base, np.float32(0.0)), np.float32(1.0))
+            out[k, 2, p] = min(max(a * b + base, np.float32(0.0)), np.float32(1.0))
 
 
 def mirror_sample(crops: np.ndarray, features: dict[str, np.ndarray],
@@ -487,9 +538,7 @@ class ShardStream(IterableDataset):
         flipped = bool(self.training and rng.random() < self.cfg.flip_prob)
         if flipped:
             crops, features, azimuth = mirror_sample(crops, features, azimuth)
-        video = crops.astype(np.float32) / 255.0                                   # (K, T, S, S, 3)
-        if self.training and self.cfg.color_jitter > 0:
-            video = color_jitter(video, self.cfg.color_jitter, rng)
+        video = crops_to_video(crops, self.cfg.color_jitter if self.training else 0.0, rng)
         if self.training and self.cfg.volume_jitter_db > 0:
             gain_db = np.float32(rng.uniform(-self.cfg.volume_jitter_db, self.cfg.volume_jitter_db))
             features = {key: value + gain_db if key in DECIBEL_FEATURES else value
@@ -505,7 +554,7 @@ class ShardStream(IterableDataset):
                 value = (value - stats.mean[None, :, :, None]) / stats.std[None, :, :, None]
             channels.append(value)
         return {
-            "video": np.ascontiguousarray(video.transpose(0, 4, 1, 2, 3)),       # (K, 3, T, S, S)
+            "video": video,                                                        # (K, 3, T, S, S)
             "audio": np.ascontiguousarray(np.concatenate(channels, axis=1), dtype=np.float32),
             "azimuth_rad": np.ascontiguousarray(azimuth),
             "elevation_rad": sample["elevation_rad"],
