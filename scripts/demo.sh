@@ -17,7 +17,7 @@ MAKE_CMD=(make --no-print-directory)
 : "${DEMO_EXP:=foa_iv_yolo}"
 : "${DETECTOR:=assets/detector/synthetic_yolo.pt}"
 : "${DEMO_TRAIN:?}" "${DEMO_AVC:?}" "${DEMO_PREP:?}" "${DEMO_DETECTOR:?}"
-: "${DEMO_EIGEN_DIR:?}" "${DEMO_EIGEN_SYNTH:?}" "${DEMO_EIGEN:?}" "${DEMO_LOC:?}"
+: "${DEMO_EIGEN_DIR:?}" "${DEMO_EIGEN_SYNTH:?}" "${DEMO_EIGEN:?}" "${DEMO_LOC:?}" "${DEMO_SELD:?}"
 LOGS=runs/demo_logs
 mkdir -p "$LOGS"
 
@@ -48,7 +48,7 @@ avsa_yolo_scenes() {
   "${MAKE_CMD[@]}" eval-avsa CKPT=runs/demo_avsa/ckpt.pt ARGS="protocol.viewpoints=yolo"
   "${MAKE_CMD[@]}" eval-eigenscape CKPT=runs/demo_avsa/ckpt.pt \
     EIGEN_SYNTH_DIR="$DEMO_EIGEN_DIR" EIGEN_SYNTH_ARGS="$DEMO_EIGEN_SYNTH" ARGS="$DEMO_EIGEN"
-  "${MAKE_CMD[@]}" eval-seld CKPT=runs/demo_avsa/ckpt.pt
+  "${MAKE_CMD[@]}" eval-seld CKPT=runs/demo_avsa/ckpt.pt ARGS="$DEMO_SELD"
 }
 
 "${MAKE_CMD[@]}" data
