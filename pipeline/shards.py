@@ -519,8 +519,9 @@ stored side by side so every experiment trains from the same shards. Symbols: `T
 `h x w` keyframe size. Root attributes: `schema_version`, `n_samples`, `config_hash`, `config`
 (the resolved preprocessing config as JSON; its `audio` section gives the STFT and mel
 settings the evaluators reuse), `sample_rate`, `n_mels`, `n_frames`, `fps`, `crop_size` and
-`created_utc`. Compressed datasets (gzip, shuffle) are chunked per sample, and per viewpoint
-for view data, so random access reads one chunk.
+`created_utc`. Compressed datasets (`shards.compression`: lzf by default, or gzip; with byte
+shuffle) are chunked per sample, and per viewpoint for view data, so random access reads one
+chunk; JPEG-coded crops are chunked per sample and decoded by `stored_crops`.
 
 {schema_markdown()}
 
