@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     resume = cfg.run.init_from == "resume"
     check_run_dir(run_dir, cfg)                  # nothing is written before the checks pass
     dist_info = distributed.setup(cfg.run.device)
+    # Under DDP every rank checks before any rank writes: rank 0 must not write config.yaml
+    # while another rank is still looking at the run folder (it would refuse its own run).
+    distributed.barrier()
     device, master = dist_info.device, dist_info.is_master
     logging.basicConfig(level=logging.INFO if master else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
