@@ -10,7 +10,8 @@ writes the shard atomically (``<name>.h5.tmp`` then rename); it returns the inde
 failures of its clips. Only this driver appends to ``shards.jsonl`` and ``failures.jsonl``.
 
 Resuming: a shard is skipped when ``shards.jsonl`` lists it with the current content hash and
-the same planned clips, and the file is on disk with the recorded size (and sha256 with
+the same planned clips with the same manifest records (``records_hash``: a corrected
+``channel_order`` rebuilds the shard), and the file is on disk with the recorded size (and sha256 with
 ``--verify``); a shard whose clips all failed is skipped when ``failures.jsonl`` holds a
 failure for each of them. Leftover ``*.tmp`` files (a killed run) are deleted at start. A
 different content hash in ``out_dir`` is an error (new ``paths.out_dir`` or ``--force``).
@@ -29,6 +30,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -78,6 +81,13 @@ class ShardPlan:
     @property
     def clip_ids(self) -> list[str]:
         return [clip.clip_id for clip in self.clips]
+
+    @property
+    def records_hash(self) -> str:
+        """sha256 of the clips' manifest records: a shard made from other records (a corrected
+        ``channel_order``, duration or file) is stale even when the clip ids agree."""
+        text = json.dumps([clip.to_dict() for clip in self.clips], sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -243,6 +253,7 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str,
                              crop_codec=cfg.shards.crop_codec,
                              jpeg_quality=cfg.shards.jpeg_quality)
         record["planned_clip_ids"] = plan.clip_ids
+        record["records_hash"] = plan.records_hash
         record["failed_clip_ids"] = sorted(f["clip_id"] for f in failures)
         record["source_root"] = source_root(cfg)
     return ShardResult(plan.name, record, failures, len(plan.clips), len(samples),
@@ -319,6 +330,10 @@ def _done_shards(out_dir: Path, plans: Sequence[ShardPlan], content_hash: str,
             continue
         if record.get("failed_clip_ids"):
             log.info("%s: retrying its %d failed clip(s)", name, len(record["failed_clip_ids"]))
+            continue
+        if record.get("records_hash", plan.records_hash) != plan.records_hash:
+            log.info("%s: its clips' manifest records changed (e.g. channel_order): rebuilding "
+                     "it", name)
             continue
         if record.get("planned_clip_ids") != plan.clip_ids:
             raise PreprocessStateError(

@@ -4,6 +4,7 @@ that no file outside the expected outputs changed (the folder is hashed before a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -362,3 +363,25 @@ def test_yaml_errors_in_config_files_name_the_file(tmp_path):
     path.write_text("data:\n  batch_size: [1,\n")
     with pytest.raises(ConfigError, match=f"{path}: not valid YAML"):
         load_config(TrainConfig, path)
+
+
+def test_a_changed_manifest_record_rebuilds_only_its_shard(clips_root, tmp_path):
+    """A corrected record (here the channel order of one clip) rebuilds the shard holding it;
+    the other shards are kept."""
+    from pipeline.manifest import write_manifest
+
+    root = tmp_path / "data"
+    shutil.copytree(clips_root, root)
+    manifest = root / "manifest.jsonl"
+    out_dir = tmp_path / "shards"
+    cfg = tiny_config(root, out_dir, f"paths.manifest={manifest}")
+    first = run_preprocess(cfg, progress=False, detector_factory=StubDetectorFactory())
+    assert first.clips_failed == 0
+    clips = read_manifest(manifest)
+    changed = dataclasses.replace(clips[0], channel_order="WXYZ")
+    write_manifest(manifest, [changed, *clips[1:]])
+    second = run_preprocess(cfg, progress=False, detector_factory=StubDetectorFactory())
+    holding = [r["shard"] for r in read_jsonl(out_dir / INDEX_NAME)
+               if changed.clip_id in r["clip_ids"]]
+    assert second.shards_written == 1 and second.shards_skipped == first.shards_written - 1
+    assert len(holding) == 1
