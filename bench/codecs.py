@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.shards import ShardIndex, open_shard, stored_crops  # noqa: E402
+from pipeline.shards import ShardIndex, open_shard, stored_crops, stored_features  # noqa: E402
 
 
 def gzip1(array: np.ndarray) -> bytes:
@@ -66,8 +66,8 @@ def main() -> int:
     with open_shard(paths[0]) as h5:
         n = min(args.samples, int(h5.attrs["n_samples"]))
         crops = stored_crops(h5, "views/random/crops")[:n]         # (N, K, T, S, S, 3)
-        features = {key: h5[f"views/random/{key}"][:n] for key in ("logmel_foa", "iv",
-                                                                     "logmel_beam")}
+        features = {key: stored_features(h5, f"views/random/{key}")[:n].astype(np.float16)
+                    for key in ("logmel_foa", "iv", "logmel_beam")}
     per = lambda total: total / n / 1e3                            # kB per sample
     print(f"# {n} samples of {paths[0].name}: crops {crops.shape[1:]} uint8, features float16")
     base = len(gzip1(crops))

@@ -57,9 +57,7 @@ def loader_profile(shards_dir: Path, n_samples: int, audio_input: str = "foa_iv"
     reading + decompressing the K features (float16 -> float32), reading + decoding the K crops,
     and the rest of ``ShardStream._load_sample`` (flip, uint8 -> float, colour jitter,
     normalisation, layout); milliseconds per sample, K = 4, augmentation on."""
-    import numpy as np
-
-    from pipeline.shards import stored_crops
+    from pipeline.shards import stored_crops, stored_features
     from trainer.data import ShardReader, epoch_rng
 
     cfg = DataConfig(batch_size=4, num_viewpoints=4, audio_input=audio_input)
@@ -84,7 +82,7 @@ def loader_profile(shards_dir: Path, n_samples: int, audio_input: str = "foa_iv"
                 timings["sample"] += time.perf_counter() - start
                 continue
             for key in dataset.feature_keys:
-                h5[f"views/random/{key}"][row, views].astype(np.float32)
+                stored_features(h5, f"views/random/{key}")[row, views]
             timings["features"] += time.perf_counter() - start
             start = time.perf_counter()
             stored_crops(h5, "views/random/crops")[row, views]

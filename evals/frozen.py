@@ -34,7 +34,7 @@ from scipy.signal import resample_poly
 from pipeline.features import AudioFeatureConfig, foa_features
 from pipeline.foa import AMBISONIC_CONVENTIONS, fuma_to_ambix, hoa_to_foa, n3d_to_sn3d
 from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardIndex, audio_feature_config,
-                             open_shard, read_norm_stats, stored_crops)
+                             open_shard, read_norm_stats, stored_crops, stored_features)
 from pipeline.runtime import REPO_ROOT
 from trainer.checkpoint import load_trained_model
 from trainer.config import TrainConfig
@@ -388,7 +388,7 @@ def iter_shard_batches(shards_dir: str | Path, split: str, view_source: str,
                 rows = slice(start, stop)
                 batch = {
                     "crops": stored_crops(h5, f"{prefix}/crops")[rows, :k],
-                    "features": {key: h5[f"{prefix}/{key}"][rows, :k].astype(np.float32)
+                    "features": {key: stored_features(h5, f"{prefix}/{key}")[rows, :k]
                                  for key in feature_keys},
                     "azimuth_rad": h5[f"{prefix}/azimuth_rad"][rows, :k].astype(np.float32),
                     "elevation_rad": h5[f"{prefix}/elevation_rad"][rows, :k].astype(np.float32),

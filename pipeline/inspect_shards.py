@@ -33,7 +33,7 @@ import numpy as np
 
 from pipeline.crops import perspective_rays
 from pipeline.shards import (VIEWPOINT_SOURCES, ShardIndex, audio_feature_config, open_shard,
-                             stored_crops)
+                             stored_crops, stored_features)
 from pipeline.spatial import direction_to_equirect_pixel, direction_vector, vector_to_direction
 
 __all__ = ["steered_response_power_db", "intensity_doa", "render_sample", "main"]
@@ -166,8 +166,8 @@ def render_sample(h5, row: int, out_path: Path) -> Path:
     for s, source in enumerate(VIEWPOINT_SOURCES):
         prefix = f"views/{source}"
         crops = stored_crops(h5, f"{prefix}/crops")[row]     # (K, T, S, S, 3)
-        beam = h5[f"{prefix}/logmel_beam"][row].astype(np.float32)
-        iv = h5[f"{prefix}/iv"][row].astype(np.float32)
+        beam = stored_features(h5, f"{prefix}/logmel_beam")[row]
+        iv = stored_features(h5, f"{prefix}/iv")[row]
         for view in range(k):
             az = math.degrees(h5[f"{prefix}/azimuth_rad"][row, view])
             el = math.degrees(h5[f"{prefix}/elevation_rad"][row, view])

@@ -54,7 +54,7 @@ from pipeline.manifest import Clip, read_manifest
 from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
 from pipeline.shards import (FAILURES_NAME, INDEX_NAME, NORM_STATS_NAME, SAMPLE_FIELDS,
                              ShardIndex, append_jsonl, file_sha256, open_shard, read_jsonl,
-                             write_shard)
+                             stored_features, write_shard)
 
 __all__ = ["ShardPlan", "ShardResult", "RunSummary", "PreprocessStateError", "plan_shards",
            "process_shard", "run_preprocess", "default_detector_factory", "main"]
@@ -251,7 +251,9 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str,
                              _shard_attrs(cfg, content_hash), compression=compression,
                              level=cfg.shards.compression_level,
                              crop_codec=cfg.shards.crop_codec,
-                             jpeg_quality=cfg.shards.jpeg_quality)
+                             jpeg_quality=cfg.shards.jpeg_quality,
+                             feature_codec=cfg.shards.feature_codec,
+                             feature_span_db=cfg.audio.top_db)
         record["planned_clip_ids"] = plan.clip_ids
         record["records_hash"] = plan.records_hash
         record["failed_clip_ids"] = sorted(f["clip_id"] for f in failures)
@@ -266,7 +268,7 @@ def shard_norm_moments(path: str) -> NormStatsAccumulator:
     with open_shard(path) as h5:
         n = int(h5.attrs["n_samples"])
         for start in range(0, n, 16):
-            batch = {key: h5[f"views/{NORM_SOURCE}/{key}"][start:start + 16].astype(np.float32)
+            batch = {key: stored_features(h5, f"views/{NORM_SOURCE}/{key}")[start:start + 16]
                      for key in NORM_FEATURES}
             accumulator.update(batch)
     return accumulator

@@ -144,6 +144,10 @@ class ShardsConfig:
     # with `compression` (lossless). Readers decode either (pipeline.shards.stored_crops).
     crop_codec: Literal["jpeg", "raw"] = "jpeg"
     jpeg_quality: int = 95
+    # Per-viewpoint audio features: uint8 (dB features within 0.2 dB, intensity vectors within
+    # 1/255; ~half the bytes of float16) or float16. Readers decode either
+    # (pipeline.shards.stored_features).
+    feature_codec: Literal["uint8", "float16"] = "uint8"
     keyframe_width: int = 256      # stored equirectangular keyframe (2:1)
     keyframe_height: int = 128
 

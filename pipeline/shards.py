@@ -40,6 +40,13 @@ NORM_STATS_SCHEMA_VERSION = 1
 #: of preprocessing) or ``raw`` (uint8 arrays, gzip/lzf like the other fields). Readers go
 #: through :func:`stored_crops` and get uint8 RGB either way.
 CROP_CODECS = ("jpeg", "raw")
+#: How the per-viewpoint audio features are stored: ``uint8`` (quantised: dB features as steps
+#: of top_db / 255 below their viewpoint's maximum, stored beside them as ``<key>_max_db``;
+#: intensity vectors as steps of 2 / 255 over [-1, 1]; the default of preprocessing) or
+#: ``float16``. Readers go through :func:`stored_features` and get float32 either way.
+FEATURE_CODECS = ("uint8", "float16")
+#: Features in dB, floored at top_db below the maximum of each viewpoint (``pipeline.features``).
+DB_FEATURES = ("logmel_foa", "logmel_beam")
 #: Channels of each per-viewpoint audio feature stored in a shard (``audio/<set>/<key>``).
 FEATURE_CHANNELS = {"logmel_foa": 4, "iv": 3, "logmel_beam": 1}
 
@@ -81,6 +88,10 @@ def _view_fields(source: str) -> list[FieldSpec]:
                   True),
         FieldSpec(f"{prefix}/logmel_beam", "(N, K, 1, M, F)", "float16",
                   "log-mel (dB) of the first-order beam toward the viewpoint", True),
+        *[FieldSpec(f"{prefix}/{key}_max_db", "(N, K)", "float32",
+                    f"uint8 feature codec only: the maximum (dB) of {key} per viewpoint; the "
+                    f"stored uint8 q means max_db - q * span_db / 255 (attrs codec, span_db)",
+                    optional=True) for key in DB_FEATURES],
     ]
 
 
@@ -216,6 +227,71 @@ class StoredCrops:
         return decode_jpeg_frames(self.dataset[key], self.frame_shape)
 
 
+def quantise_feature(key: str, values: np.ndarray, span_db: float
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float features ``(N, K, C, M, F)`` -> ``(uint8 codes, max_db (N, K) float32 or None)``.
+
+    dB features (:data:`DB_FEATURES`): ``q = round((max - x) / span_db * 255)`` with ``max``
+    per viewpoint; every value lies within ``span_db`` (top_db) of it, so the error is at most
+    ``span_db / 510`` (0.2 dB at 100 dB). Intensity vectors: ``q = round((x + 1) * 127.5)``,
+    error at most 1/255 (their components lie in [-1, 1])."""
+    values = np.asarray(values, dtype=np.float32)
+    if key in DB_FEATURES:
+        max_db = values.max(axis=(2, 3, 4)).astype(np.float32)
+        codes = np.rint((max_db[:, :, None, None, None] - values) * (255.0 / span_db))
+        return np.clip(codes, 0, 255).astype(np.uint8), max_db
+    codes = np.rint((np.clip(values, -1.0, 1.0) + 1.0) * 127.5)
+    return codes.astype(np.uint8), None
+
+
+def dequantise_feature(codes: np.ndarray, max_db: np.ndarray | None,
+                       span_db: float) -> np.ndarray:
+    """Inverse of :func:`quantise_feature`: codes ``(..., C, M, F)`` and, for dB features,
+    ``max_db`` of shape ``codes.shape[:-3]`` -> float32."""
+    codes = np.asarray(codes, dtype=np.float32)
+    if max_db is None:
+        return codes * np.float32(1.0 / 127.5) - np.float32(1.0)
+    return (np.asarray(max_db, dtype=np.float32)[..., None, None, None]
+            - codes * np.float32(span_db / 255.0))
+
+
+class StoredFeatures:
+    """A shard's per-viewpoint feature dataset read as float32 ``(N, K, C, M, F)`` whatever its
+    codec; ``[...]`` indexes the ``(N, K)`` axes as h5py does (indices, slices, increasing
+    index lists)."""
+
+    def __init__(self, h5: h5py.File | h5py.Group, name: str):
+        self.dataset = h5[name]
+        self.codec = str(self.dataset.attrs.get("codec", "float16"))
+        if self.codec not in FEATURE_CODECS:
+            raise ShardFormatError(f"{name}: unknown feature codec {self.codec!r}, expected one "
+                                   f"of {FEATURE_CODECS}")
+        self.span_db = float(self.dataset.attrs.get("span_db", 0.0))
+        self.max_db = (h5[f"{name}_max_db"] if self.codec == "uint8"
+                       and name.rsplit("/", 1)[-1] in DB_FEATURES else None)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.dataset.shape)
+
+    def __len__(self) -> int:
+        return int(self.dataset.shape[0])
+
+    def __getitem__(self, key) -> np.ndarray:
+        values = self.dataset[key]
+        if self.codec == "float16":
+            return values.astype(np.float32)
+        if isinstance(key, tuple) and len(key) > 2:
+            raise IndexError(f"{self.dataset.name}: index the (N, K) axes only, got {key}")
+        return dequantise_feature(values, None if self.max_db is None else self.max_db[key],
+                                  self.span_db)
+
+
+def stored_features(h5: h5py.File | h5py.Group, name: str) -> StoredFeatures:
+    """The feature dataset ``name`` (``views/<set>/<key>``) of an open shard, as float32."""
+    return StoredFeatures(h5, name)
+
+
 def stored_crops(h5: h5py.File | h5py.Group, name: str) -> StoredCrops:
     """The crops dataset ``name`` (``views/<set>/crops``) of an open shard, decoded on read."""
     return StoredCrops(h5[name])
@@ -223,17 +299,22 @@ def stored_crops(h5: h5py.File | h5py.Group, name: str) -> StoredCrops:
 
 def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
                 attrs: Mapping[str, Any], compression: str | None = "gzip",
-                level: int = 4, crop_codec: str = "raw", jpeg_quality: int = 95
+                level: int = 4, crop_codec: str = "raw", jpeg_quality: int = 95,
+                feature_codec: str = "float16", feature_span_db: float = 100.0
                 ) -> dict[str, Any]:
     """Write one shard atomically and return its index record.
 
     ``samples`` maps schema names to arrays stacked over N samples (strings as lists or object
     arrays). ``attrs`` are stored on the root group (config hash, audio parameters, ...).
-    ``crop_codec`` (``CROP_CODECS``) says how the ``views/*/crops`` arrays are stored;
-    ``compression`` / ``level`` apply to the other array fields.
+    ``crop_codec`` (``CROP_CODECS``) says how the ``views/*/crops`` arrays are stored,
+    ``feature_codec`` (``FEATURE_CODECS``) the per-viewpoint audio features (``feature_span_db``:
+    the features' top_db); ``compression`` / ``level`` apply to the other array fields.
     """
     if crop_codec not in CROP_CODECS:
         raise ValueError(f"crop_codec must be one of {CROP_CODECS}, got {crop_codec!r}")
+    if feature_codec not in FEATURE_CODECS:
+        raise ValueError(f"feature_codec must be one of {FEATURE_CODECS}, got "
+                         f"{feature_codec!r}")
     path = Path(path)
     missing = [s.name for s in SAMPLE_FIELDS if not s.optional and s.name not in samples]
     if missing:
@@ -257,6 +338,12 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
                 data = np.asarray([str(v) for v in value], dtype=object)
                 h5.create_dataset(spec.name, data=data, dtype=h5py.string_dtype("utf-8"))
                 continue
+            feature_key = spec.name.rsplit("/", 1)[-1]
+            if (feature_codec == "uint8" and spec.name.startswith("views/")
+                    and feature_key in FEATURE_CHANNELS):
+                _write_uint8_feature(h5, spec, feature_key, value, n_samples, feature_span_db,
+                                     compression, level)
+                continue
             array = np.asarray(value, dtype=spec.dtype)
             if array.shape[0] != n_samples:
                 raise ShardFormatError(f"{path.name}: {spec.name} has {array.shape[0]} samples, "
@@ -279,6 +366,21 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
         "schema_version": SCHEMA_VERSION,
         "config_hash": attrs.get("config_hash", ""),
     }
+
+
+def _write_uint8_feature(h5: h5py.File, spec: FieldSpec, key: str, value, n_samples: int,
+                         span_db: float, compression: str | None, level: int) -> None:
+    """One feature field quantised (:func:`quantise_feature`), chunked and compressed like the
+    float16 one, with its codec in attrs and, for dB features, ``<name>_max_db`` beside it."""
+    codes, max_db = quantise_feature(key, value, span_db)
+    if codes.shape[0] != n_samples:
+        raise ShardFormatError(f"{spec.name} has {codes.shape[0]} samples, expected {n_samples}")
+    dataset = h5.create_dataset(spec.name, data=codes,
+                                **_dataset_kwargs(spec, codes, compression, level))
+    dataset.attrs["codec"] = "uint8"
+    dataset.attrs["span_db"] = float(span_db) if max_db is not None else 0.0
+    if max_db is not None:
+        h5.create_dataset(f"{spec.name}_max_db", data=max_db)
 
 
 def _write_jpeg_crops(h5: h5py.File, name: str, crops: np.ndarray, quality: int) -> None:

@@ -178,7 +178,8 @@ def make_shards(out_dir: str | Path, n_clips: int = 16, windows_per_clip: int = 
                 n_frames_audio: int = 25, samples_per_shard: int = 8, seed: int = 0, *,
                 split: str = "train", n_audio_samples: int = 240,
                 keyframe_hw: tuple[int, int] = (16, 32),
-                compression: str | None = "gzip", crop_codec: str = "raw") -> dict[str, Any]:
+                compression: str | None = "gzip", crop_codec: str = "raw",
+                feature_codec: str = "float16") -> dict[str, Any]:
     """Write ``n_clips * windows_per_clip`` samples of ``split`` into shards under ``out_dir``.
 
     Shards hold ``samples_per_shard // windows_per_clip`` whole clips each (at least one); they
@@ -219,7 +220,7 @@ def make_shards(out_dir: str | Path, n_clips: int = 16, windows_per_clip: int = 
         attrs = {"config_hash": f"factory-{seed}", "sample_rate": 24000, "n_mels": n_mels,
                  "n_frames": n_frames_audio, "fps": 16, "generator": "tests/shard_factory.py"}
         records.append(write_shard(path, samples, attrs, compression=compression,
-                                   crop_codec=crop_codec))
+                                   crop_codec=crop_codec, feature_codec=feature_codec))
         paths.append(path)
     append_jsonl(out_dir / INDEX_NAME, records)
     if split == "train":

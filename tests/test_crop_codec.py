@@ -74,3 +74,46 @@ def test_trainer_reader_gives_the_same_sample_for_both_codecs(both):
     np.testing.assert_array_equal(jpeg["crops"], again)
     np.testing.assert_array_equal(jpeg["features"]["logmel_foa"], raw["features"]["logmel_foa"])
     np.testing.assert_array_equal(jpeg["azimuth_rad"], raw["azimuth_rad"])
+
+
+# ----------------------------------------------------------------------------- features
+
+def test_quantised_features_stay_within_their_stated_error():
+    from pipeline.features import foa_features
+    from pipeline.foa import encode_plane_wave
+    from pipeline.shards import dequantise_feature, quantise_feature
+
+    rng = np.random.default_rng(2)
+    foa = encode_plane_wave(0.1 * rng.standard_normal(24000).astype(np.float32), 1.0, 0.3)
+    foa += 0.01 * rng.standard_normal(foa.shape).astype(np.float32)         # some diffuse noise
+    features = foa_features(foa, np.array([0.0, 2.0]), np.array([0.0, -0.4]))
+    for key, bound in (("logmel_foa", 100.0 / 510), ("logmel_beam", 100.0 / 510),
+                       ("iv", 1.0 / 255)):
+        values = features[key][None]                                       # (1, K, C, M, F)
+        codes, max_db = quantise_feature(key, values, span_db=100.0)
+        assert codes.dtype == np.uint8 and codes.shape == values.shape
+        back = dequantise_feature(codes, max_db, 100.0)
+        assert np.abs(back - values).max() <= bound * 1.001, key
+    # The direction survives: the mean IV of the first view still points at the source.
+    iv = dequantise_feature(*quantise_feature("iv", features["iv"][None], 100.0), 100.0)[0, 0]
+    assert iv[0].mean() > 0.3 and iv[1].mean() > 0.5
+
+
+def test_stored_features_read_both_codecs_alike(tmp_path):
+    from pipeline.shards import stored_features
+
+    for codec in ("float16", "uint8"):
+        make_shards(tmp_path / codec, n_clips=2, windows_per_clip=2, samples_per_shard=4,
+                    feature_codec=codec)
+    paths = {codec: ShardIndex.load(tmp_path / codec).paths()[0] for codec in ("float16",
+                                                                              "uint8")}
+    with open_shard(paths["float16"]) as h5f, open_shard(paths["uint8"]) as h5q:
+        for key, bound in (("logmel_foa", 0.2 + 0.05), ("iv", 1 / 255 + 1e-3)):
+            exact = stored_features(h5f, f"views/random/{key}")
+            quantised = stored_features(h5q, f"views/random/{key}")
+            assert quantised.codec == "uint8" and h5q[f"views/random/{key}"].dtype == np.uint8
+            for index in (1, (slice(0, 3), slice(0, 2)), (2, [0, 3]), slice(None)):
+                a, b = exact[index], quantised[index]
+                assert a.dtype == b.dtype == np.float32 and a.shape == b.shape, index
+                # float16 storage itself rounds dB values by up to ~0.03 dB
+                assert np.abs(a - b).max() <= bound, (key, index)

@@ -73,7 +73,8 @@ from numba import njit
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardFormatError,
-                             ShardIndex, open_shard, read_norm_stats, stored_crops)
+                             ShardIndex, open_shard, read_norm_stats, stored_crops,
+                             stored_features)
 from trainer.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,8 @@ class ShardReader:
             "from_detection": (h5[f"{prefix}/from_detection"][()].astype(bool)
                                if f"{prefix}/from_detection" in h5 else None),
             "crops": stored_crops(h5, f"{prefix}/crops"),
+            "features": {key: stored_features(h5, f"{prefix}/{key}")
+                         for key in self.feature_keys},
         }
         while len(self._open) > MAX_OPEN_SHARDS:
             evicted, handle = self._open.popitem(last=False)
@@ -228,18 +231,16 @@ class ShardReader:
             raise unreadable_shard(path, exc) from exc
 
     def _read(self, path: str, row: int, views: np.ndarray) -> dict[str, Any]:
-        h5 = self.shard(path)
+        self.shard(path)                                # opens it, reads its small fields
         order = np.argsort(views)                       # h5py wants increasing indices
         sorted_views = views[order].tolist()
         restore = np.argsort(order)
 
-        def get(name: str) -> np.ndarray:
-            return h5[f"{self.view_prefix}/{name}"][row, sorted_views][restore]
-
         small = self._small[path]
         return {
             "crops": small["crops"][row, sorted_views][restore],
-            "features": {key: get(key).astype(np.float32) for key in self.feature_keys},
+            "features": {key: small["features"][key][row, sorted_views][restore]
+                         for key in self.feature_keys},
             "azimuth_rad": small["azimuth_rad"][row, views],
             "elevation_rad": small["elevation_rad"][row, views],
             "clip_id": str(small["clip_id"][row]),

@@ -65,7 +65,7 @@ from tqdm import tqdm
 
 from pipeline.features import foa_features
 from pipeline.foa import rotation_matrix_to_front
-from pipeline.shards import ShardIndex, open_shard
+from pipeline.shards import ShardIndex, StoredFeatures, open_shard
 from trainer.config import TRANSLATION_PHASES
 from trainer.data import AUDIO_FEATURES
 from evals.cli import EvalIO, require_ckpt, run_evaluator
@@ -432,7 +432,7 @@ def stored_features(shards_dir: Path, batch: dict[str, Any], view_set: str,
     rows = slice(int(batch["row"][0]), int(batch["row"][-1]) + 1)
     k = batch["azimuth_rad"].shape[1]
     with open_shard(shards_dir / batch["shard"]) as h5:
-        return {key: h5[f"views/{view_set}/{key}"][rows, :k].astype(np.float32) for key in keys}
+        return {key: StoredFeatures(h5, f"views/{view_set}/{key}")[rows, :k] for key in keys}
 
 
 def encode_batch(frozen: FrozenModel, batch: dict[str, Any], yaws_rad: np.ndarray,

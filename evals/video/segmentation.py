@@ -65,7 +65,7 @@ from evals.cli import run_evaluator
 from pipeline.crops import CropSampler
 from pipeline.ground_truth import class_names, render_label_map
 from pipeline.shards import (NORM_STATS_NAME, ShardFormatError, ShardIndex, open_shard,
-                             stored_crops)
+                             stored_crops, stored_features)
 
 __all__ = [
     "IGNORE_LABEL", "FEATURE_SETS", "LabelSource", "SyntheticGroundTruthLabels",
@@ -231,7 +231,7 @@ def _audio_features(h5, prefix: str, rows: slice, feature_keys: Sequence[str],
     standardised per channel and mel band as in trainer.data."""
     channels = []
     for key in feature_keys:
-        value = h5[f"{prefix}/{key}"][rows].astype(np.float32)              # (n, K, C, M, F)
+        value = stored_features(h5, f"{prefix}/{key}")[rows]                # (n, K, C, M, F)
         if key in norm:
             stats = norm[key]
             value = (value - stats.mean[None, None, :, :, None]) / stats.std[None, None, :, :, None]
