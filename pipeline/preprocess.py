@@ -52,9 +52,9 @@ from pipeline.errors import ManifestError, PipelineError
 from pipeline.features import NormStatsAccumulator
 from pipeline.manifest import Clip, read_manifest
 from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
-from pipeline.shards import (FAILURES_NAME, INDEX_NAME, NORM_STATS_NAME, SAMPLE_FIELDS,
-                             ShardIndex, append_jsonl, file_sha256, open_shard, read_jsonl,
-                             stored_features, write_shard)
+from pipeline.shards import (FAILURES_NAME, FIELDS_BY_NAME, INDEX_NAME, NORM_STATS_NAME,
+                             SAMPLE_FIELDS, ShardIndex, append_jsonl, file_sha256, open_shard,
+                             read_jsonl, stored_features, write_shard)
 
 __all__ = ["ShardPlan", "ShardResult", "RunSummary", "PreprocessStateError", "plan_shards",
            "process_shard", "run_preprocess", "default_detector_factory", "main"]
@@ -197,7 +197,9 @@ def _stack_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
     stacked: dict[str, Any] = {}
     for name in names:
         values = [s.pop(name) for s in samples]
-        stacked[name] = values if isinstance(values[0], str) else np.stack(values)
+        # Large fields stay lists: the writer writes them sample by sample (no whole-shard copy).
+        big = FIELDS_BY_NAME[name].compressed
+        stacked[name] = values if isinstance(values[0], str) or big else np.stack(values)
         del values
     return stacked
 
