@@ -199,19 +199,23 @@ def ratio_rows(what: str, ms: dict, baseline: tuple[str, str], ours: tuple[str, 
 
 
 def print_loader_profile(root: Path, target_samples_per_s: float) -> None:
-    """The loader profile on paper-size shards written with the earlier storage (raw crops,
-    gzip 1) and with today's default (JPEG crops, lzf), same samples."""
+    """The loader profile on paper-size shards written with the earlier storage (4 stored
+    viewpoints, raw crops, float16 features, gzip 1) and with today's default (a bank of 16,
+    JPEG crops, uint8 features, lzf); K = 4 drawn per sample either way."""
     import math
 
     print("| paper-size shards (112 px, 8 frames, 128 x 100, K = 4, foa_iv) | features ms | "
           f"crops ms | rest ms | samples/s per core | cores for {target_samples_per_s:.0f}/s |")
     print("|---|---|---|---|---|---|")
-    for label, codec, compression in (("raw crops, gzip 1 (earlier default)", "raw", "gzip"),
-                                      ("JPEG crops, lzf (default)", "jpeg", "lzf")):
-        shards = root / f"shards_paper_{codec}_{compression}"
+    variants = (("4 stored, raw crops, float16 + gzip 1 (earlier default)", 4, "raw", "float16",
+                 "gzip"),
+                ("bank of 16, JPEG crops, uint8 + lzf (default)", 16, "jpeg", "uint8", "lzf"))
+    for label, stored, codec, feature_codec, compression in variants:
+        shards = root / f"shards_paper_{stored}_{codec}_{feature_codec}_{compression}"
         if not (shards / "shards.jsonl").exists():
-            make_shards(shards, n_clips=16, windows_per_clip=2, samples_per_shard=8,
-                        compression=compression, crop_codec=codec, **SIZES["paper"])
+            make_shards(shards, n_clips=16, windows_per_clip=2, samples_per_shard=8, k=stored,
+                        compression=compression, crop_codec=codec,
+                        feature_codec=feature_codec, **SIZES["paper"])
         profile = loader_profile(shards, n_samples=32)
         ms = profile["ms"]
         rate = profile["samples_per_s_per_core"]

@@ -82,7 +82,10 @@ class WindowsConfig:
 
 @dataclass(frozen=True)
 class ViewpointsConfig:
-    num_viewpoints: int = 4        # K viewpoints per sample, for each source (random, yolo)
+    # The bank of V viewpoints stored per window and source (random, yolo); the trainer draws
+    # its K (data.num_viewpoints) of them per sample and step. YOLO: every distinct detection
+    # up to V, then random fill (flagged).
+    num_viewpoints: int = 16
     max_elevation_deg: float = 60.0
     min_separation_deg: float = 30.0  # great-circle angle between any two viewpoints of a sample
     fov_deg_min: float = 25.0      # horizontal FOV of a crop, a true angle, uniform per crop
@@ -132,9 +135,9 @@ class DetectorConfig:
 @dataclass(frozen=True)
 class ShardsConfig:
     # Clips of one split per shard = one Dask task. A task holds its shard in memory before the
-    # atomic write: about clips_per_shard x windows.max_per_clip x 4.3 MB at the defaults
-    # (16 x 10 x 4.3 MB = 0.7 GB per worker, whatever the clip length).
-    clips_per_shard: int = 16
+    # atomic write: about clips_per_shard x windows.max_per_clip x 23 MB at the defaults (a bank
+    # of 16 + 16 viewpoints at 112 px: 4 x 10 x 23 MB = 0.9 GB per worker).
+    clips_per_shard: int = 4
     # Every field but the crops. lzf: ~3x faster to write and to read than gzip 1, ~15 % larger
     # shards (with JPEG crops); gzip level 4 is ~5 % smaller than level 1, ~20 % slower.
     compression: Literal["gzip", "lzf", "none"] = "lzf"

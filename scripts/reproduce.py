@@ -41,7 +41,11 @@ RECIPE = ["model.preset=tiny", "model.feature_dim=64", "model.video_input_size=5
           "model.video_input_frames=4", "data.batch_size=8", "optim.lr=1e-3",
           "data.num_workers=1", "curriculum.epochs=8", "data.samples_per_clip=0",
           "data.avc_batch_size=0"]
-PREPROCESS = ["viewpoints.crop_size=56", "shards.clips_per_shard=25", "windows.max_per_clip=3"]
+# The storage the recorded grid (results/reproduction/) was made with: 4 stored viewpoints per
+# set, lossless crops, float16 features, gzip (the defaults before issues 14 and 18).
+PREPROCESS = ["viewpoints.crop_size=56", "shards.clips_per_shard=25", "windows.max_per_clip=3",
+              "viewpoints.num_viewpoints=4", "shards.crop_codec=raw",
+              "shards.feature_codec=float16", "shards.compression=gzip"]
 
 
 def sh(command: list[str], log_path: Path | None = None) -> None:

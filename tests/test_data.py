@@ -284,3 +284,47 @@ def test_crops_to_video_is_brightness_then_contrast_then_saturation():
     np.testing.assert_allclose(video, expected, atol=2e-6)
     plain = crops_to_video(crops)
     np.testing.assert_allclose(plain, crops.transpose(0, 4, 1, 2, 3) / 255.0, atol=1e-7)
+
+
+def test_each_step_draws_k_of_the_stored_bank_reproducibly(tmp_path):
+    """A bank of 8 stored viewpoints, K = 4 drawn per sample and step: different subsets for a
+    window across epochs, the same ones for the same seed and epoch (a resumed run restarts
+    its epoch with the same draws), also when two DDP ranks share the epoch."""
+    make_shards(tmp_path, n_clips=6, windows_per_clip=2, samples_per_shard=4, seed=4, k=8,
+                crop_size=8, n_frames=2, n_mels=8, n_frames_audio=4)
+    cfg = replace(PLAIN, num_viewpoints=4, batch_size=2)
+
+    def draws(epoch, seed=0, world_size=1):
+        out = {}
+        for rank in range(world_size):
+            ds = ShardStream(tmp_path, "train", cfg, seed=seed, rank=rank,
+                             world_size=world_size)
+            ds.set_epoch(epoch)
+            for batch in ds.iter_worker(0, 1):
+                for cid, w, az in zip(batch["clip_id"], batch["window_index"],
+                                      batch["azimuth_rad"].numpy()):
+                    out[(cid, int(w))] = tuple(np.round(np.sort(az), 5))
+        return out
+
+    first, again, later = draws(3), draws(3), draws(4)
+    assert first == again and len(first) == 12
+    assert all(len(set(views)) == 4 for views in first.values())
+    assert sum(first[key] != later[key] for key in first) >= 10       # C(8, 4) = 70 subsets
+    assert draws(3, world_size=2) == draws(3, world_size=2)
+    assert draws(3, seed=1) != first
+
+
+def test_every_drawn_subset_keeps_the_banks_spacing():
+    """A stored bank keeps every pair >= the minimum spacing, so any K of it does too."""
+    from pipeline.spatial import angular_distance_rad
+    from pipeline.viewpoints import random_viewpoints
+
+    rng = np.random.default_rng(0)
+    bank = random_viewpoints(rng, 16, max_elevation_rad=np.radians(60.0),
+                             min_separation_rad=np.radians(30.0), fov_min_rad=np.radians(25.0),
+                             fov_max_rad=np.radians(90.0))
+    for _ in range(200):
+        views = choose_views(16, 4, rng)
+        az, el = bank.azimuth_rad[views], bank.elevation_rad[views]
+        gaps = angular_distance_rad(az[:, None], el[:, None], az[None, :], el[None, :])
+        assert np.degrees(gaps[~np.eye(4, dtype=bool)]).min() >= 30.0 - 1e-3

@@ -97,7 +97,8 @@ def tiny_config(synth_root: Path, out_dir: Path, *overrides: str) -> PreprocessC
     return load_config(PreprocessConfig, REPO / "configs" / "preprocess.yaml", [
         f"paths.data_root={synth_root}", f"paths.manifest={synth_root / 'manifest.jsonl'}",
         f"paths.out_dir={out_dir}", "decode.width=128", "decode.height=64",
-        "viewpoints.crop_size=32", "audio.n_mels=32", "shards.clips_per_shard=2",
+        "viewpoints.crop_size=32", "viewpoints.num_viewpoints=4", "audio.n_mels=32",
+        "shards.clips_per_shard=2",
         "shards.keyframe_width=64", "shards.keyframe_height=32", "windows.max_per_clip=2",
         "detector.enabled=false", "dask.scheduler=serial", "dask.n_workers=2", *overrides])
 
