@@ -43,6 +43,10 @@ log = logging.getLogger("pipeline.inspect_shards")
 SOURCE_STYLE = {"random": dict(color="cyan", marker="o"), "yolo": dict(color="magenta", marker="s")}
 
 
+
+#: Viewpoints drawn as crop / beam / IV panels per set (a bank may hold 16).
+MAX_VIEW_PANELS = 6
+
 def steered_response_power_db(foa: np.ndarray, width: int = 128, height: int = 64) -> np.ndarray:
     """Cardioid SRP map ``(height, width)`` in dB (max 0) on the equirectangular pixel grid.
 
@@ -118,7 +122,9 @@ def render_sample(h5, row: int, out_path: Path) -> Path:
     keyframe = h5["keyframe"][row]
     kf_h, kf_w = keyframe.shape[:2]
     scale = kf_w / decode_width if decode_width else 1.0
-    k = h5["views/random/azimuth_rad"].shape[1]
+    # Crops, beams and IV panels for the first MAX_VIEW_PANELS viewpoints of the bank; the
+    # keyframe and sound map mark all of them.
+    k = min(h5["views/random/azimuth_rad"].shape[1], MAX_VIEW_PANELS)
     foa = h5["foa_acn_sn3d"][row].astype(np.float32)
 
     fig = plt.figure(figsize=(3.2 * max(k, 4), 19), dpi=80)
