@@ -429,13 +429,16 @@ class NormStatsAccumulator:
     def update(self, features: Mapping[str, np.ndarray], keys: Iterable[str] | None = None) -> None:
         """Add one batch: ``features[key]`` shaped ``(..., C, M, F)`` per key (default: all)."""
         for key in features if keys is None else keys:
-            x = np.asarray(features[key], dtype=np.float64)
+            x = np.array(features[key], dtype=np.float64)        # a copy: modified below
             if x.ndim < 3:
                 raise ValueError(f"{key}: expected features shaped (..., C, M, F), got {x.shape}")
-            n_channels, n_mels = x.shape[-3:-1]
-            values = np.moveaxis(x, -1, 0).reshape(-1, n_channels, n_mels)  # (N, C, M)
-            mean = values.mean(axis=0)
-            self._add_moments(key, values.shape[0], mean, ((values - mean) ** 2).sum(axis=0))
+            # Reduce over the leading axes and F in place of a (N, C, M) transposed copy.
+            axes = (*range(x.ndim - 3), x.ndim - 1)
+            count = x.size // (x.shape[-3] * x.shape[-2])
+            mean = x.sum(axis=axes) / count                                   # (C, M)
+            x -= mean[..., None]
+            np.square(x, out=x)
+            self._add_moments(key, count, mean, x.sum(axis=axes))
 
     def merge(self, other: NormStatsAccumulator) -> None:
         """Fold another accumulator (e.g. from another worker) into this one."""

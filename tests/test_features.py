@@ -263,3 +263,20 @@ def test_norm_stats_streaming_equals_batch_and_round_trips(tmp_path):
     )  # 10 examples x K 2 x 5 frames
     with pytest.raises(KeyError):
         stats.apply("logmel_beam", batches[0]["iv"])
+
+
+def test_norm_stats_accumulator_equals_the_direct_moments_and_leaves_its_input():
+    from pipeline.features import NormStatsAccumulator
+
+    rng = np.random.default_rng(4)
+    batches = [rng.normal(-40.0, 12.0, (n, 3, 4, 8, 20)).astype(np.float32) for n in (5, 2, 7)]
+    accumulator = NormStatsAccumulator()
+    for batch in batches:
+        kept = batch.copy()
+        accumulator.update({"logmel_foa": batch})
+        np.testing.assert_array_equal(batch, kept)
+    values = np.moveaxis(np.concatenate(batches).astype(np.float64), -1, 0).reshape(-1, 4, 8)
+    stats = accumulator.finalize()
+    np.testing.assert_allclose(stats.mean["logmel_foa"], values.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(stats.std["logmel_foa"], values.std(axis=0), rtol=1e-6)
+    assert stats.count["logmel_foa"] == values.shape[0]
