@@ -22,7 +22,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.decode import decode_audio  # noqa: E402
 from pipeline.ffmpeg_bin import ffmpeg_exe, probe  # noqa: E402
+from pipeline.synth.write import write_tagged_audio  # noqa: E402
 
 SAMPLE_RATE = 48_000
 TONES_HZ = (500.0, 700.0, 1100.0, 1300.0)
@@ -55,20 +55,8 @@ def tone_signals(n_channels: int, tone_of_channel: dict[int, int], duration_s: f
 
 
 def write_file(path: Path, interleaved: np.ndarray, codec: str, layout: str) -> None:
-    """Encode ``(n, channels)`` float32 with ffmpeg, tagging the input with ``layout``; codec
-    "untagged" writes 16-bit PCM with Python's ``wave`` (no channel mask) instead."""
-    if codec == "untagged":
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(interleaved.shape[1])
-            out.setsampwidth(2)
-            out.setframerate(SAMPLE_RATE)
-            out.writeframes(np.round(interleaved * 32767).astype("<i2").tobytes())
-        return
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "f32le",
-           "-ar", str(SAMPLE_RATE), "-ch_layout", layout, "-i", "pipe:", "-c:a", codec]
-    if codec == "aac":
-        cmd += ["-b:a", "256k"]
-    subprocess.run(cmd + [str(path)], input=interleaved.tobytes(), check=True, capture_output=True)
+    """Encode ``(n, channels)`` float32 at SAMPLE_RATE, tagged ``layout`` (or "untagged")."""
+    write_tagged_audio(path, interleaved, SAMPLE_RATE, codec, layout)
 
 
 def read_remixed(path: Path, n_channels: int, layout: str = "4.0", s16: bool = False) -> np.ndarray:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from pipeline.importers import parse_yt360_channel_order
 from pipeline.manifest import Clip, read_manifest, write_manifest
 from pipeline.preprocess_config import PreprocessConfig
 from pipeline.spatial import vector_to_direction
+from pipeline.synth.write import write_tagged_audio
 from tests.shard_factory import make_shards
 
 WRITE_RATE = 48_000
@@ -55,20 +55,8 @@ LAYOUT_CASES = [
 def write_audio(path: Path, channels: np.ndarray, codec: str, layout: str | None) -> Path:
     """Write ``(4, n)`` float audio at WRITE_RATE; ``codec="untagged"`` writes a plain 16-bit
     WAVE file without a channel mask (what ffmpeg reads as "4 channels", order unknown)."""
-    interleaved = np.ascontiguousarray(np.asarray(channels, dtype="<f4").T)
-    if codec == "untagged":
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(interleaved.shape[1])
-            out.setsampwidth(2)
-            out.setframerate(WRITE_RATE)
-            out.writeframes(np.round(interleaved * 32767).astype("<i2").tobytes())
-        return path
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "f32le",
-           "-ar", str(WRITE_RATE), "-ch_layout", layout, "-i", "pipe:", "-c:a", codec]
-    if codec == "aac":
-        cmd += ["-b:a", "256k"]
-    subprocess.run(cmd + [str(path)], input=interleaved.tobytes(), check=True, capture_output=True)
-    return path
+    return write_tagged_audio(path, np.asarray(channels, dtype=np.float32).T, WRITE_RATE, codec,
+                              layout)
 
 
 def tones_per_channel(duration_s: float = 0.5) -> np.ndarray:

@@ -21,6 +21,7 @@ import itertools
 import os
 import subprocess
 import tempfile
+import wave
 from pathlib import Path
 from typing import Iterable
 
@@ -131,3 +132,26 @@ def write_clip(
         raise ClipWriteError(f"{out_path}: ffmpeg exited with {code}: {stderr.strip()[-500:]}")
     os.replace(partial, out_path)
     return out_path
+
+
+def write_tagged_audio(path: str | os.PathLike, interleaved: np.ndarray, sample_rate: int,
+                       codec: str, layout: str | None) -> Path:
+    """Encode ``(n, channels)`` float audio with ffmpeg ``codec``, the input tagged with the
+    ffmpeg channel ``layout`` ("4.0", "quad", "4C", ...): how files of each layout tag are made
+    for the channel-order measurements. ``codec="untagged"`` writes 16-bit PCM with Python's
+    ``wave`` instead (no channel mask; ``layout`` is ignored). Returns the path."""
+    path = Path(path)
+    interleaved = np.ascontiguousarray(np.asarray(interleaved, dtype="<f4"))
+    if codec == "untagged":
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(interleaved.shape[1])
+            out.setsampwidth(2)
+            out.setframerate(sample_rate)
+            out.writeframes(np.round(interleaved * 32767).astype("<i2").tobytes())
+        return path
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "f32le",
+           "-ar", str(sample_rate), "-ch_layout", str(layout), "-i", "pipe:", "-c:a", codec]
+    if codec == "aac":
+        cmd += ["-b:a", "256k"]
+    subprocess.run(cmd + [str(path)], input=interleaved.tobytes(), check=True, capture_output=True)
+    return path
