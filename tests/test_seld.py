@@ -10,16 +10,22 @@ import pytest
 import torch
 
 from evals.audio.seld import (SeldProtocol, SeldRun, adpit_loss, adpit_targets,
-                              assignment_patterns, dcase_frames, decode_tracks, direction_xyz,
+                              assignment_patterns, dcase_frames, decode_tracks,
                               encoder_frames, run)
 from evals.frozen import load_frozen
 from pipeline.foa import encode_plane_wave
+from pipeline.spatial import direction_vector
 from pipeline.starss23 import LabelRow
 from pipeline.synth.cli import generate_starss23
 from pipeline.synth.starss23 import Starss23SynthConfig
 from tests.test_eval_binary import make_tiny_run
 
 torch.set_num_threads(1)
+
+
+def direction_xyz(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    """The unit vector of a label direction in degrees (the targets' convention)."""
+    return direction_vector(math.radians(azimuth_deg), math.radians(elevation_deg))
 
 
 def test_direction_convention_left_is_plus_y():

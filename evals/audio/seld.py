@@ -57,6 +57,7 @@ from evals.cli import EvalIO, run_evaluator
 from evals.frozen import (FrozenModel, describe_run, load_frozen, read_ambisonic_segment,
                           resample_foa, run_dir_of)
 from pipeline.features import AudioFeatureConfig, foa_features
+from pipeline.spatial import direction_vector
 from pipeline.starss23 import (LABEL_HOP_S, LabelRow, Starss23Recording, class_names_of,
                                read_label_csv, scan_layout)
 from trainer.models import build_model
@@ -104,12 +105,6 @@ class SeldRun(EvalIO):
 
 # ----------------------------------------------------------------------------- labels
 
-def direction_xyz(azimuth_deg, elevation_deg) -> np.ndarray:
-    """Unit vectors (front, left, up) of directions in degrees (CONVENTIONS.md)."""
-    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
-    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
-
-
 def reference_events(rows: Sequence[LabelRow], n_frames: int) -> list[Event]:
     """Label rows as metric events (radians), frames ``< n_frames`` only."""
     return [Event(r.frame, r.class_index, r.source_index, math.radians(r.azimuth_deg),
@@ -126,7 +121,8 @@ def adpit_targets(rows: Sequence[LabelRow], n_frames: int, n_classes: int) -> np
     for r in rows:
         if r.frame < n_frames:
             events.setdefault((r.frame, r.class_index), []).append(
-                (r.source_index, direction_xyz(r.azimuth_deg, r.elevation_deg)))
+                (r.source_index, direction_vector(math.radians(r.azimuth_deg),
+                                                  math.radians(r.elevation_deg))))
     for (frame, class_index), found in events.items():
         vectors = [v for _, v in sorted(found, key=lambda item: item[0])][:TRACKS]
         for pattern, tracks in enumerate(assignment_patterns(len(vectors))):
