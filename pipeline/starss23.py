@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.ground_truth import SYNTHETIC_MARKER_NAME
+from pipeline.ground_truth import SYNTHETIC_MARKER_NAME, is_synthetic_dataset
 
 __all__ = [
     "LABEL_HOP_S",
@@ -107,9 +107,9 @@ def is_train_split(split: str) -> bool:
 def class_names_of(root: str | os.PathLike) -> tuple[list[str], bool]:
     """``(class names by index, synthetic?)`` of a STARSS23(-layout) folder: STARSS23's 13, or
     those in the ``SYNTHETIC.json`` marker of a set written by ``pipeline.synth.cli starss23``."""
-    marker = Path(root) / SYNTHETIC_MARKER_NAME
-    if not marker.is_file():
+    if not is_synthetic_dataset(root):
         return list(STARSS23_CLASSES), False
+    marker = Path(root) / SYNTHETIC_MARKER_NAME
     names = json.loads(marker.read_text(encoding="utf-8")).get("class_names")
     if not names:
         raise ValueError(f"{marker}: expected class_names in the marker of a synthetic "
