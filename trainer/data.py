@@ -209,7 +209,8 @@ class ShardReader:
                                    f"{sorted(splits)}; the trainer needs one split per shard")
 
     def clip_ids(self, path: str, start: int, stop: int) -> np.ndarray:
-        return self.shard(path)["clip_id"].asstr()[start:stop]
+        self.shard(path)
+        return self._small[path]["clip_id"][start:stop]
 
     def stored_num_viewpoints(self, path: str) -> int:
         self.shard(path)
