@@ -488,6 +488,7 @@ def run(cfg: SeldRun) -> Path:
     per_seed: dict[str, list[dict]] = {arm: [] for arm in arms}
     plot_outputs: dict[str, np.ndarray] = {}
     fixed_arms = [a for a in arms if a != "random_encoder"]
+    first_test = next(d for d in data if not d.recording.is_train)     # drawn in the plot
     compute_inputs(root, data, fixed_arms, frozen, None)
     for seed in protocol.seeds:
         if "random_encoder" in arms:
@@ -500,7 +501,6 @@ def run(cfg: SeldRun) -> Path:
                      scores["error_rate"], scores["f_score"], scores["localization_error_deg"],
                      scores["localization_recall"], scores["seld_score"])
             if seed == protocol.seeds[0]:
-                first_test = next(d for d in data if not d.recording.is_train)
                 plot_outputs[arm] = outputs[first_test.recording.name]
 
     out = Path(cfg.out) if cfg.out else (run_dir_of(cfg.ckpt) if cfg.ckpt
@@ -523,7 +523,6 @@ def run(cfg: SeldRun) -> Path:
     if frozen is not None:
         result["model"] = describe_run(frozen, cfg.ckpt)
     if protocol.plot:
-        first_test = next(d for d in data if not d.recording.is_train)
         plot = plot_azimuth_tracks(out.with_name(out.stem + "_tracks.png"), first_test,
                                    plot_outputs, class_names, protocol)
         result["plot"] = str(plot)
