@@ -16,7 +16,8 @@ Stages, each raising a named error that :class:`ClipError` wraps with the stage 
 ``audio``   ambiX audio at ``audio.sample_rate`` in blocks of ``decode.audio_block_s`` (memory is
             bounded by one block whatever the clip length); channel count, NaN/inf checks.
 ``windows`` window plan (:mod:`pipeline.windows`): too short / all silent are errors.
-``video``   one streaming pass over the frames the windows need (one chunk in memory).
+``video``   one streaming pass; ffmpeg scales only the frames the windows need (one chunk in
+            memory).
 ``detect``  seam-aware detection on the middle frame of each window (:mod:`pipeline.detect`).
 ``sample``  viewpoints, crops, FOA features of each window.
 ``gt``      ground truth of synthetic clips (``Clip.gt_path``).
@@ -33,7 +34,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from pipeline.crops import CropSampler, resize_keyframe
-from pipeline.decode import ambisonic_sanity, check_equirectangular, decode_audio, iter_video_frames
+from pipeline.decode import (ambisonic_sanity, check_equirectangular, decode_audio,
+                             iter_frames_at_indices)
 from pipeline.detect import Detections, detect_equirect, pad_detections
 from pipeline.errors import DecodeError, PipelineError
 from pipeline.features import foa_features
@@ -265,33 +267,22 @@ def _probe_clip(clip: Clip, data_root: Path, cfg: PreprocessConfig) -> tuple[Pat
 
 def _frames_by_window(video_path: Path, video_info: MediaInfo, clip: Clip, windows: list[Window],
                       cfg: PreprocessConfig) -> Iterator[tuple[Window, np.ndarray]]:
-    """Yield ``(window, frames (T, H, W, 3))`` in time order from one streaming decode."""
-    fps = cfg.decode.fps
-    first = min(w.first_frame for w in windows)
-    last = max(w.first_frame + w.n_frames - 1 for w in windows)
+    """Yield ``(window, frames (T, H, W, 3))`` in time order from one streaming decode of the
+    frames the windows use (ffmpeg drops the others before scaling them)."""
     needed: dict[int, list[Window]] = {}
     for window in windows:
         for index in window.frame_indices:
-            needed.setdefault(index, []).append(window)
+            needed.setdefault(int(index), []).append(window)
     collected: dict[int, dict[int, np.ndarray]] = {w.window_index: {} for w in windows}
-    position = first
-    for chunk in iter_video_frames(video_path, fps, cfg.decode.width, cfg.decode.height,
-                                   start_s=clip.segment_start_s + first / fps,
-                                   duration_s=(last - first + 1) / fps, info=video_info):
-        for frame in chunk:
-            for window in needed.get(position, ()):
-                got = collected[window.window_index]
-                got[position] = frame
-                if len(got) == window.n_frames:
-                    yield window, np.stack([got[i] for i in window.frame_indices])
-                    del collected[window.window_index]
-            position += 1
-            if position > last:
-                return
-    incomplete = sorted(collected)
-    if incomplete:
-        raise DecodeError(f"clip {clip.clip_id}: expected video frames up to index {last} at "
-                          f"{fps:g} fps, got {position - first} frames from index {first}")
+    for index, frame in iter_frames_at_indices(video_path, cfg.decode.fps, cfg.decode.width,
+                                               cfg.decode.height, sorted(needed),
+                                               start_s=clip.segment_start_s, info=video_info):
+        for window in needed[index]:
+            got = collected[window.window_index]
+            got[index] = frame
+            if len(got) == window.n_frames:
+                yield window, np.stack([got[i] for i in window.frame_indices])
+                del collected[window.window_index]
 
 
 def clip_samples(clip: Clip, cfg: PreprocessConfig,

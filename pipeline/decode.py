@@ -8,7 +8,8 @@ a declared channel order (``channel_order``) and the conversion from FuMa / N3D 
 happen here, in numpy, where they are tested.
 
 Video comes back as ``(n, height, width, 3)`` uint8 RGB chunks from a generator that holds at most
-one chunk in memory; ``decode_frames_at`` picks given instants out of one streaming pass.
+one chunk in memory; ``decode_frames_at`` and ``iter_frames_at_indices`` pick given instants out
+of one streaming pass (ffmpeg drops the other frames before scaling them).
 
 Every error names the clip path and says expected vs got.
 """
@@ -47,6 +48,7 @@ __all__ = [
     "check_equirectangular",
     "iter_video_frames",
     "decode_frames_at",
+    "iter_frames_at_indices",
     "frame_indices_at",
 ]
 
@@ -362,32 +364,75 @@ def decode_frames_at(
     Returns:
         ``(len(times_s), height, width, 3)`` uint8 RGB, in the order of ``times_s``.
     """
-    name = _clip_name(path)
     indices = frame_indices_at(times_s, fps)
     if len(indices) == 0:
         return np.zeros((0, height, width, 3), dtype=np.uint8)
-    info = _probe_video(path, info, require_equirect)
-    first, last = int(indices.min()), int(indices.max())
-    start_s = first / fps
-    duration_s = (last - first + 1) / fps
-    wanted = {int(i) - first for i in indices}
+    wanted = sorted({int(i) for i in indices})
     found: dict[int, np.ndarray] = {}
+    for index, frame in iter_frames_at_indices(path, fps, width, height, wanted,
+                                               chunk_frames=chunk_frames,
+                                               require_equirect=require_equirect, info=info):
+        found[index] = frame.copy()
+    return np.stack([found[int(i)] for i in indices])
+
+
+def iter_frames_at_indices(
+    path: str | os.PathLike,
+    fps: float,
+    width: int,
+    height: int,
+    frame_indices: Sequence[int],
+    *,
+    start_s: float = 0.0,
+    chunk_frames: int = 16,
+    require_equirect: bool = False,
+    info: MediaInfo | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index, frame (height, width, 3) uint8)`` for the given frame indices only.
+
+    Frame ``i`` is the one shown at ``start_s + i / fps`` in the stream resampled to ``fps``
+    (the frames :func:`iter_video_frames` yields from ``start_s``, equal to the byte). ffmpeg
+    still decodes every frame up to the last index (inter-frame codecs need them), but a
+    ``select`` filter drops the others before scaling and RGB conversion, which are about half
+    of the decode's CPU time on a 1920 x 960 source when the windows take every other half
+    second (measured: ``bench/preprocess.py``). Indices are unique and increasing; frames come
+    in that order, one chunk in memory. ``ClipTooShortError`` when the stream ends first.
+    """
+    name = _clip_name(path)
+    indices = [int(i) for i in frame_indices]
+    if not indices:
+        return
+    if indices[0] < 0 or any(b <= a for a, b in zip(indices, indices[1:])):
+        raise ValueError(f"{name}: expected unique increasing frame indices >= 0, got "
+                         f"{indices[:8]}{'...' if len(indices) > 8 else ''}")
+    info = _probe_video(path, info, require_equirect)
+    first, last = indices[0], indices[-1]
+    ranges = _index_ranges([i - first for i in indices])
+    frames = _stream_frames(path, info, fps, width, height, start_s + first / fps,
+                            (last - first + 1) / fps, chunk_frames, select_ranges=ranges)
     position = 0
-    frames = _stream_frames(path, info, fps, width, height, start_s, duration_s, chunk_frames)
     with contextlib.closing(frames):
         for chunk in frames:
-            for offset in range(len(chunk)):
-                if position + offset in wanted:
-                    found[position + offset] = chunk[offset].copy()
-            position += len(chunk)
-    missing = sorted(wanted - found.keys())
-    if missing:
-        t_missing = (missing[0] + first) / fps
+            for frame in chunk:
+                if position < len(indices):
+                    yield indices[position], frame
+                position += 1
+    if position < len(indices):
+        t_missing = start_s + indices[position] / fps
         raise ClipTooShortError(
-            f"{name}: expected a frame at {t_missing:.3f} s (index {missing[0] + first} at "
-            f"{fps:g} fps), got only {first + position} frames "
-            f"({(first + position) / fps:.3f} s)")
-    return np.stack([found[int(i) - first] for i in indices])
+            f"{name}: expected a frame at {t_missing:.3f} s (index {indices[position]} at "
+            f"{fps:g} fps), got only {position} of the {len(indices)} requested frames")
+
+
+def _index_ranges(indices: Sequence[int]) -> list[tuple[int, int]]:
+    """Increasing indices as inclusive ``(first, last)`` runs of consecutive values."""
+    ranges: list[tuple[int, int]] = []
+    for index in indices:
+        if ranges and index == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], index)
+        else:
+            ranges.append((index, index))
+    return ranges
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,18 +508,24 @@ def _read_audio_first_four(spec, n_channels: int, name: str) -> np.ndarray:
 
 
 def _stream_frames(path, info: MediaInfo, fps: float, width: int, height: int, start_s: float,
-                   duration_s: float | None, chunk_frames: int) -> Iterator[np.ndarray]:
-    """Yield ``(n, height, width, 3)`` uint8 chunks; no length check."""
+                   duration_s: float | None, chunk_frames: int,
+                   select_ranges: Sequence[tuple[int, int]] | None = None) -> Iterator[np.ndarray]:
+    """Yield ``(n, height, width, 3)`` uint8 chunks; no length check. ``select_ranges``:
+    inclusive runs of frame indices (after the fps resampling) to keep; the others are dropped
+    before scaling and are not written (``fps_mode passthrough``: no duplicates fill the gaps)."""
     name = _clip_name(path)
     if fps <= 0 or width <= 0 or height <= 0 or chunk_frames < 1:
         raise ValueError(f"expected fps, width, height > 0 and chunk_frames >= 1, got fps={fps}, "
                          f"width={width}, height={height}, chunk_frames={chunk_frames}")
     _check_segment(start_s, duration_s, name)
     spec = ffmpeg.input(ffmpeg_input_name(path), **_segment_options(start_s, duration_s))
-    spec = (spec[str(info.video.index)]
-            .filter("fps", fps=fps)
-            .filter("scale", int(width), int(height))
-            .output("pipe:", format="rawvideo", pix_fmt="rgb24"))
+    stream = spec[str(info.video.index)].filter("fps", fps=fps)
+    output_options = {}
+    if select_ranges is not None:
+        stream = stream.filter("select", "+".join(f"between(n,{a},{b})" for a, b in select_ranges))
+        output_options["fps_mode"] = "passthrough"
+    spec = (stream.filter("scale", int(width), int(height))
+            .output("pipe:", format="rawvideo", pix_fmt="rgb24", **output_options))
     frame_bytes = int(width) * int(height) * 3
     pipe = _FfmpegPipe(spec, name)
     try:

@@ -17,6 +17,7 @@ from pipeline.decode import (
     check_ambisonic_channels,
     decode_audio,
     decode_frames_at,
+    iter_frames_at_indices,
     frame_indices_at,
     iter_video_frames,
     to_ambix_sn3d,
@@ -247,6 +248,29 @@ def test_decode_frames_at_resamples_frame_rate(media):
     clip48 = make_media(media / "indexed48.mkv", frames=gray_frames(48, step=4), fps=48)
     frames = decode_frames_at(clip48, [0.0, 0.5, 0.75], fps=16, width=32, height=16)
     np.testing.assert_allclose(frame_levels(frames), 20 + 4 * np.array([1, 25, 37]), atol=3)
+
+
+def test_iter_frames_at_indices_equals_the_full_stream_at_those_frames(media):
+    # The select filter drops frames before scaling: the kept ones are the bytes of the full
+    # decode (48 fps source resampled to 16, scaled, an H.264 stream with B-frames).
+    h264 = ("libx264", "-preset", "ultrafast", "-g", "10", "-bf", "2", "-qp", "0")
+    path = make_media(media / "indexed48_h264.mp4", frames=gray_frames(48, step=4), fps=48,
+                      vcodec=h264)
+    full = np.concatenate(list(iter_video_frames(path, 16, 32, 16)))
+    wanted = [1, 2, 3, 7, 8, 15]
+    picked = list(iter_frames_at_indices(path, 16, 32, 16, wanted, chunk_frames=2))
+    assert [index for index, _ in picked] == wanted
+    for index, frame in picked:
+        np.testing.assert_array_equal(frame, full[index])
+    from_later = dict(iter_frames_at_indices(path, 16, 32, 16, [0, 2], start_s=0.25))
+    np.testing.assert_array_equal(from_later[2], full[6])
+
+
+def test_iter_frames_at_indices_errors(indexed_clip):
+    with pytest.raises(ValueError, match="unique increasing"):
+        list(iter_frames_at_indices(indexed_clip, 16, 32, 16, [3, 3]))
+    with pytest.raises(ClipTooShortError, match=r"index 30 at 16 fps\), got only 1 of the 2"):
+        list(iter_frames_at_indices(indexed_clip, 16, 32, 16, [20, 30]))
 
 
 def test_frame_indices_at():
