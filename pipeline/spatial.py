@@ -18,6 +18,7 @@ __all__ = [
     "wrap_azimuth_rad",
     "direction_vector",
     "vector_to_direction",
+    "components_to_direction",
     "equirect_pixel_to_direction",
     "direction_to_equirect_pixel",
     "angular_distance_rad",
@@ -55,7 +56,12 @@ def vector_to_direction(vec) -> tuple[np.ndarray, np.ndarray]:
     vec = np.asarray(vec, dtype=np.float64)
     if vec.shape[-1] != 3:
         raise ValueError(f"expected vectors shaped (..., 3), got {vec.shape}")
-    x, y, z = vec[..., 0], vec[..., 1], vec[..., 2]
+    return components_to_direction(vec[..., 0], vec[..., 1], vec[..., 2])
+
+
+def components_to_direction(x, y, z) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`vector_to_direction` of vectors given as three component arrays (faster on large
+    contiguous arrays than one strided ``(..., 3)`` array)."""
     azimuth_rad = np.arctan2(y, x)
     elevation_rad = np.arctan2(z, np.hypot(x, y))
     return azimuth_rad, elevation_rad

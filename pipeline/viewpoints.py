@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.spatial import angular_distance_rad
+from pipeline.spatial import angular_distance_rad, direction_vector
 
 __all__ = ["Viewpoints", "ViewpointSamplingError", "random_viewpoints", "detection_viewpoints",
            "MAX_TRIES_PER_VIEWPOINT"]
@@ -62,17 +62,24 @@ class Viewpoints:
 def _draw_directions(rng: np.random.Generator, n: int, max_elevation_rad: float,
                      min_separation_rad: float, taken_az: list[float],
                      taken_el: list[float]) -> tuple[list[float], list[float]]:
-    """Append ``n`` random directions to ``taken_*`` (in place) keeping the minimum spacing."""
+    """Append ``n`` random directions to ``taken_*`` (in place) keeping the minimum spacing.
+
+    A candidate is kept when its unit vector's dot product with every taken one is at most
+    ``cos(min_separation)`` (the great-circle angle is at least ``min_separation``): one small
+    matrix-vector product per try."""
     sin_max = math.sin(max_elevation_rad)
+    cos_min_separation = math.cos(min_separation_rad)
+    taken_vectors = np.empty((len(taken_az) + n, 3))
+    taken_vectors[:len(taken_az)] = direction_vector(taken_az, taken_el).reshape(-1, 3)
+    n_taken = len(taken_az)
     new_az: list[float] = []
     new_el: list[float] = []
     for _ in range(n):
         for _ in range(MAX_TRIES_PER_VIEWPOINT):
             az = float(rng.uniform(-math.pi, math.pi))
             el = float(math.asin(rng.uniform(-sin_max, sin_max)))
-            if not taken_az or np.all(angular_distance_rad(az, el, np.array(taken_az),
-                                                           np.array(taken_el))
-                                      >= min_separation_rad):
+            candidate = (math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el))
+            if n_taken == 0 or (taken_vectors[:n_taken] @ candidate).max() <= cos_min_separation:
                 break
         else:
             raise ViewpointSamplingError(
@@ -80,6 +87,8 @@ def _draw_directions(rng: np.random.Generator, n: int, max_elevation_rad: float,
                 f"{len(taken_az)} others within |el| <= {math.degrees(max_elevation_rad):.1f} deg, "
                 f"got no room after {MAX_TRIES_PER_VIEWPOINT} tries: lower "
                 "viewpoints.min_separation_deg")
+        taken_vectors[n_taken] = candidate
+        n_taken += 1
         taken_az.append(az)
         taken_el.append(el)
         new_az.append(az)
