@@ -42,7 +42,8 @@ from pipeline.features import foa_features
 from pipeline.ffmpeg_bin import MediaInfo, probe
 from pipeline.manifest import Clip
 from pipeline.preprocess_config import PreprocessConfig
-from pipeline.shards import MAX_DETECTIONS, MAX_GT_OBJECTS, VIEWPOINT_SOURCES
+from pipeline.shards import (MAX_DETECTIONS, MAX_GT_OBJECTS, VIEWPOINT_SOURCES,
+                             encode_sample_crops, encode_sample_feature)
 from pipeline.viewpoints import Viewpoints, detection_viewpoints, random_viewpoints
 from pipeline.windows import Window, candidate_starts_s, clip_rng, plan_windows, window_rms_db
 
@@ -155,6 +156,10 @@ def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarr
                   frames: np.ndarray, detections: Detections, cfg: PreprocessConfig) -> dict[str, Any]:
     """Build one sample dict (schema v1 keys, no N axis) from decoded window data. Pure.
 
+    Crops and features come coded as the shard stores them (``cfg.shards.crop_codec`` /
+    ``feature_codec``: :class:`pipeline.shards.JpegCrops`, :class:`QuantisedFeature`), so that
+    a shard in the making holds 0.6 MB per sample instead of 16 MB.
+
     Args:
         foa_window: ``(4, A)`` float32 ambiX of the audio window (A = ``cfg.audio.n_samples``).
         frames: ``(T, H, W, 3)`` uint8 equirectangular frames of the video window.
@@ -197,9 +202,11 @@ def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarr
         sample[f"{prefix}/elevation_rad"] = view.elevation_rad
         sample[f"{prefix}/fov_rad"] = view.fov_rad
         sample[f"{prefix}/from_detection"] = view.from_detection
-        sample[f"{prefix}/crops"] = crops[part]
+        sample[f"{prefix}/crops"] = encode_sample_crops(crops[part], cfg.shards.crop_codec,
+                                                        cfg.shards.jpeg_quality)
         for name in ("logmel_foa", "iv", "logmel_beam"):
-            sample[f"{prefix}/{name}"] = features[name][part].astype(np.float16)
+            sample[f"{prefix}/{name}"] = encode_sample_feature(
+                name, features[name][part], cfg.shards.feature_codec, cfg.audio.top_db)
     return sample
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.fft
+from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.foa import (
@@ -237,6 +238,61 @@ def mel_average_weights(cfg: AudioFeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
     return _mel_average_cached(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
 
 
+@lru_cache(maxsize=8)
+def _mel_band_ranges_cached(
+    sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float
+) -> tuple[np.ndarray, np.ndarray]:
+    fb = _mel_filterbank_cached(sample_rate, n_fft, n_mels, fmin_hz, fmax_hz)
+    nonzero = fb > 0
+    first = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 0)
+    stop = np.where(nonzero.any(axis=1), fb.shape[1] - nonzero[:, ::-1].argmax(axis=1), 0)
+    for band, (a, b) in enumerate(zip(first, stop)):   # triangles: one run of bins per band
+        if not nonzero[band, a:b].all():
+            raise AssertionError(f"mel band {band}: expected contiguous bins, got a gap")
+    return first.astype(np.int64), stop.astype(np.int64)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _mixed_mel_magnitude_kernel(mixing, spec_real_ft, spec_imag_ft, filterbank, band_first,
+                                band_stop, out):  # pragma: no cover - numba
+    """``out[r, m, t] = sum_f fb[m, f] |sum_c mixing[r, c] spec[c, f, t]|`` (4 channels) over
+    each band's bins only (a mel band spans a few bins: 504 weights of 128 x 257 are non-zero).
+    One row of magnitudes ``(F, T)`` at a time stays in cache; the inner loops run along T."""
+    n_bins, n_frames = spec_real_ft.shape[1], spec_real_ft.shape[2]
+    magnitude = np.empty((n_bins, n_frames), np.float32)
+    re, im = spec_real_ft, spec_imag_ft
+    for r in range(mixing.shape[0]):
+        m0, m1, m2, m3 = mixing[r, 0], mixing[r, 1], mixing[r, 2], mixing[r, 3]  # 4 FOA channels
+        for f in range(n_bins):
+            for t in range(n_frames):
+                real = m0 * re[0, f, t] + m1 * re[1, f, t] + m2 * re[2, f, t] + m3 * re[3, f, t]
+                imag = m0 * im[0, f, t] + m1 * im[1, f, t] + m2 * im[2, f, t] + m3 * im[3, f, t]
+                magnitude[f, t] = np.sqrt(real * real + imag * imag)
+        for m in range(filterbank.shape[0]):
+            for t in range(n_frames):
+                out[r, m, t] = 0.0
+            for f in range(band_first[m], band_stop[m]):
+                weight = filterbank[m, f]
+                for t in range(n_frames):
+                    out[r, m, t] += weight * magnitude[f, t]
+
+
+def _mixed_mel_magnitude(mixing: np.ndarray, spec_tf: np.ndarray,
+                         cfg: AudioFeatureConfig) -> np.ndarray:
+    """Mel magnitudes ``(R, M, T)`` float32 of the spectra ``mixing (R, 4) @ spec_tf (4, T, F)``
+    (real mixing coefficients), without forming the ``(R, T, F)`` complex mixtures: 1.6 ms
+    instead of 13 ms for 160 mixtures of a 1 s window (one core)."""
+    spec_ft = np.swapaxes(spec_tf, -1, -2)
+    real = np.ascontiguousarray(spec_ft.real, dtype=np.float32)
+    imag = np.ascontiguousarray(spec_ft.imag, dtype=np.float32)
+    first, stop = _mel_band_ranges_cached(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin_hz,
+                                          cfg.fmax_hz)
+    out = np.empty((mixing.shape[0], cfg.n_mels, spec_tf.shape[-2]), dtype=np.float32)
+    _mixed_mel_magnitude_kernel(np.ascontiguousarray(mixing, dtype=np.float32), real, imag,
+                                mel_filterbank(cfg), first, stop, out)
+    return out
+
+
 def _mel_project(values_tf: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``(..., T, F)`` values -> ``(..., M, T)`` by ``weights`` ``(M, F)`` (one BLAS call)."""
     lead, (n_frames, n_bins) = values_tf.shape[:-2], values_tf.shape[-2:]
@@ -245,10 +301,17 @@ def _mel_project(values_tf: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _amplitude_to_db(mel_magnitude: np.ndarray, top_db: float, axes: tuple[int, ...]) -> np.ndarray:
-    """``20 log10(max(AMIN, x))`` floored at (max over ``axes``) - ``top_db``; float32."""
-    db = 20.0 * np.log10(np.maximum(mel_magnitude, np.float32(AMIN)), dtype=np.float32)
-    floor = db.max(axis=axes, keepdims=True) - np.float32(top_db)
-    return np.maximum(db, floor)
+    """``20 log10(max(AMIN, x))`` floored at (max over ``axes``) - ``top_db``; float32.
+
+    Works in place on float32 input, which callers pass freshly computed (a view of it is fine):
+    fresh arrays for each step cost as much in page faults as the logarithm itself."""
+    db = mel_magnitude.astype(np.float32, copy=False)
+    np.maximum(db, np.float32(AMIN), out=db)
+    np.log10(db, out=db)
+    db *= np.float32(20.0)
+    floor = db.max(axis=axes, keepdims=True)
+    floor -= np.float32(top_db)
+    return np.maximum(db, floor, out=db)
 
 
 def _logmel_from_spec(spec_tf: np.ndarray, cfg: AudioFeatureConfig, top_db_axes) -> np.ndarray:
@@ -341,8 +404,8 @@ def foa_features(
     spec_tf = _window_spectrum(foa, cfg)  # (4, F, n_bins) complex64
     _, n_frames, n_bins = spec_tf.shape
 
-    # Per viewpoint k, rows 5k..5k+3 rotate the ACN channels and row 5k+4 is the beam. One real
-    # matrix product on the interleaved real/imaginary parts mixes all spectra at once.
+    # Per viewpoint k, rows 5k..5k+3 rotate the ACN channels and row 5k+4 is the beam; one kernel
+    # mixes the spectra and projects their magnitudes on the mel bands.
     mixing = (
         np.concatenate(
             [
@@ -354,9 +417,7 @@ def foa_features(
         .reshape(5 * num_viewpoints, 4)
         .astype(np.float32)
     )
-    spec_parts = spec_tf.view(np.float32).reshape(4, -1)
-    mixed = (mixing @ spec_parts).view(np.complex64).reshape(5 * num_viewpoints, n_frames, n_bins)
-    mel_magnitude = _mel_project(np.abs(mixed), mel_filterbank(cfg)).reshape(
+    mel_magnitude = _mixed_mel_magnitude(mixing, spec_tf, cfg).reshape(
         num_viewpoints, 5, cfg.n_mels, n_frames
     )
     logmel_foa = _amplitude_to_db(mel_magnitude[:, :4], cfg.top_db, axes=(1, 2, 3))
@@ -414,7 +475,9 @@ class NormStatsAccumulator:
     mean: dict[str, np.ndarray] = field(default_factory=dict)
     m2: dict[str, np.ndarray] = field(default_factory=dict)  # sum of squared deviations
 
-    def _add_moments(self, key: str, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
+    def add_moments(self, key: str, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Fold in the moments of ``count`` values per (C, M) entry: their ``mean`` and the sum of
+        squared deviations ``m2`` (float64, shaped (C, M))."""
         if key not in self.count:
             self.count[key], self.mean[key], self.m2[key] = count, mean, m2
             return
@@ -438,12 +501,12 @@ class NormStatsAccumulator:
             mean = x.sum(axis=axes) / count                                   # (C, M)
             x -= mean[..., None]
             np.square(x, out=x)
-            self._add_moments(key, count, mean, x.sum(axis=axes))
+            self.add_moments(key, count, mean, x.sum(axis=axes))
 
     def merge(self, other: NormStatsAccumulator) -> None:
         """Fold another accumulator (e.g. from another worker) into this one."""
         for key in other.count:
-            self._add_moments(key, other.count[key], other.mean[key].copy(), other.m2[key].copy())
+            self.add_moments(key, other.count[key], other.mean[key].copy(), other.m2[key].copy())
 
     def finalize(self, min_std: float = 1e-5) -> NormStats:
         """Population mean/std per key (std floored at ``min_std``) as :class:`NormStats`."""

@@ -53,8 +53,8 @@ from pipeline.features import NormStatsAccumulator
 from pipeline.manifest import Clip, read_manifest
 from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
 from pipeline.shards import (FAILURES_NAME, FIELDS_BY_NAME, INDEX_NAME, NORM_STATS_NAME,
-                             SAMPLE_FIELDS, ShardIndex, append_jsonl, file_sha256, open_shard,
-                             read_jsonl, stored_features, write_shard)
+                             SAMPLE_FIELDS, ShardIndex, append_jsonl, feature_code_moments,
+                             file_sha256, open_shard, read_jsonl, stored_features, write_shard)
 
 __all__ = ["ShardPlan", "ShardResult", "RunSummary", "PreprocessStateError", "plan_shards",
            "process_shard", "run_preprocess", "default_detector_factory", "main"]
@@ -265,14 +265,22 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str,
 
 
 def shard_norm_moments(path: str) -> NormStatsAccumulator:
-    """Moments of the random-view features of one shard (a Dask task of the final pass)."""
+    """Moments of the random-view features of one shard (a Dask task of the final pass): from
+    the uint8 codes' integer sums (:func:`pipeline.shards.feature_code_moments`), or from the
+    float values for float16 shards."""
     accumulator = NormStatsAccumulator()
     with open_shard(path) as h5:
         n = int(h5.attrs["n_samples"])
-        for start in range(0, n, 16):
-            batch = {key: stored_features(h5, f"views/{NORM_SOURCE}/{key}")[start:start + 16]
-                     for key in NORM_FEATURES}
-            accumulator.update(batch)
+        for key in NORM_FEATURES:
+            features = stored_features(h5, f"views/{NORM_SOURCE}/{key}")
+            for start in range(0, n, 16):
+                rows = slice(start, min(start + 16, n))
+                if features.codec == "uint8":
+                    max_db = None if features.max_db is None else features.max_db[rows]
+                    accumulator.add_moments(key, *feature_code_moments(
+                        features.dataset[rows], max_db, features.span_db))
+                else:
+                    accumulator.update({key: features[rows]})
     return accumulator
 
 

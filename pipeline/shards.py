@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import cv2
 import h5py
 import numpy as np
+from numba import njit
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,53 @@ def _decode_jpeg(data: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
+@dataclass(frozen=True)
+class JpegCrops:
+    """One sample's crops ``(K, T, S, S, 3)`` already coded as the ``jpeg`` crop codec stores
+    them (:func:`encode_sample_crops`): an object array ``(K, T)`` of JPEG files. Preprocessing
+    encodes each window as it is made, so a shard in the making holds 0.3 MB of crops per sample
+    instead of 9.6 MB."""
+
+    files: np.ndarray
+    frame_shape: tuple[int, int, int]
+    quality: int
+
+
+@dataclass(frozen=True)
+class QuantisedFeature:
+    """One sample's feature ``(K, C, M, F)`` already coded as the ``uint8`` feature codec stores
+    it (:func:`encode_sample_feature`): ``codes`` uint8 and, for dB features, ``max_db (K,)``."""
+
+    codes: np.ndarray
+    max_db: np.ndarray | None
+    span_db: float
+
+
+def encode_sample_crops(crops: np.ndarray, crop_codec: str,
+                        quality: int = 95) -> JpegCrops | np.ndarray:
+    """One sample's crops ``(K, T, S, S, 3)`` uint8 in the form :func:`write_shard` stores with
+    ``crop_codec``: :class:`JpegCrops` for ``jpeg``, the array itself for ``raw``."""
+    if crop_codec not in CROP_CODECS:
+        raise ValueError(f"crop_codec must be one of {CROP_CODECS}, got {crop_codec!r}")
+    if crop_codec == "raw":
+        return crops
+    return JpegCrops(encode_jpeg_frames(crops, quality), tuple(int(v) for v in crops.shape[2:]),
+                     int(quality))
+
+
+def encode_sample_feature(key: str, values: np.ndarray, feature_codec: str,
+                          span_db: float) -> QuantisedFeature | np.ndarray:
+    """One sample's feature ``key`` ``(K, C, M, F)`` in the form :func:`write_shard` stores with
+    ``feature_codec``: :class:`QuantisedFeature` for ``uint8``, float16 for ``float16``."""
+    if feature_codec not in FEATURE_CODECS:
+        raise ValueError(f"feature_codec must be one of {FEATURE_CODECS}, got "
+                         f"{feature_codec!r}")
+    if feature_codec == "float16":
+        return np.asarray(values).astype(np.float16)
+    codes, max_db = quantise_feature(key, np.asarray(values, dtype=np.float32)[None], span_db)
+    return QuantisedFeature(codes[0], None if max_db is None else max_db[0], float(span_db))
+
+
 class StoredCrops:
     """A shard's crops dataset read as uint8 RGB ``(N, K, T, S, S, 3)`` whatever its codec:
     ``shape`` and ``[...]`` index the ``(N, K, T)`` axes as an h5py dataset does (indices,
@@ -259,6 +307,52 @@ def dequantise_feature(codes: np.ndarray, max_db: np.ndarray | None,
         return codes * np.float32(1.0 / 127.5) - np.float32(1.0)
     return (np.asarray(max_db, dtype=np.float32)[..., None, None, None]
             - codes * np.float32(span_db / 255.0))
+
+
+def feature_code_moments(codes: np.ndarray, max_db: np.ndarray | None, span_db: float
+                         ) -> tuple[int, np.ndarray, np.ndarray]:
+    """Moments of the values :func:`dequantise_feature` gives for uint8 codes ``(N, K, C, M, F)``
+    (and ``max_db (N, K)`` for dB features), over N, K and F: ``(count, mean (C, M), m2 (C, M))``
+    float64, ``m2`` the sum of squared deviations (the terms of a Chan et al. merge).
+
+    Computed from exact integer sums of the codes and of their squares per viewpoint, channel
+    and band (one pass, no float copy): within a viewpoint the values are affine in the codes,
+    ``max_db - q span_db / 255`` or ``q / 127.5 - 1``; viewpoints are then merged. Equal to the
+    moments of the dequantised float32 values up to their float32 rounding (tested)."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    if codes.ndim != 5:
+        raise ValueError(f"expected codes shaped (N, K, C, M, F), got {codes.shape}")
+    n_samples, n_views, n_channels, n_bands, n_frames = codes.shape
+    sums = np.empty(codes.shape[:4], dtype=np.int64)
+    squares = np.empty(codes.shape[:4], dtype=np.int64)
+    _code_sums_kernel(codes.reshape(-1, n_frames), sums.reshape(-1), squares.reshape(-1))
+    if max_db is None:
+        offset, step = np.full((n_samples, n_views), -1.0), 1.0 / 127.5
+    else:
+        offset, step = np.asarray(max_db, dtype=np.float64), -float(span_db) / 255.0
+    if offset.shape != (n_samples, n_views):
+        raise ValueError(f"expected max_db shaped {(n_samples, n_views)}, got {offset.shape}")
+    view_mean = offset[:, :, None, None] + step * (sums / n_frames)               # (N, K, C, M)
+    view_m2 = step**2 * ((n_frames * squares - sums**2) / n_frames)                  # exact ints
+    group_mean = view_mean.reshape(-1, n_channels, n_bands)
+    mean = group_mean.mean(axis=0)
+    m2 = view_m2.reshape(-1, n_channels, n_bands).sum(axis=0) + n_frames * np.square(
+        group_mean - mean).sum(axis=0)
+    return n_samples * n_views * n_frames, mean, m2
+
+
+@njit(cache=True, nogil=True)
+def _code_sums_kernel(codes, sums, squares):  # pragma: no cover - numba
+    """Per row of ``codes (G, F)`` uint8: the sum and the sum of squares, int64."""
+    for row in range(codes.shape[0]):
+        total = 0
+        total_squares = 0
+        for frame in range(codes.shape[1]):
+            value = np.int64(codes[row, frame])
+            total += value
+            total_squares += value * value
+        sums[row] = total
+        squares[row] = total_squares
 
 
 class StoredFeatures:
@@ -323,7 +417,8 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
 
     ``samples`` maps schema names to arrays stacked over N samples, or to lists of N per-sample
     arrays (written row by row, so a shard is never copied whole; strings as lists or object
-    arrays). ``attrs`` are stored on the root group (config hash, audio parameters, ...).
+    arrays); crops and features may come coded already (:class:`JpegCrops`,
+    :class:`QuantisedFeature`, from :func:`encode_sample_crops` / :func:`encode_sample_feature`). ``attrs`` are stored on the root group (config hash, audio parameters, ...).
     ``crop_codec`` (``CROP_CODECS``) says how the ``views/*/crops`` arrays are stored,
     ``feature_codec`` (``FEATURE_CODECS``) the per-viewpoint audio features (``feature_span_db``:
     the features' top_db); ``compression`` / ``level`` apply to the other array fields.
@@ -361,10 +456,10 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
                 raise ShardFormatError(f"{path.name}: {spec.name} has {len(value)} samples, "
                                        f"expected {n_samples}")
             feature_key = spec.name.rsplit("/", 1)[-1]
+            _check_pre_encoded(spec.name, rows, crop_codec, feature_codec)
             if (feature_codec == "uint8" and spec.name.startswith("views/")
                     and feature_key in FEATURE_CHANNELS):
-                _write_uint8_feature(h5, spec, feature_key, value, feature_span_db,
-                                     compression, level)
+                _write_uint8_feature(h5, spec, feature_key, value, feature_span_db)
             elif spec.name.endswith("/crops") and crop_codec == "jpeg":
                 _write_jpeg_crops(h5, spec.name, value, jpeg_quality)
             elif rows is not None and n_samples > 0:
@@ -389,6 +484,17 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
     }
 
 
+def _check_pre_encoded(name: str, rows: list | None, crop_codec: str, feature_codec: str) -> None:
+    """A row coded already must be coded as this shard stores the field."""
+    kinds = {type(row) for row in rows or ()} & {JpegCrops, QuantisedFeature}
+    if JpegCrops in kinds and crop_codec != "jpeg":
+        raise ShardFormatError(f"{name}: got crops coded as JPEG for a shard with crop codec "
+                               f"{crop_codec!r}")
+    if QuantisedFeature in kinds and feature_codec != "uint8":
+        raise ShardFormatError(f"{name}: got uint8-quantised features for a shard with feature "
+                               f"codec {feature_codec!r}")
+
+
 def _write_rows(h5: h5py.File, spec: FieldSpec, rows: list[np.ndarray],
                 compression: str | None, level: int) -> h5py.Dataset:
     """A ``(N, ...)`` dataset written one sample at a time from equally shaped rows."""
@@ -403,27 +509,39 @@ def _write_rows(h5: h5py.File, spec: FieldSpec, rows: list[np.ndarray],
     return dataset
 
 
-def _write_uint8_feature(h5: h5py.File, spec: FieldSpec, key: str, value, span_db: float,
-                         compression: str | None, level: int) -> None:
-    """One feature field quantised sample by sample (:func:`quantise_feature`), chunked and
-    compressed like the float16 one, with its codec in attrs and, for dB features,
-    ``<name>_max_db`` beside it."""
-    coded = [quantise_feature(key, np.asarray(row, dtype=np.float32)[None], span_db)
-             for row in value]
-    dataset = _write_rows(h5, spec, [codes[0] for codes, _ in coded], compression, level)
-    dataset.attrs["codec"] = "uint8"
+def _write_uint8_feature(h5: h5py.File, spec: FieldSpec, key: str, value,
+                         span_db: float) -> None:
+    """One feature field quantised sample by sample (:func:`quantise_feature`; rows may come
+    quantised already, as :class:`QuantisedFeature`), stored without compression, with its
+    codec in attrs and, for dB features, ``<name>_max_db`` beside it."""
+    coded = [row if isinstance(row, QuantisedFeature)
+             else encode_sample_feature(key, row, "uint8", span_db) for row in value]
     is_db = key in DB_FEATURES
+    if is_db and any(row.span_db != float(span_db) for row in coded):
+        raise ShardFormatError(f"{spec.name}: expected features quantised over {span_db} dB, got "
+                               f"{sorted({row.span_db for row in coded})}")
+    # No compression: lzf saved 3% of these bytes (none on the dB features) and cost more CPU
+    # than every other field of a shard together (bench/preprocess.py).
+    dataset = _write_rows(h5, spec, [row.codes for row in coded], None, 0)
+    dataset.attrs["codec"] = "uint8"
     dataset.attrs["span_db"] = float(span_db) if is_db else 0.0
     if is_db:
         h5.create_dataset(f"{spec.name}_max_db",
-                          data=np.concatenate([max_db for _, max_db in coded]))
+                          data=np.stack([row.max_db for row in coded]))
 
 
 def _write_jpeg_crops(h5: h5py.File, name: str, crops, quality: int) -> None:
-    """``(N, K, T, S, S, 3)`` crops (an array or N per-sample arrays) as a ``(N, K, T)``
-    dataset of JPEG files (one chunk per sample; the files are already compressed)."""
-    encoded = np.stack([encode_jpeg_frames(np.asarray(row, dtype=np.uint8), quality)
-                        for row in crops]) if len(crops) else np.empty((0, 0, 0), object)
+    """``(N, K, T, S, S, 3)`` crops (an array, or N per-sample arrays or :class:`JpegCrops`) as
+    a ``(N, K, T)`` dataset of JPEG files (one chunk per sample; the files are already
+    compressed)."""
+    coded = [row if isinstance(row, JpegCrops)
+             else encode_sample_crops(np.asarray(row, dtype=np.uint8), "jpeg", quality)
+             for row in crops]
+    if any(row.quality != quality for row in coded):
+        raise ShardFormatError(f"{name}: expected JPEG quality {quality}, got "
+                               f"{sorted({row.quality for row in coded})}")
+    encoded = (np.stack([row.files for row in coded]) if coded
+               else np.empty((0, 0, 0), object))
     chunks = (1, *encoded.shape[1:]) if all(encoded.shape) else None
     dataset = h5.create_dataset(name, shape=encoded.shape, dtype=h5py.vlen_dtype(np.uint8),
                                 chunks=chunks)
@@ -431,7 +549,7 @@ def _write_jpeg_crops(h5: h5py.File, name: str, crops, quality: int) -> None:
         dataset[...] = encoded
     dataset.attrs["codec"] = "jpeg"
     dataset.attrs["quality"] = int(quality)
-    dataset.attrs["frame_shape"] = np.asarray(np.shape(crops[0])[2:] if len(crops) else (0, 0, 3),
+    dataset.attrs["frame_shape"] = np.asarray(coded[0].frame_shape if coded else (0, 0, 3),
                                               dtype=np.int64)
 
 

@@ -117,3 +117,69 @@ def test_stored_features_read_both_codecs_alike(tmp_path):
                 assert a.dtype == b.dtype == np.float32 and a.shape == b.shape, index
                 # float16 storage itself rounds dB values by up to ~0.03 dB
                 assert np.abs(a - b).max() <= bound, (key, index)
+
+
+def test_feature_code_moments_equal_the_moments_of_the_dequantised_values():
+    from pipeline.features import NormStatsAccumulator
+    from pipeline.shards import dequantise_feature, feature_code_moments, quantise_feature
+
+    rng = np.random.default_rng(4)
+    db = rng.normal(-40.0, 15.0, (3, 5, 4, 16, 30)).astype(np.float32)
+    db = np.maximum(db, db.max(axis=(2, 3, 4), keepdims=True) - 100.0)
+    iv = rng.uniform(-1.0, 1.0, (3, 5, 3, 16, 30)).astype(np.float32)
+    for key, values in (("logmel_foa", db), ("iv", iv)):
+        codes, max_db = quantise_feature(key, values, 100.0)
+        reference = NormStatsAccumulator()
+        reference.update({key: dequantise_feature(codes, max_db, 100.0)})
+        count, mean, m2 = feature_code_moments(codes, max_db, 100.0)
+        assert count == reference.count[key] == 3 * 5 * 30
+        # equal up to the float32 rounding of the dequantised values
+        np.testing.assert_allclose(mean, reference.mean[key], rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(m2, reference.m2[key], rtol=1e-5)
+    with pytest.raises(ValueError, match="max_db shaped"):
+        feature_code_moments(codes, np.zeros((2, 5)), 100.0)
+
+
+def test_rows_coded_before_writing_give_the_shard_the_writer_would_make(tmp_path):
+    from pipeline.shards import (FIELDS_BY_NAME, ShardFormatError, encode_sample_crops,
+                                 encode_sample_feature, write_shard)
+    from tests.shard_factory import make_sample
+
+    rng = np.random.default_rng(5)
+    samples = [make_sample(0.3 * i, 0.5, 0.1, 0.5, k=2, crop_size=16, n_frames=2, n_mels=8,
+                           n_frames_audio=10, n_audio_samples=64, keyframe_hw=(8, 16), rng=rng)
+               for i in range(3)]
+    for i, sample in enumerate(samples):
+        sample.update({"clip_id": f"c{i}", "split": "train", "window_index": 0,
+                       "audio_start_s": 0.0, "video_start_s": 0.25})
+    fields = {name: [s[name] for s in samples] for name in samples[0]}
+    codecs = dict(crop_codec="jpeg", jpeg_quality=90, feature_codec="uint8", feature_span_db=80.0)
+    coded = dict(fields)
+    for name, rows in fields.items():
+        key = name.rsplit("/", 1)[-1]
+        if name.endswith("/crops"):
+            coded[name] = [encode_sample_crops(row, "jpeg", 90) for row in rows]
+        elif name.startswith("views/") and key in ("logmel_foa", "iv", "logmel_beam"):
+            coded[name] = [encode_sample_feature(key, row, "uint8", 80.0) for row in rows]
+    write_shard(tmp_path / "a.h5", fields, {}, compression="lzf", **codecs)
+    write_shard(tmp_path / "b.h5", coded, {}, compression="lzf", **codecs)
+    with open_shard(tmp_path / "a.h5") as a, open_shard(tmp_path / "b.h5") as b:
+        names = [name for name in FIELDS_BY_NAME if name in a]
+        names += [f"{n}_max_db" for n in names if n.endswith(("logmel_foa", "logmel_beam"))]
+        for name in names:
+            x, y = a[name][()], b[name][()]
+            if name.endswith("/crops"):                       # (N, K, T) JPEG files
+                x, y = [bytes(v) for v in x.reshape(-1)], [bytes(v) for v in y.reshape(-1)]
+                assert x == y, name
+            else:
+                np.testing.assert_array_equal(x, y, err_msg=name)
+        assert b["views/random/iv"].compression is None          # codes are stored raw
+        assert b["views/random/crops"].attrs["quality"] == 90
+    with pytest.raises(ShardFormatError, match="crop codec 'raw'"):
+        write_shard(tmp_path / "c.h5", coded, {}, crop_codec="raw", feature_codec="uint8")
+    with pytest.raises(ShardFormatError, match="feature codec 'float16'"):
+        write_shard(tmp_path / "d.h5", coded, {}, crop_codec="jpeg", jpeg_quality=90,
+                    feature_codec="float16")
+    with pytest.raises(ShardFormatError, match="JPEG quality 95"):
+        write_shard(tmp_path / "e.h5", coded, {}, crop_codec="jpeg", jpeg_quality=95,
+                    feature_codec="uint8", feature_span_db=80.0)
