@@ -180,7 +180,7 @@ def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarr
 
     # One sampler (grids built once) and one STFT for both viewpoint sources.
     height, width = frames.shape[1:3]
-    crops = CropSampler(all_az, all_el, all_fov, cfg.viewpoints.crop_size, width, height).crop(frames)
+    sampler = CropSampler(all_az, all_el, all_fov, cfg.viewpoints.crop_size, width, height)
     features = foa_features(foa_window, all_az, all_el, cfg.audio)
 
     keyframe = frames[len(frames) // 2]
@@ -202,8 +202,9 @@ def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarr
         sample[f"{prefix}/elevation_rad"] = view.elevation_rad
         sample[f"{prefix}/fov_rad"] = view.fov_rad
         sample[f"{prefix}/from_detection"] = view.from_detection
-        sample[f"{prefix}/crops"] = encode_sample_crops(crops[part], cfg.shards.crop_codec,
-                                                        cfg.shards.jpeg_quality)
+        sample[f"{prefix}/crops"] = encode_sample_crops(
+            sampler.iter_crops(frames, range(part.start, part.stop)), cfg.shards.crop_codec,
+            cfg.shards.jpeg_quality)
         for name in ("logmel_foa", "iv", "logmel_beam"):
             sample[f"{prefix}/{name}"] = encode_sample_feature(
                 name, features[name][part], cfg.shards.feature_codec, cfg.audio.top_db)

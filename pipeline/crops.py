@@ -21,6 +21,8 @@ a row rolled by W/2 across the pole: the two differ only within half a pixel of 
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 from pipeline.spatial import components_to_direction, direction_to_equirect_pixel
@@ -122,21 +124,39 @@ class CropSampler:
     def __len__(self) -> int:
         return len(self._maps)
 
-    def crop(self, frames: np.ndarray) -> np.ndarray:
-        """Crops of ``(T, H, W, C)`` frames at the K viewpoints -> ``(K, T, S, S, C)``, same dtype."""
+    def _check_frames(self, frames) -> np.ndarray:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[1:3] != (self.height, self.width):
             raise ValueError(f"expected frames shaped (T, {self.height}, {self.width}, C), got "
                              f"{frames.shape}")
-        n_frames, channels = frames.shape[0], frames.shape[3]
-        out = np.empty((len(self._maps), n_frames, self.crop_size, self.crop_size, channels),
-                       dtype=frames.dtype)
-        for k, (map1, map2) in enumerate(self._maps):
-            for t in range(n_frames):
-                # One remap per frame: stacking the T frames as 3T channels was measured slower.
-                out[k, t] = cv2.remap(frames[t], map1, map2, self.interpolation,
-                                      borderMode=cv2.BORDER_WRAP).reshape(out.shape[2:])
+        return frames
+
+    def _crop_view(self, frames: np.ndarray, k: int, out: np.ndarray) -> None:
+        map1, map2 = self._maps[k]
+        for t in range(len(frames)):
+            # One remap per frame: stacking the T frames as 3T channels was measured slower.
+            cv2.remap(frames[t], map1, map2, self.interpolation, dst=out[t],
+                      borderMode=cv2.BORDER_WRAP)
+
+    def crop(self, frames: np.ndarray) -> np.ndarray:
+        """Crops of ``(T, H, W, C)`` frames at the K viewpoints -> ``(K, T, S, S, C)``, same dtype."""
+        frames = self._check_frames(frames)
+        out = np.empty((len(self._maps), frames.shape[0], self.crop_size, self.crop_size,
+                        frames.shape[3]), dtype=frames.dtype)
+        for k in range(len(self._maps)):
+            self._crop_view(frames, k, out[k])
         return out
+
+    def iter_crops(self, frames: np.ndarray, views=None) -> Iterator[np.ndarray]:
+        """Crops ``(T, S, S, C)`` of the viewpoints ``views`` (default: all), one at a time, in
+        one buffer that the next one overwrites (copy what you keep): a window's 32 views then
+        cost 0.3 MB of memory instead of 9.6 MB, and no fresh pages per window."""
+        frames = self._check_frames(frames)
+        out = np.empty((frames.shape[0], self.crop_size, self.crop_size, frames.shape[3]),
+                       dtype=frames.dtype)
+        for k in range(len(self._maps)) if views is None else views:
+            self._crop_view(frames, k, out)
+            yield out
 
 
 def crop_frames(frames: np.ndarray, azimuth_rad, elevation_rad, fov_rad,

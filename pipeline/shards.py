@@ -223,16 +223,25 @@ class QuantisedFeature:
     span_db: float
 
 
-def encode_sample_crops(crops: np.ndarray, crop_codec: str,
+def encode_sample_crops(view_crops: Iterable[np.ndarray], crop_codec: str,
                         quality: int = 95) -> JpegCrops | np.ndarray:
-    """One sample's crops ``(K, T, S, S, 3)`` uint8 in the form :func:`write_shard` stores with
-    ``crop_codec``: :class:`JpegCrops` for ``jpeg``, the array itself for ``raw``."""
+    """One sample's crops in the form :func:`write_shard` stores with ``crop_codec``:
+    :class:`JpegCrops` for ``jpeg``, a ``(K, T, S, S, 3)`` uint8 array for ``raw``.
+
+    ``view_crops``: a ``(K, T, S, S, 3)`` uint8 array, or the K views' ``(T, S, S, 3)`` crops
+    one by one (each is coded or copied before the next is taken, so an iterator may reuse one
+    buffer: :meth:`pipeline.crops.CropSampler.iter_crops`)."""
     if crop_codec not in CROP_CODECS:
         raise ValueError(f"crop_codec must be one of {CROP_CODECS}, got {crop_codec!r}")
     if crop_codec == "raw":
-        return crops
-    return JpegCrops(encode_jpeg_frames(crops, quality), tuple(int(v) for v in crops.shape[2:]),
-                     int(quality))
+        return np.stack([np.array(view, dtype=np.uint8) for view in view_crops])
+    files, frame_shape = [], None
+    for view in view_crops:
+        files.append(encode_jpeg_frames(view, quality))
+        frame_shape = tuple(int(v) for v in np.shape(view)[1:])
+    if frame_shape is None:
+        raise ShardFormatError("expected the crops of at least one viewpoint, got none")
+    return JpegCrops(np.stack(files), frame_shape, int(quality))
 
 
 def encode_sample_feature(key: str, values: np.ndarray, feature_codec: str,
