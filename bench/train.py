@@ -209,7 +209,8 @@ def print_loader_profile(root: Path, target_samples_per_s: float) -> None:
     print("|---|---|---|---|---|---|")
     variants = (("4 stored, raw crops, float16 + gzip 1 (earlier default)", 4, "raw", "float16",
                  "gzip"),
-                ("bank of 16, JPEG crops, uint8 + lzf (default)", 16, "jpeg", "uint8", "lzf"))
+                ("bank of 16, JPEG crops, uint8 codes, lzf for the rest (default)", 16, "jpeg",
+                 "uint8", "lzf"))
     for label, stored, codec, feature_codec, compression in variants:
         shards = root / f"shards_paper_{stored}_{codec}_{feature_codec}_{compression}"
         if not (shards / "shards.jsonl").exists():
