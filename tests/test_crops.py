@@ -102,3 +102,16 @@ def test_resize_keyframe():
     small = resize_keyframe(frame, 256, 128)
     assert small.shape == (128, 256, 3) and small.dtype == np.uint8
     assert resize_keyframe(small, 256, 128) is not None
+
+
+def test_iter_crops_gives_the_crops_of_crop_one_view_at_a_time_in_one_buffer():
+    rng = np.random.default_rng(3)
+    for channels in (1, 3):
+        frames = rng.integers(0, 256, (3, 32, 64, channels), dtype=np.uint8)
+        sampler = CropSampler(np.array([0.3, -2.0, 3.0]), np.array([0.1, 0.5, -0.9]),
+                              np.array([1.0, 0.6, 1.4]), 12, 64, 32)
+        every = sampler.crop(frames)
+        seen = [(view.copy(), id(view)) for view in sampler.iter_crops(frames, [2, 0])]
+        np.testing.assert_array_equal(seen[0][0], every[2])
+        np.testing.assert_array_equal(seen[1][0], every[0])
+        assert seen[0][1] == seen[1][1]               # the same buffer, overwritten
