@@ -408,20 +408,35 @@ def iter_frames_at_indices(
     info = _probe_video(path, info, require_equirect)
     first, last = indices[0], indices[-1]
     ranges = _index_ranges([i - first for i in indices])
+    # An ffmpeg argument is at most 128 kB: beyond a few thousand runs, every frame comes out
+    # and the wanted ones are picked here.
+    selected = len(ranges) <= _MAX_SELECT_RANGES
     frames = _stream_frames(path, info, fps, width, height, start_s + first / fps,
-                            (last - first + 1) / fps, chunk_frames, select_ranges=ranges)
-    position = 0
+                            (last - first + 1) / fps, chunk_frames,
+                            select_ranges=ranges if selected else None)
+    wanted = set(indices)
+    position = 0          # frames yielded
+    stream_index = first  # index of the next frame from ffmpeg when it sends every frame
     with contextlib.closing(frames):
         for chunk in frames:
             for frame in chunk:
+                if not selected:
+                    stream_index += 1
+                    if stream_index - 1 not in wanted:
+                        continue
                 if position < len(indices):
                     yield indices[position], frame
                 position += 1
+                if position == len(indices) and not selected:
+                    return
     if position < len(indices):
         t_missing = start_s + indices[position] / fps
         raise ClipTooShortError(
             f"{name}: expected a frame at {t_missing:.3f} s (index {indices[position]} at "
             f"{fps:g} fps), got only {position} of the {len(indices)} requested frames")
+
+
+_MAX_SELECT_RANGES = 2000
 
 
 def _index_ranges(indices: Sequence[int]) -> list[tuple[int, int]]:

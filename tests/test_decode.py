@@ -266,6 +266,21 @@ def test_iter_frames_at_indices_equals_the_full_stream_at_those_frames(media):
     np.testing.assert_array_equal(from_later[2], full[6])
 
 
+def test_iter_frames_at_indices_without_select_when_there_are_too_many_runs(indexed_clip,
+                                                                           monkeypatch):
+    import pipeline.decode as decode
+
+    full = np.concatenate(list(iter_video_frames(indexed_clip, 16, 32, 16)))
+    monkeypatch.setattr(decode, "_MAX_SELECT_RANGES", 1)
+    wanted = [2, 5, 6, 11]
+    picked = list(iter_frames_at_indices(indexed_clip, 16, 32, 16, wanted))
+    assert [index for index, _ in picked] == wanted
+    for index, frame in picked:
+        np.testing.assert_array_equal(frame, full[index])
+    with pytest.raises(ClipTooShortError):
+        list(iter_frames_at_indices(indexed_clip, 16, 32, 16, [20, 30]))
+
+
 def test_iter_frames_at_indices_errors(indexed_clip):
     with pytest.raises(ValueError, match="unique increasing"):
         list(iter_frames_at_indices(indexed_clip, 16, 32, 16, [3, 3]))
