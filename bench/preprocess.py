@@ -1,7 +1,7 @@
 """Benchmark of the preprocessing stage (a script, not a test; figures go in the README).
 
-    python bench/preprocess.py                       # 8 synthetic 10 s clips, 512 x 256
-    python bench/preprocess.py --clips 16 --out outputs/bench_preprocess
+    python bench/preprocess.py                       # 4 synthetic 10 s clips, 1920 x 960
+    python bench/preprocess.py --clips 16 --source-width 3840 --out outputs/bench_preprocess
 
 In one run, on the same clips:
 
@@ -15,9 +15,9 @@ In one run, on the same clips:
 3. the pipeline with YOLO (``detector.weights``), twice: the first run imports ultralytics and
    loads the weights (once per worker process), the second is the per-clip cost; skipped with
    a message when there are no weights;
-4. the pipeline without YOLO with gzip 1 instead of lzf for the non-crop fields, with raw
-   (lossless uint8) crops and gzip 1 for everything (the earlier default; and the JPEG crops'
-   error against those),
+4. the pipeline without YOLO with gzip 1 instead of lzf for the other fields, and with raw
+   (lossless uint8) crops, float16 features and gzip 1 for everything (the earlier default; and
+   the JPEG crops' error against those),
    and on a 2-worker Dask LocalCluster (wall clock only; shards of 2 clips so that there are
    several tasks);
 5. crop extraction (one grid per viewpoint + ``cv2.remap``) against ``py360convert.e2p`` per
@@ -263,12 +263,13 @@ def main(argv=None) -> int:
     from pipeline.runtime import setup_entry_point
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--duration-s", type=float, default=10.0)
-    parser.add_argument("--source-width", type=int, default=512,
+    parser.add_argument("--source-width", type=int, default=1920,
                         help="width of the synthetic source frames (YT-360 is 1920-3840); the "
                              "pipeline decodes to decode.width either way")
-    parser.add_argument("--data", type=Path, default=REPO / "data" / "bench_synthetic")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="clips folder (default: data/bench_synthetic_<width>)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_preprocess")
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "preprocess.yaml")
     parser.add_argument("--untrained-yolo", action="store_true",
@@ -284,6 +285,8 @@ def main(argv=None) -> int:
 
     _quiet_dask_logging()
 
+    if args.data is None:
+        args.data = REPO / "data" / f"bench_synthetic_{args.source_width}"
     clips = ensure_clips(args.data, args.clips, args.duration_s, args.source_width)
     # small shards so that the Dask run has several tasks (parallelism is one task per shard)
     base = [f"paths.data_root={args.data}", f"paths.manifest={args.data / 'manifest.jsonl'}",
@@ -321,7 +324,8 @@ def main(argv=None) -> int:
     raw_cfg = load_config(PreprocessConfig, args.config,
                           [*base, f"paths.out_dir={args.out / 'raw_crops'}",
                            "detector.enabled=false", "shards.crop_codec=raw",
-                           "shards.compression=gzip", "shards.compression_level=1"])
+                           "shards.feature_codec=float16", "shards.compression=gzip",
+                           "shards.compression_level=1"])
     results["pipeline_no_yolo_raw_crops"] = bench_pipeline(raw_cfg, args.out / "raw_crops")
     print("pipeline, no YOLO, raw crops, gzip 1:",
           json.dumps(results["pipeline_no_yolo_raw_crops"]), flush=True)
@@ -383,7 +387,8 @@ def main(argv=None) -> int:
          f"{results['pipeline_no_yolo_gzip']['bytes_per_sample'] / 1e6:.2f} MB/sample",
          f"{results['pipeline_no_yolo_gzip']['clips_per_cpu_s']:.2f}",
          f"{results['pipeline_no_yolo_gzip']['clips_per_s']:.2f}"),
-        (f"pipeline, no YOLO (serial), raw crops, all gzip 1 (the earlier default): "
+        (f"pipeline, no YOLO (serial), raw crops, float16 features, all gzip 1 (the earlier "
+         "default): "
          f"{results['pipeline_no_yolo_raw_crops']['bytes_per_sample'] / 1e6:.2f} MB/sample",
          f"{results['pipeline_no_yolo_raw_crops']['clips_per_cpu_s']:.2f}",
          f"{results['pipeline_no_yolo_raw_crops']['clips_per_s']:.2f}"),
@@ -407,7 +412,7 @@ def main(argv=None) -> int:
     results["pipeline_raw_crops_over_decode_per_core"] = raw_ratio
     print(f"\npipeline without YOLO / decode only, per core: {ratio:.2f} (median of "
           f"{args.repeats}; goal >= 0.67; others gzip 1: {gzip_ratio:.2f}; the earlier default, "
-          f"raw crops + gzip 1: {raw_ratio:.2f}); against decoding only the frames the windows "
+          f"raw crops, float16 features, gzip 1: {raw_ratio:.2f}); against decoding only the frames the windows "
           f"use: {used_ratio:.2f}")
     print(f"crops, one window (8 frames) per viewpoint: ours {crops['ours_ms_per_view_window']:.2f} ms, "
           f"e2p per frame {crops['e2p_cached_ms_per_view_window']:.2f} ms with py360convert's grid "
