@@ -82,44 +82,43 @@ def ensure_clips(data_root: Path, n_clips: int, duration_s: float, width: int):
     return clips
 
 
-def bench_decode(clips, data_root: Path, cfg) -> dict:
-    from pipeline.decode import decode_audio, iter_video_frames
+def bench_decode(clips, data_root: Path, cfg, frames_of: dict[str, list[int]] | None = None
+                 ) -> dict:
+    """Decode only: each clip's audio and every video frame, or with ``frames_of`` (clip id ->
+    frame indices) only those frames, through the ffmpeg ``select`` the pipeline uses."""
+    from pipeline.decode import decode_audio, iter_frames_at_indices, iter_video_frames
 
+    fps, width, height = cfg.decode.fps, cfg.decode.width, cfg.decode.height
     with Meter() as meter:
         for clip in clips:
             path = clip.resolve(data_root, "video_path")
             decode_audio(path, cfg.audio.sample_rate, clip.ambisonics,
                          expected_duration_s=clip.duration_s)
-            for _ in iter_video_frames(path, cfg.decode.fps, cfg.decode.width, cfg.decode.height,
-                                       duration_s=clip.duration_s):
+            frames = (iter_video_frames(path, fps, width, height, duration_s=clip.duration_s)
+                      if frames_of is None else
+                      iter_frames_at_indices(path, fps, width, height,
+                                             frames_of.get(clip.clip_id, [])))
+            for _ in frames:
                 pass
     return {"clips": len(clips), "wall_s": meter.wall, "cpu_s": meter.cpu,
             "clips_per_s": len(clips) / meter.wall, "clips_per_cpu_s": len(clips) / meter.cpu}
 
 
-def bench_decode_used_frames(clips, data_root: Path, cfg, shard_dir: Path) -> dict:
-    """Decode only: the audio, and only the video frames the pipeline's windows used (read back
-    from the shards' ``video_start_s``), with the same ffmpeg ``select`` the pipeline uses."""
-    from pipeline.decode import decode_audio, iter_frames_at_indices
+def used_frames(shard_dir: Path, cfg) -> dict[str, list[int]]:
+    """Clip id -> the video frame indices its windows used, read back from the shards'
+    ``video_start_s`` (``cfg.windows.video_frames`` frames from each)."""
+    from pipeline.decode import frame_indices_at
     from pipeline.shards import ShardIndex, open_shard
 
-    fps, n_frames = cfg.decode.fps, cfg.windows.video_frames
     used: dict[str, set[int]] = {}
     for path in ShardIndex.load(shard_dir).paths():
         with open_shard(path) as h5:
-            for clip_id, start_s in zip(h5["clip_id"].asstr()[()], h5["video_start_s"][()]):
-                first = int(math.floor(start_s * fps + 1e-6))
-                used.setdefault(clip_id, set()).update(range(first, first + n_frames))
-    with Meter() as meter:
-        for clip in clips:
-            path = clip.resolve(data_root, "video_path")
-            decode_audio(path, cfg.audio.sample_rate, clip.ambisonics,
-                         expected_duration_s=clip.duration_s)
-            for _ in iter_frames_at_indices(path, fps, cfg.decode.width, cfg.decode.height,
-                                            sorted(used.get(clip.clip_id, ()))):
-                pass
-    return {"clips": len(clips), "wall_s": meter.wall, "cpu_s": meter.cpu,
-            "clips_per_s": len(clips) / meter.wall, "clips_per_cpu_s": len(clips) / meter.cpu}
+            clip_ids = h5["clip_id"].asstr()[()]
+            firsts = frame_indices_at(h5["video_start_s"][()], cfg.decode.fps)
+            for clip_id, first in zip(clip_ids, firsts):
+                used.setdefault(clip_id, set()).update(
+                    range(int(first), int(first) + cfg.windows.video_frames))
+    return {clip_id: sorted(frames) for clip_id, frames in used.items()}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -310,9 +309,9 @@ def main(argv=None) -> int:
     print("decode only:", json.dumps(results["decode_only"]), flush=True)
     results["pipeline_no_yolo"] = median_run(pipeline_runs)
     print("pipeline, no YOLO:", json.dumps(results["pipeline_no_yolo"]), flush=True)
+    frames_of = used_frames(args.out / "no_yolo", cfg)
     results["decode_used_frames"] = median_run(
-        [bench_decode_used_frames(clips, args.data, cfg, args.out / "no_yolo")
-         for _ in range(args.repeats)])
+        [bench_decode(clips, args.data, cfg, frames_of) for _ in range(args.repeats)])
     print("decode only, the frames the windows use:", json.dumps(results["decode_used_frames"]),
           flush=True)
     results["field_bytes_per_sample"] = field_sizes(args.out / "no_yolo")

@@ -17,6 +17,7 @@ Every error names the clip path and says expected vs got.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -414,26 +415,21 @@ def iter_frames_at_indices(
     frames = _stream_frames(path, info, fps, width, height, start_s + first / fps,
                             (last - first + 1) / fps, chunk_frames,
                             select_ranges=ranges if selected else None)
+    # The index of each frame ffmpeg sends: the wanted ones in turn, or every one from ``first``.
+    sent_indices = iter(indices) if selected else itertools.count(first)
     wanted = set(indices)
-    position = 0          # frames yielded
-    stream_index = first  # index of the next frame from ffmpeg when it sends every frame
+    n_yielded = 0
     with contextlib.closing(frames):
         for chunk in frames:
-            for frame in chunk:
-                if not selected:
-                    stream_index += 1
-                    if stream_index - 1 not in wanted:
-                        continue
-                if position < len(indices):
-                    yield indices[position], frame
-                position += 1
-                if position == len(indices) and not selected:
-                    return
-    if position < len(indices):
-        t_missing = start_s + indices[position] / fps
+            for frame, index in zip(chunk, sent_indices):
+                if index in wanted:
+                    yield index, frame
+                    n_yielded += 1
+    if n_yielded < len(indices):   # frames come in increasing order: indices[n_yielded] is missing
+        t_missing = start_s + indices[n_yielded] / fps
         raise ClipTooShortError(
-            f"{name}: expected a frame at {t_missing:.3f} s (index {indices[position]} at "
-            f"{fps:g} fps), got only {position} of the {len(indices)} requested frames")
+            f"{name}: expected a frame at {t_missing:.3f} s (index {indices[n_yielded]} at "
+            f"{fps:g} fps), got only {n_yielded} of the {len(indices)} requested frames")
 
 
 _MAX_SELECT_RANGES = 2000

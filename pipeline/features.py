@@ -402,7 +402,7 @@ def foa_features(
     azimuth_rad, elevation_rad = _require_angles(azimuth_rad, elevation_rad)
     num_viewpoints = azimuth_rad.shape[0]
     spec_tf = _window_spectrum(foa, cfg)  # (4, F, n_bins) complex64
-    _, n_frames, n_bins = spec_tf.shape
+    n_frames = spec_tf.shape[1]
 
     # Per viewpoint k, rows 5k..5k+3 rotate the ACN channels and row 5k+4 is the beam; one kernel
     # mixes the spectra and projects their magnitudes on the mel bands.

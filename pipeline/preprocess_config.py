@@ -138,8 +138,9 @@ class ShardsConfig:
     # atomic write, coded as stored: about clips_per_shard x windows.max_per_clip x 4.2 MB at the
     # defaults (a bank of 16 + 16 viewpoints at 112 px); measured peak of a 4-clip task: 0.41 GB.
     clips_per_shard: int = 4
-    # Every field but the crops and the uint8 feature codes (stored raw). lzf: ~3x faster to write and to read than gzip 1, ~15 % larger
-    # shards (with JPEG crops); gzip level 4 is ~5 % smaller than level 1, ~20 % slower.
+    # Every field but the crops and the uint8 feature codes (stored raw). lzf: ~3x faster to
+    # write and to read than gzip 1, ~15 % larger shards (with JPEG crops); gzip level 4 is ~5 %
+    # smaller than level 1, ~20 % slower.
     compression: Literal["gzip", "lzf", "none"] = "lzf"
     compression_level: int = 1     # gzip only
     # Crops: one JPEG per frame (OpenCV, 4:2:0; at quality 95 ~0.7 grey levels of mean absolute

@@ -78,7 +78,7 @@ def _draw_directions(rng: np.random.Generator, n: int, max_elevation_rad: float,
         for _ in range(MAX_TRIES_PER_VIEWPOINT):
             az = float(rng.uniform(-math.pi, math.pi))
             el = float(math.asin(rng.uniform(-sin_max, sin_max)))
-            candidate = (math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el))
+            candidate = direction_vector(az, el)
             if n_taken == 0 or (taken_vectors[:n_taken] @ candidate).max() <= cos_min_separation:
                 break
         else:

@@ -286,15 +286,12 @@ def crops_to_video(crops: np.ndarray, jitter_strength: float = 0.0,
     cost after reading (bench/train.py), 3 ms per paper-size sample in numpy temporaries.
     """
     k = crops.shape[0]
-    if jitter_strength > 0:
-        brightness, contrast, saturation = rng.uniform(
-            1.0 - jitter_strength, 1.0 + jitter_strength, size=(3, k)).astype(np.float32)
-    else:
-        brightness = contrast = saturation = np.ones(k, dtype=np.float32)
     video = np.empty((k, 3, *crops.shape[1:4]), dtype=np.float32)
     if jitter_strength <= 0:
         np.multiply(np.moveaxis(crops, -1, 1), np.float32(1.0 / 255.0), out=video)
         return video
+    brightness, contrast, saturation = rng.uniform(
+        1.0 - jitter_strength, 1.0 + jitter_strength, size=(3, k)).astype(np.float32)
     pixels = np.ascontiguousarray(crops).reshape(k, -1, 3)
     _jittered_video(pixels, saturation * contrast * brightness,
                     (1.0 - saturation) * contrast * brightness, (1.0 - contrast) * brightness,

@@ -57,7 +57,7 @@ from evals.cli import EvalIO, run_evaluator
 from evals.frozen import (FrozenModel, describe_run, load_frozen, read_ambisonic_segment,
                           resample_foa, run_dir_of)
 from pipeline.features import AudioFeatureConfig, foa_features
-from pipeline.spatial import direction_vector
+from pipeline.spatial import direction_vector, vector_to_direction
 from pipeline.starss23 import (LABEL_HOP_S, LabelRow, Starss23Recording, class_names_of,
                                read_label_csv, scan_layout)
 from trainer.models import build_model
@@ -167,9 +167,9 @@ def decode_tracks(output: np.ndarray, activity_threshold: float = 0.5,
             else:
                 groups.append([vector])
         for track, group in enumerate(groups):
-            x, y, z = np.mean(group, axis=0)
-            events.append(Event(int(frame), int(class_index), track, math.atan2(y, x),
-                                math.atan2(z, math.hypot(x, y))))
+            azimuth_rad, elevation_rad = vector_to_direction(np.mean(group, axis=0))
+            events.append(Event(int(frame), int(class_index), track, float(azimuth_rad),
+                                float(elevation_rad)))
     return events
 
 
