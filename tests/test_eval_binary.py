@@ -21,10 +21,14 @@ from tests.shard_factory import make_shards
 from trainer.checkpoint import save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import AUDIO_FEATURES, ShardStream
-from evals.audio.binary import (BinaryEvalConfig, PairSet, control_scores, encode_batch,
-                                evaluate_binary, mismatched_partners, negative_yaws_rad,
-                                pair_accuracy, random_yaws_rad, rotate_by_yaw, split_by_clip,
-                                stored_features, train_pair_classifier)
+from evals.audio.binary import (BinaryEvalConfig, PairSet, accuracy_with_se,
+                                cluster_robust_se, control_scores, encode_batch,
+                                evaluate_binary, extract_features, mismatched_partners,
+                                negative_yaws_rad, pair_accuracy, pair_set,
+                                paired_difference_pct, random_yaws_rad, read_pair_file,
+                                rotate_by_yaw, scored_subset, split_by_clip, stored_features,
+                                train_pair_classifier, views_showing_sounding_object,
+                                window_yaws_rad, write_pair_file)
 from evals.frozen import iter_shard_batches, load_frozen
 from trainer.models import build_model, model_args_from_config
 
@@ -135,6 +139,91 @@ def test_avc_negatives_always_come_from_another_clip():
         mismatched_partners(["a", "a"], np.random.default_rng(0))
 
 
+def test_window_yaws_depend_only_on_the_seed_and_the_window():
+    cfg = BinaryEvalConfig()
+    first = window_yaws_rad("clip-a", 2, 4, cfg)
+    np.testing.assert_array_equal(first, window_yaws_rad("clip-a", 2, 4, cfg))
+    assert first[0] == window_yaws_rad("clip-a", 2, 1, cfg)[0]      # 1 yaw: a prefix of 4
+    assert not np.allclose(first, window_yaws_rad("clip-a", 3, 4, cfg))
+    assert not np.allclose(first, window_yaws_rad("clip-b", 2, 4, cfg))
+    assert not np.allclose(first, window_yaws_rad("clip-a", 2, 4, replace(cfg, seed=1)))
+    assert np.all(np.abs(first) <= np.pi)
+    with pytest.raises(ValueError, match="test_yaws_per_window must be >= 1"):
+        window_yaws_rad("clip-a", 2, 0, cfg)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def test_cluster_robust_se_by_hand():
+    """One row per clip: the textbook sd / sqrt(n). Clips whose pairs all agree: the SE of
+    the clip means (two clips at 100 % and 0 %: 50 +- 50 points), far above the binomial
+    sqrt(p (1 - p) / n) = 11 points that treats the 20 pairs as independent."""
+    values = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    assert cluster_robust_se(values, np.arange(6)) == pytest.approx(
+        values.std(ddof=1) / np.sqrt(6))
+    correct = np.repeat([True, False], 10)
+    clips = np.repeat(["a", "b"], 10)
+    summary = accuracy_with_se(correct, clips)
+    assert (summary["accuracy_pct"], summary["n_pairs"], summary["n_clusters"]) == (50.0, 20, 2)
+    assert summary["se_pct"] == pytest.approx(50.0)
+    assert np.sqrt(0.25 / 20) * 100 == pytest.approx(11.18, abs=0.01)
+    assert np.isnan(cluster_robust_se(values, np.zeros(6)))          # one clip: no SE
+
+
+def test_paired_difference_of_two_models_pair_by_pair():
+    """Model a is right on every pair, b on the first clip's pairs only: a - b = 50 points;
+    per clip the differences are 0 and 100, so the clustered SE is 50 and the interval
+    50 +- 1.96 * 50."""
+    clips = np.repeat([0, 1], 4)
+    a, b = np.ones(8, bool), np.repeat([True, False], 4)
+    diff = paired_difference_pct(a, b, clips)
+    assert (diff["mean"], diff["se"], diff["n_pairs"], diff["n_clusters"]) == (50.0, 50.0, 8, 2)
+    assert (diff["low"], diff["high"]) == pytest.approx((50.0 - 98.0, 50.0 + 98.0))
+    assert paired_difference_pct(a, a, clips)["se"] == 0.0
+    with pytest.raises(ValueError, match="must align"):
+        paired_difference_pct(a, b[:6], clips)
+
+
+# ----------------------------------------------------------------------------- decidable pairs
+
+def test_decidable_views_see_a_sounding_object_in_their_crop():
+    """Viewpoint 0 looks at (30, 10) deg with a 60 deg crop; the sounding object sits there,
+    behind it at (-150, -10) deg, or 25 / 35 deg off-axis (inside / outside half the FOV).
+    Silent, undrawn and padding objects never count."""
+    deg = np.deg2rad
+    view_az = deg(np.array([[30.0, -150.0, 55.0, 65.0]]))
+    view_el = deg(np.array([[10.0, -10.0, 10.0, 10.0]]))
+    fov = deg(np.full((1, 4), 60.0))
+    gt_az, gt_el = deg(np.array([[30.0, 30.0, 30.0]])), deg(np.array([[10.0, 10.0, 10.0]]))
+    sounding = np.array([[True, False, True]])
+    shown = views_showing_sounding_object(view_az, view_el, fov, gt_az, gt_el, sounding,
+                                          gt_count=np.array([1]))
+    # in front; behind; 25 deg off-axis (< 30) at the same elevation; 35 deg off-axis
+    np.testing.assert_array_equal(shown, [[True, False, True, False]])
+    silent = views_showing_sounding_object(view_az, view_el, fov, gt_az, gt_el,
+                                           np.zeros((1, 3), bool), np.array([3]))
+    hidden = views_showing_sounding_object(view_az, view_el, fov, gt_az, gt_el, sounding,
+                                           np.array([1]), gt_visible=np.zeros((1, 3), bool))
+    padding = views_showing_sounding_object(view_az, view_el, fov, gt_az, gt_el, sounding,
+                                            np.array([0]))
+    assert not silent.any() and not hidden.any() and not padding.any()
+
+
+def test_decidable_subset_of_the_pairs():
+    """Single views keep the pairs of decidable views; multi-view windows with >= 1 of them."""
+    correct_single = np.zeros((2, 3, 2, 4), bool)          # (label, window, yaw, view)
+    correct_single[:, 0, :, 1] = True                       # right only on window 0, view 1
+    decidable = np.zeros((3, 4), bool)
+    decidable[0, 1] = decidable[2, 3] = True
+    kept, clusters = scored_subset(correct_single, np.array([0, 0, 1]), decidable)
+    assert len(kept) == 2 * 2 * 2 and kept.mean() == 0.5           # 2 views x 2 yaws x 2 labels
+    np.testing.assert_array_equal(np.unique(clusters), [0, 1])
+    multi, _ = scored_subset(np.ones((2, 3, 2), bool), np.array([0, 0, 1]), decidable)
+    assert len(multi) == 2 * 2 * 2                                   # windows 0 and 2
+    everything, _ = scored_subset(correct_single, np.array([0, 0, 1]))
+    assert len(everything) == correct_single.size
+
+
 # ----------------------------------------------------------------------------- head
 
 def test_pair_classifier_learns_a_separable_correspondence():
@@ -228,6 +317,50 @@ def test_recomputed_features_are_checked_against_the_stored_ones(tmp_path, caplo
     assert "logmel_foa recomputed from foa_acn_sn3d differs" in caplog.text
 
 
+def test_pair_file_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    correct = {"avsa.single_view": rng.random((2, 5, 3, 4)) < 0.5,
+               "avsa.multi_view": rng.random((2, 5, 3)) < 0.5}
+    clip_ids = np.array(["c1", "c0", "c1", "c2", "c0"])
+    path = write_pair_file(tmp_path / "eval.pairs.npz", clip_ids, np.arange(5),
+                           rng.uniform(-np.pi, np.pi, (5, 3)), correct, rng.random((5, 4)) < 0.3)
+    back = read_pair_file(path)
+    assert set(back["correct"]) == set(correct)
+    for name, value in correct.items():
+        np.testing.assert_array_equal(back["correct"][name], value)
+    np.testing.assert_array_equal(back["clip_id"], clip_ids)
+    np.testing.assert_array_equal(back["clusters"], [1, 0, 1, 2, 0])
+    np.testing.assert_array_equal(back["labels"], [1, 0])
+    assert back["decidable"].shape == (5, 4) and back["yaws_rad"].shape == (5, 3)
+    assert read_pair_file(write_pair_file(tmp_path / "b.npz", clip_ids, np.arange(5),
+                                          np.zeros((5, 1)), correct))["decidable"] is None
+
+
+def test_two_models_are_scored_against_the_same_yaws(tmp_path):
+    """Two differently initialised models on the same shards: the same windows and yaws, in
+    the same order (so their pair files align), different features; the test split expands
+    to one row per (window, yaw) with the window's positive repeated."""
+    ckpt_a, shards = make_tiny_run(tmp_path, experiment="avsa", seed=0)
+    ckpt_b, _ = make_tiny_run(tmp_path, experiment="avc", seed=1)
+    cfg = BinaryEvalConfig(extract_batch=8)
+    features = [extract_features(load_frozen(ckpt, "cpu"), shards, "test", cfg, 0, n_yaws=3)
+                for ckpt in (ckpt_a, ckpt_b)]
+    a, b = features
+    np.testing.assert_array_equal(a["yaws_rad"], b["yaws_rad"])
+    np.testing.assert_array_equal(a["clip_id"], b["clip_id"])
+    np.testing.assert_array_equal(a["window_index"], b["window_index"])
+    assert a["yaws_rad"].shape == (8, 3) and not np.allclose(a["audio_foa"], b["audio_foa"])
+    assert a["audio_rotated_more"].shape == (8, 2, 4, 32)
+    assert a["decidable"].shape == (8, 4)
+    expected = [window_yaws_rad(c, w, 3, cfg) for c, w in zip(a["clip_id"], a["window_index"])]
+    np.testing.assert_allclose(a["yaws_rad"], expected)
+    pairs = pair_set(a, "avsa", "plain", all_yaws=True)
+    assert pairs.video.shape == (24, 4, 32) and pairs.audio_negative.shape == (24, 4, 32)
+    np.testing.assert_array_equal(pairs.audio_positive[3:6], np.repeat(a["audio_foa"][1:2], 3, 0))
+    np.testing.assert_array_equal(pairs.audio_negative[4], a["audio_rotated_more"][1, 0])
+    assert pair_set(a, "avsa", "plain").video.shape == (8, 4, 32)       # training: yaw 0 only
+
+
 @pytest.mark.slow
 def test_binary_evaluation_end_to_end_writes_and_caches(tmp_path):
     ckpt, shards = make_tiny_run(tmp_path)
@@ -238,7 +371,19 @@ def test_binary_evaluation_end_to_end_writes_and_caches(tmp_path):
     assert saved["experiment"] == "avsa" and saved["synthetic"] is True
     assert saved["config_path"] == "configs/experiments/avsa.yaml"
     assert (saved["n_train_samples"], saved["n_test_samples"]) == (12, 8)
-    assert saved["num_viewpoints"] == 4
+    assert saved["num_viewpoints"] == 4 and saved["test_yaws_per_window"] == 4
+    assert saved["n_test_pairs"] == {"single_view": 2 * 8 * 4 * 4, "multi_view": 2 * 8 * 4}
+    pairs = read_pair_file(ckpt.parent / saved["pairs_file"])
+    for task in ("avc", "avsa"):                       # the JSON's scores are the pair file's
+        for view in ("single_view", "multi_view_transformer"):
+            correct = pairs["correct"][f"{task}.{view}"]
+            assert saved["accuracy_pct"][task][view] == pytest.approx(100 * correct.mean(),
+                                                                      abs=0.01)
+            summary = accuracy_with_se(*scored_subset(correct, pairs["clusters"]))
+            assert saved["se_pct"][task][view] == pytest.approx(summary["se_pct"], abs=0.01)
+            decidable = saved["decidable_pct"][task][view]
+            assert decidable["n_pairs"] == scored_subset(correct, pairs["clusters"],
+                                                         pairs["decidable"])[0].size
     for task in ("avc", "avsa"):
         scores = saved["accuracy_pct"][task]
         assert set(scores) == {"single_view", "multi_view", "single_view_transformer",

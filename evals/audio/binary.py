@@ -244,10 +244,12 @@ def paired_difference_pct(correct_a: np.ndarray, correct_b: np.ndarray, clusters
     """Pair-by-pair difference of two models scored on the same pairs, in points:
     ``mean(a - b)``, its cluster-robust SE (pairs of one clip correlated) and the normal
     ``z`` interval; the per-pair pairing removes the variance the two models share."""
-    diff = (np.asarray(correct_a, dtype=np.float64) - np.asarray(correct_b, dtype=np.float64))
-    if diff.shape != np.shape(clusters):
-        raise ValueError(f"pairs of both models and clusters must align, got {diff.shape} and "
-                         f"{np.shape(clusters)}")
+    correct_a = np.asarray(correct_a, dtype=np.float64)
+    correct_b = np.asarray(correct_b, dtype=np.float64)
+    if not correct_a.shape == correct_b.shape == np.shape(clusters):
+        raise ValueError(f"pairs of both models and clusters must align, got "
+                         f"{correct_a.shape}, {correct_b.shape} and {np.shape(clusters)}")
+    diff = correct_a - correct_b
     mean = 100.0 * float(diff.mean())
     se = 100.0 * cluster_robust_se(diff, clusters)
     return {"mean": mean, "se": se, "low": mean - z * se, "high": mean + z * se,
