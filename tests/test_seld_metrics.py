@@ -200,8 +200,8 @@ def read_fixture(folder):
     def rows(path):
         with open(path, newline="") as f:
             return [tuple(float(x) for x in row) for row in csv.reader(f)]
-    return [(rows(FIXTURES / folder / f"rec{i}_ref.csv"), rows(FIXTURES / folder / f"rec{i}_pred.csv"))
-            for i in range(3)]
+    return [(rows(FIXTURES / folder / f"rec{i}_ref.csv"),
+             rows(FIXTURES / folder / f"rec{i}_pred.csv")) for i in range(3)]
 
 
 def test_equals_the_official_2023_code_on_a_random_set():
