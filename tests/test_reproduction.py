@@ -5,10 +5,15 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from evals.reproduction import (BEGIN, END, RESULTS_DIR, load_records, paired_difference,
-                                report_markdown, summarise_binary, verdict, write_report)
+from evals.audio.binary import write_pair_file
+from evals.reproduction import (BEGIN, END, RESULTS_DIR, ceiling_of, load_ceiling, load_records,
+                                margin_over_controls, no_room_below_ceiling, pair_correct,
+                                pair_level_difference, paired_difference, report_markdown,
+                                resolvable_by_noise, summarise_binary, summarise_pairs, verdict,
+                                write_report)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +22,8 @@ def test_docs_results_holds_the_report_of_the_committed_jsons():
     text = (ROOT / "docs" / "RESULTS.md").read_text(encoding="utf-8")
     assert BEGIN in text and END in text, "docs/RESULTS.md lacks the generated block"
     block = text[text.index(BEGIN):text.index(END) + len(END)] + "\n"
-    assert block == report_markdown(load_records(ROOT / RESULTS_DIR)), (
+    assert block == report_markdown(load_records(ROOT / RESULTS_DIR),
+                                    load_ceiling(ROOT / RESULTS_DIR, "spatial")), (
         "docs/RESULTS.md is stale: run python scripts/reproduce.py --report-only")
 
 
@@ -33,38 +39,174 @@ def test_paired_difference_and_its_interval_by_hand():
     assert verdict(paired_difference({0: 1.0}, {0: 0.0})) == "too few seeds"
     assert verdict(paired_difference({0: 1.0}, {1: 0.0})) == "not run"      # no common seed
     assert verdict(diff, learned=False) == "not testable (at its controls)"
+    assert verdict(diff, learned=None) == "not testable (no controls of this view count)"
+    # a pair-level interval spanning 0 keeps the claim open; one above 0 agrees with the seeds
+    assert verdict(diff, pair_diff={"low": -1.0, "high": 3.0}).startswith("not resolved")
+    assert verdict(diff, pair_diff={"low": 1.0, "high": 3.0}) == "holds"
+    assert verdict(diff, no_room="not testable (x)") == "not testable (x)"
+
+
+def test_not_testable_when_the_ceiling_leaves_no_room():
+    ceiling = {"supervised": {"avsa_bin_4": 57.0, "avsa_bin_1": 54.0, "se": 1.0},
+               "oracle": {"avsa_bin_4": 58.0, "avsa_bin_1": 55.0, "se": 0.5},
+               "n_test_pairs": 2400, "preset": "spatial", "command": "x"}
+    assert ceiling_of(ceiling, "avsa", "4") == (58.0, 0.5, "oracle")      # the larger one
+    assert ceiling_of(ceiling, "avsa", "1") == (55.0, 0.5, "oracle")
+    assert ceiling_of(ceiling, "avc", "4") is None and ceiling_of(None, "avsa", "4") is None
+    # 58 - 50 = 8 points of room < the published +9.62: the claim cannot show here
+    assert no_room_below_ceiling(9.62, (58.0, 0.5, "oracle"), 50.0, 1.0) == (
+        "not testable (oracle ceiling 58.0 leaves < +9.62 over chance)".replace("+9.62", "+9.6"))
+    # room for +5.49, but the second model is within SE(second) + SE(C) of the ceiling
+    assert no_room_below_ceiling(5.49, (58.0, 0.5, "oracle"), 57.0, 0.6).startswith(
+        "not testable (second at the oracle ceiling")
+    assert no_room_below_ceiling(5.49, (58.0, 0.5, "oracle"), 56.8, 0.6) is None
+    assert no_room_below_ceiling(None, (90.0, 1.0, "supervised"), 60.0, 1.0) is None
+    assert no_room_below_ceiling(9.62, None, 50.0, 1.0) is None
+
+
+def test_smallest_resolvable_difference_from_the_per_run_se():
+    # 3 seeds, SE 3.2 per run: 4.303 * sqrt(2) * 3.2 / sqrt(3) = 11.2 points (the old grid)
+    assert resolvable_by_noise(3.2, 3) == pytest.approx(11.24, abs=0.01)
+    assert resolvable_by_noise(1.2, 5) == pytest.approx(2.776 * math.sqrt(2) * 1.2 / math.sqrt(5))
+    assert resolvable_by_noise(1.0, 1) is None
 
 
 def binary_json(avsa_4: float, with_transformer: bool = True) -> dict:
+    """An ``eval_binary*.json`` whose controls differ by view count: 1 view 55, 4 views 52.5,
+    the v2a head's 4 views 60."""
     acc = {"single_view": 60.0, "multi_view": avsa_4}
     if with_transformer:
         acc["multi_view_transformer"] = avsa_4 + 1
-    controls = {"plain": {"audio_only": {"single_view": 50.0, "multi_view": 51.0},
-                          "video_only": {"single_view": 50.0, "multi_view": 50.0},
-                          "other_clip_video": {"single_view": 50.0, "multi_view": 52.5}}}
+    plain = {"audio_only": {"single_view": 55.0, "multi_view": 51.0},
+             "video_only": {"single_view": 50.0, "multi_view": 50.0},
+             "other_clip_video": {"single_view": 50.0, "multi_view": 52.5}}
+    controls = {"plain": plain}
+    if with_transformer:
+        controls["v2a"] = {name: {"single_view": 50.0, "multi_view": 60.0} for name in plain}
+    se = {"single_view": 1.0, "multi_view": 1.5}
+    if with_transformer:
+        se["multi_view_transformer"] = 1.4
     return {"accuracy_pct": {"avc": dict(acc), "avsa": dict(acc)},
+            "se_pct": {"avc": dict(se), "avsa": dict(se)},
+            "decidable_pct": {t: {"multi_view": {"accuracy_pct": avsa_4 + 5, "se_pct": 2.0,
+                                                 "n_pairs": 100, "n_clips": 40}}
+                              for t in ("avc", "avsa")},
+            "n_test_clips": 200, "test_yaws_per_window": 4,
             "controls_pct": {"avc": controls, "avsa": controls},
             "margin_over_best_control_pct": {t: {"plain": {"multi_view": avsa_4 - 52.5}}
                                              for t in ("avc", "avsa")}}
 
 
+def test_each_view_count_uses_its_own_controls():
+    """The 1-view score is compared with the 1-view controls (55), 4 views with 52.5, 4T with
+    the v2a head's (60); a record from before per-view controls has 4-view controls only."""
+    record = {"experiment": "avsa", "seed": 0, **summarise_binary(binary_json(70.0))}
+    runs = {0: record}
+    assert margin_over_controls(runs, "avsa", "1") == pytest.approx(60.0 - 55.0)
+    assert margin_over_controls(runs, "avsa", "4") == pytest.approx(70.0 - 52.5)
+    assert margin_over_controls(runs, "avsa", "4T") == pytest.approx(71.0 - 60.0)
+    old = {"accuracy_pct": record["accuracy_pct"], "controls_4_pct": record["controls_4_pct"]}
+    assert margin_over_controls({0: old}, "avsa", "4") == pytest.approx(70.0 - 52.5)
+    assert margin_over_controls({0: old}, "avsa", "1") is None
+    assert margin_over_controls({0: old}, "avsa", "4T") is None
+
+
+def write_pairs(path: Path, n_windows: int, right: np.ndarray) -> Path:
+    """A pair file of ``n_windows`` windows of 2 clips (2 yaws, 4 views) whose heads are right
+    on the pairs ``right`` (2, n_windows, 2) marks, for every view."""
+    clips = np.repeat(["c0", "c1"], n_windows // 2)
+    correct = {}
+    for task in ("avc", "avsa"):
+        correct[f"{task}.multi_view"] = right
+        correct[f"{task}.single_view"] = np.repeat(right[..., None], 4, axis=-1)
+    return write_pair_file(path, clips, np.arange(n_windows), np.zeros((n_windows, 2)), correct)
+
+
+def test_pair_level_difference_pools_the_seeds_pair_by_pair(tmp_path):
+    """Both seeds of ``a`` right everywhere; ``b`` right on clip c0 only: the pooled pair-level
+    difference is 50 points with the clustered SE of two clips (50). A record scored on other
+    pairs (another digest) is not paired."""
+    n = 4
+    everywhere = np.ones((2, n, 2), bool)
+    c0_only = np.zeros((2, n, 2), bool)
+    c0_only[:, :n // 2] = True
+    a, b = {}, {}
+    for seed in (0, 1):
+        a[seed] = summarise_pairs(write_pairs(tmp_path / f"a{seed}.npz", n, everywhere), "d")
+        b[seed] = summarise_pairs(write_pairs(tmp_path / f"b{seed}.npz", n, c0_only), "d")
+    np.testing.assert_array_equal(pair_correct(b[0], "avsa", "4"), c0_only)
+    assert pair_correct(b[0], "avsa", "4T") is None
+    diff = pair_level_difference(a, b, "avsa", "4")
+    assert (diff["mean"], diff["se"], diff["seeds"], diff["n_clusters"]) == (50.0, 50.0, 2, 2)
+    assert pair_level_difference(a, b, "avsa", "1")["mean"] == 50.0
+    b[1]["pairs"]["digest"] = "other"
+    assert pair_level_difference(a, b, "avsa", "4")["seeds"] == 1
+    assert pair_level_difference(a, {0: {}}, "avsa", "4") is None        # old record: no pairs
+
+
 def test_report_from_records_written_like_the_script(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
+    n = 4
+    rng = np.random.default_rng(0)
     for experiment, base in (("avsa", 70.0), ("avc", 60.0)):
         for seed in (0, 1, 2):
+            right = rng.random((2, n, 2)) < (0.9 if experiment == "avsa" else 0.5)
+            pairs = write_pairs(tmp_path / f"{experiment}{seed}.npz", n, right)
             record = {"experiment": experiment, "seed": seed, "minutes": 3.0,
-                      **summarise_binary(binary_json(base + seed, experiment == "avsa"))}
+                      **summarise_binary(binary_json(base + seed, experiment == "avsa")),
+                      **summarise_pairs(pairs, "digest")}
             (results / f"{experiment}-seed{seed}.json").write_text(json.dumps(record))
     summary = summarise_binary(binary_json(70.0, False))
     assert summary["accuracy_pct"]["avsa"] == {"1": 60.0, "4": 70.0, "4T": None}
+    assert summary["se_pct"]["avsa"] == {"1": 1.0, "4": 1.5, "4T": None}
     assert summary["margin_4_pct"]["avsa"] == 17.5
     out = write_report(results, tmp_path / "RESULTS.md")
     text = out.read_text()
+    assert "Test sets: 200 test clips × 4 yaw(s)." in text
     assert "| avsa | 3 | 60.0 ± 0.0 | 71.0 ± 1.0 | 72.0 ± 1.0 |" in text
+    assert "| 1.5 | 76.0 ± 1.0 | 52.5 ± 0.0 | 3.0 ± 0.0 |" in text    # SE, decidable, control
     assert "| baseline (= avsa) | 3 |" in text                        # the alias shares the runs
     assert "| (a) | AVSA > AVC on AVSA-bin | avsa − avc | AVSA-bin 4 |" in text
-    # avsa beats its best control (52.5) by 71 - 52.5 = +18.5 on AVSA-bin 4
-    assert "| +18.5 | +10.0 | [+10.0, +10.0] | 3 | holds |" in text
+    # SE 1.5 per run, 3 seeds: 4.303 * sqrt(2) * 1.5 / sqrt(3) = 5.3 points
+    assert "median per-run SE of 1.5 points (AVSA-bin 4) and 3 seeds" in text
+    assert "± 5.3 points" in text
+    # avsa beats its best 4-view control (52.5) by 71 - 52.5 = +18.5 on AVSA-bin 4; pair level
+    # from the pair files (random, so only its presence is checked here)
+    row = next(line for line in text.splitlines() if "| avsa − avc | AVSA-bin 4 |" in line)
+    assert "| +18.5 | +10.0 | [+10.0, +10.0] | 3 | +" in row and row.count("[") == 2
+    # 1 view: the 1-view controls (55): 60 - 55 = +5.0
+    row = next(line for line in text.splitlines() if "| avsa − avc | AVSA-bin 1 |" in line)
+    assert "| +5.0 | +0.0 | [+0.0, +0.0] | 3 |" in row
     assert "AVSA > AVC transf. on AVSA-bin" in text and "| not run |" in text
+    assert "ceiling:" not in text
     assert write_report(results, out).read_text() == text               # idempotent
+    # with the preset's ceiling: shown beside the rows; 58 - 50 < +9.62 makes (a) 4 views
+    # not testable
+    (results / "ceiling-spatial.json").write_text(json.dumps(
+        {"preset": "spatial", "supervised": {"avsa_bin_4": 57.0, "avsa_bin_1": 54.0, "se": 1.0},
+         "oracle": {"avsa_bin_4": 58.0, "avsa_bin_1": 55.0, "se": 0.5}, "n_test_pairs": 2400,
+         "command": "python -m evals.av.ceiling preset=spatial"}))
+    text = write_report(results, out).read_text()
+    assert "| ceiling: supervised | – | – | – | – | 54.0 | 57.0 | – | 1.0 | – | – | – |" in text
+    assert "| ceiling: oracle | – | – | – | – | 55.0 | 58.0 | – | 0.5 | – | – | – |" in text
+    assert "2400 test pairs" in text
+    row = next(line for line in text.splitlines() if "| avsa − avc | AVSA-bin 4 |" in line)
+    assert row.endswith("| not testable (oracle ceiling 58.0 leaves < +9.6 over chance) |")
+
+
+def test_old_records_stay_readable(tmp_path):
+    """A record from before SEs, decidable pairs, per-view controls and pair files."""
+    old = json.loads((ROOT / RESULTS_DIR / "avsa-seed0.json").read_text())
+    results = tmp_path / "results"
+    results.mkdir()
+    for seed in (0, 1):
+        (results / f"avsa-seed{seed}.json").write_text(json.dumps({**old, "seed": seed}))
+        (results / f"avc-seed{seed}.json").write_text(json.dumps(
+            {**old, "seed": seed, "experiment": "avc"}))
+    text = report_markdown(load_records(results))
+    assert "Test sets: ? test clips × 1 yaw(s)." in text
+    row = next(line for line in text.splitlines() if line.startswith("| avsa | 2 |"))
+    assert "| – | – | 50.0 ± 0.0 |" in row                       # no SE, no decidable score
+    row = next(line for line in text.splitlines() if "| avsa − avc | AVSA-bin 1 |" in line)
+    assert row.endswith("| – | 0.0 | not testable (no controls of this view count) |")
