@@ -68,6 +68,8 @@ DEMO_EIGEN_SYNTH ?= --duration-s 10
 DEMO_EIGEN ?= protocol.segment_s=5
 # SELD: the synthetic STARSS23-layout set, the head trained for 20 epochs (40 by default).
 DEMO_SELD ?= protocol.epochs=20
+# Direction probe: the default protocol (K = 8 horizon viewpoints, ridge penalty chosen on dev-train).
+DEMO_DIRECTION ?=
 # Synthetic EigenScape-layout stand-in used by eval-eigenscape when EIGENSCAPE_DIR is empty.
 EIGEN_SYNTH_DIR ?= data/eigenscape_synth
 EIGEN_SYNTH_ARGS ?=
@@ -76,11 +78,11 @@ STARSS_SYNTH_DIR ?= data/starss23_synth
 STARSS_SYNTH_ARGS ?=
 
 .PHONY: help venv data detector preprocess verify channel-order inspect train train-ddp eval-avsa \
-        eval-eigenscape eval-seld localize embed results eval-ucf eval-hmdb eval-seg \
-        preprocess-sync multisensory separation reproduce demo test bench bench-gpu clean
+        eval-eigenscape eval-seld eval-direction ceiling starss23-synth localize embed results eval-ucf eval-hmdb eval-seg \
+        preprocess-sync multisensory separation reproduce demo demo-seeds test bench bench-gpu clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@echo "==> setting up $(VENV) with the pinned dependencies (once; skipped when up to date)"
@@ -138,11 +140,22 @@ eval-eigenscape: $(STAMP) ## Scene classification (EIGENSCAPE_DIR=real data; emp
 	  $(warning no checkpoint at $(CKPT): baselines only)) \
 	  data_dir=$(if $(EIGENSCAPE_DIR),$(EIGENSCAPE_DIR),$(EIGEN_SYNTH_DIR)) $(ARGS)
 
-eval-seld: $(STAMP) ## SELD on STARSS23 with DCASE metrics (STARSS_DIR=real data; empty: SYNTHETIC stand-in)
-	$(if $(STARSS_DIR),,$(PY) -m pipeline.synth.cli starss23 --out $(STARSS_SYNTH_DIR) $(STARSS_SYNTH_ARGS))
+starss23-synth: $(STAMP) ## The synthetic STARSS23-layout set eval-seld and eval-direction use without STARSS_DIR (resumable)
+	$(PY) -m pipeline.synth.cli starss23 --out $(STARSS_SYNTH_DIR) $(STARSS_SYNTH_ARGS)
+
+eval-seld: $(STAMP) $(if $(STARSS_DIR),,starss23-synth) ## SELD on STARSS23 with DCASE metrics (STARSS_DIR=real data; empty: SYNTHETIC stand-in)
 	$(PY) -m evals.audio.seld $(if $(wildcard $(CKPT)),ckpt=$(CKPT),\
 	  $(warning no checkpoint at $(CKPT): DCASE-feature baseline only)) \
 	  starss_dir=$(if $(STARSS_DIR),$(STARSS_DIR),$(STARSS_SYNTH_DIR)) $(ARGS)
+
+eval-direction: $(STAMP) $(if $(STARSS_DIR),,starss23-synth) ## Direction probe: linear probe from frozen read-outs to the source direction (STARSS_DIR=real; empty: SYNTHETIC)
+	$(PY) -m evals.audio.direction $(if $(wildcard $(CKPT)),ckpt=$(CKPT),\
+	  $(warning no checkpoint at $(CKPT): hand features only)) \
+	  data_dir=$(if $(STARSS_DIR),$(STARSS_DIR),$(STARSS_SYNTH_DIR)) $(ARGS)
+
+ceiling: $(STAMP) ## AVSA-bin ceiling of a preset's shards: supervised network + ground-truth oracle (PRESET=demo|spatial)
+	$(PY) -m evals.av.ceiling preset=$(PRESET) shards_dir=$(or $(CEILING_SHARDS),$(if $(filter demo,$(PRESET)),$(DEMO_SHARDS),data/shards/$(PRESET))) \
+	  out=results/reproduction/ceiling-$(PRESET).json $(ARGS)
 
 localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip, else test shards)
 	$(PY) -m evals.av.localize ckpt=$(CKPT) $(if $(CLIP),clip=$(CLIP)) $(ARGS)
@@ -185,13 +198,16 @@ separation: $(STAMP) ## On/off-screen separation vs an audio-only u-net (after m
 
 # One torch/BLAS thread per process: on 2 shared cores, oversubscribed threads made small
 # convolutions 25-100x slower (measured); DataLoader workers use the other core.
-demo test: export OMP_NUM_THREADS := 1
+demo demo-seeds test: export OMP_NUM_THREADS := 1
 
 # scripts/demo.sh reads its settings from the environment.
 export DEMO_SHARDS DEMO_EXP DETECTOR DEMO_TRAIN DEMO_AVC DEMO_PREP DEMO_DETECTOR DEMO_LOC \
-       DEMO_EIGEN_DIR DEMO_EIGEN_SYNTH DEMO_EIGEN DEMO_SELD
+       DEMO_EIGEN_DIR DEMO_EIGEN_SYNTH DEMO_EIGEN DEMO_SELD DEMO_DIRECTION
 demo: $(STAMP) ## The whole story on the synthetic set: data, detector, preprocess, train, evaluate
 	bash scripts/demo.sh
+
+demo-seeds: $(STAMP) ## After make demo: seeds 1, 2 of both demo models, every evaluation, runs/demo_seeds.md (~25 min)
+	bash scripts/demo_seeds.sh
 
 test: $(STAMP) ## Run the test suite (~2 min of tests on 2 cores, after the one-time set-up)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
@@ -42,7 +43,11 @@ def write_synthetic_marker(folder: str | Path, generator: str, **details) -> Pat
     path = Path(folder) / SYNTHETIC_MARKER_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"synthetic": True, "generator": generator, **details}
-    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    # Written whole and renamed into place: a reader beside a resuming generator (the demo
+    # runs two evaluators on one set) never sees a half-written marker.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, path)
     return path
 
 
