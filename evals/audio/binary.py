@@ -41,6 +41,18 @@ negative share the video) and the full head scored with the video of another tes
 counts as audio-visual only by its margin over the best control
 (``margin_over_best_control_pct`` in the JSON).
 
+Statistical power. Every test window is scored against ``test_yaws_per_window`` AVSA negatives
+(default 4), their yaws drawn from the protocol seed and the window's identity
+(:func:`window_yaws_rad`), so every model meets the same pairs; the window's positive is scored
+once per yaw (the score stays balanced, chance 50). Each accuracy comes with its per-run
+standard error (``se_pct``), cluster-robust over test clips (:func:`cluster_robust_se`: the
+pairs of one clip are correlated, so a binomial SE over pairs would be too small). The
+correctness of every pair and head goes to ``<json stem>.pairs.npz`` (:func:`write_pair_file`),
+so two models compare pair by pair (:func:`paired_difference_pct`). On synthetic shards the
+heads are also scored on *decidable* pairs (``decidable_pct``): views whose crop shows a
+sounding object (:func:`views_showing_sounding_object`, from the ``gt/`` fields); on real data
+``"n/a: shards have no gt/ fields"``.
+
 Features of both splits are extracted once, in batches, and cached in
 ``<run>/eval_cache/`` (keyed by checkpoint, shards and settings), so heads train in seconds.
 Results go to ``<run>/eval_binary.json`` when the pairs come from the viewpoint set the model
