@@ -45,7 +45,8 @@ from evals.reproduction import (GRID, RESULTS_DIR, run_record_path,  # noqa: E40
                                 summarise_binary, summarise_pairs, write_report)
 
 #: Test clips of the spatial preset (the preset's default is 40) and AVSA negatives per test
-#: window: about 1-1.5 points of standard error per run (see the report's per-run SE column).
+#: window: about 1 point of standard error per run on AVSA-bin 4 (demo: 1.8-2.1 with 40 clips
+#: and 4 yaws, 2.5 with 1 yaw; the report's per-run SE column gives the grid's own).
 N_TEST_CLIPS = 200
 TEST_YAWS_PER_WINDOW = 4
 #: The evaluation a record was scored with; records of another evaluation are re-scored.
@@ -147,8 +148,10 @@ def run_one(python: str, experiment: str, seed: int) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    # 5 seeds: with ~1.2 points of SE per run the paired 95 % half-width from evaluation noise
-    # is ~2 points (3 seeds: ~4.2), below the published gains of +5.5 / +9.6.
+    # 5 seeds: measured on the demo (40 test clips, 4 yaws) the clustered SE of AVSA-bin 4 is
+    # 1.8-2.1 points per run, about 0.9 with 200 clips; the paired 95 % half-width from
+    # evaluation noise is then ~1.5 points with 5 seeds (3 seeds: ~3), well below the
+    # published gains of +5.5 / +9.6. Cost: ~2.5 h for the grid on 2 cores (3 seeds: ~1.5 h).
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--jobs", type=int, default=2, help="grid cells run at once")
     parser.add_argument("--only", nargs="+", choices=sorted(GRID), help="a part of the grid")
