@@ -1,6 +1,7 @@
 """SELD downstream: multi-ACCDOA targets and the ADPIT loss, decoding, frame-wise inputs (with
-physics: the intensity channels of a plane wave from the left), and the evaluation end to end on
-a few synthetic STARSS23-layout recordings."""
+physics: the DCASE baseline's intensity channels of a plane wave from the left, in its ACN order
+and N3D-style energy), the head's step budget and validation split, and the evaluation end to
+end on a few synthetic STARSS23-layout recordings."""
 
 import json
 import math
@@ -9,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from evals.audio.seld import (SeldProtocol, SeldRun, adpit_loss, adpit_targets,
-                              assignment_patterns, dcase_frames, decode_tracks,
-                              encoder_frames, run)
+from evals.audio.readout import front_view_frames
+from evals.audio.seld import (RecordingData, SeldHead, SeldProtocol, SeldRun, adpit_loss,
+                              adpit_targets, assignment_patterns, dcase_baseline_frames,
+                              decode_tracks, split_train_validation, train_head, run)
 from evals.frozen import load_frozen
 from pipeline.foa import encode_plane_wave
 from pipeline.spatial import direction_vector
-from pipeline.starss23 import LabelRow
+from pipeline.starss23 import LabelRow, Starss23Recording
 from pipeline.synth.cli import generate_starss23
 from pipeline.synth.starss23 import Starss23SynthConfig
 from tests.test_eval_binary import make_tiny_run
@@ -71,16 +73,49 @@ def test_decoding_thresholds_and_merges_close_tracks():
     np.testing.assert_allclose(azimuths, [-90.0, 95.0], atol=1e-3)
 
 
-def test_dcase_features_carry_the_direction_of_a_plane_wave():
+def test_dcase_baseline_features_of_a_plane_wave_from_the_left():
+    """The baseline's IV: ACN order (Y, Z, X), energy |W|^2 + (|Y|^2+|Z|^2+|X|^2)/3, so a
+    plane wave gives I_Y = 0.75 per unit of mel weight; log-mel floored 80 dB under its peak."""
+    import librosa
     rng = np.random.default_rng(0)
     foa = encode_plane_wave(0.1 * rng.standard_normal(36000).astype(np.float32),
                             math.radians(90.0), 0.0)                  # 1.5 s from the left
-    frames = dcase_frames(foa, n_label_frames=15)
-    assert frames.shape == (15, 7 * 64)
-    per_channel = frames.reshape(15, 7, 64)
-    iv_x, iv_y, iv_z = (per_channel[:, c].mean() for c in (4, 5, 6))
-    assert iv_y > 0.9 and abs(iv_x) < 0.05 and abs(iv_z) < 0.05
-    assert np.isfinite(frames).all()
+    frames = dcase_baseline_frames(foa, n_label_frames=15)
+    assert frames.shape == (15, 5 * 7 * 64) and np.isfinite(frames).all()
+    per_channel = frames.reshape(15, 5, 7, 64)[1:-1]                   # away from the edges
+    band_weight = librosa.filters.mel(sr=24000, n_fft=1024, n_mels=64).sum(axis=1)
+    iv_y, iv_z, iv_x = (per_channel[:, :, c] / band_weight for c in (4, 5, 6))
+    np.testing.assert_allclose(iv_y.mean(), 0.75, atol=0.01)
+    assert abs(iv_x.mean()) < 0.01 and abs(iv_z.mean()) < 0.01
+    logmel = frames.reshape(15, 5, 7, 64)[:, :, :4]
+    assert (logmel.max(axis=(0, 1, 3)) - logmel.min(axis=(0, 1, 3)) <= 80.0 + 1e-3).all()
+    # The X channel of a wave from the left is silent: its log-mel sits at its floor.
+    assert logmel[:, :, 3].mean() < logmel[:, :, 0].mean() - 40.0
+
+
+def test_head_keeps_the_sequence_and_trains_the_given_number_of_steps():
+    head = SeldHead(in_dim=5, n_classes=2, hidden=8, conv_blocks=3)
+    assert head(torch.zeros(3, 17, 5)).shape == (3, 17, 3, 2, 3)
+    rng = np.random.default_rng(0)
+    train = [(rng.standard_normal((30, 5)).astype(np.float32),
+              adpit_targets([LabelRow(f, 1, 0, 45.0, 0.0) for f in range(30)], 30, 2))]
+    steps = []
+    train_head(train, 2, SeldProtocol(hidden=8, sequence_frames=10, batch_size=2), seed=0,
+               steps=7, on_step=lambda step, _: steps.append(step))
+    assert steps == list(range(1, 8))
+
+
+def test_validation_part_is_carved_from_dev_train_only():
+    def item(name: str, split: str) -> RecordingData:
+        return RecordingData(Starss23Recording(name, split, f"{name}.wav", f"{name}.csv", None),
+                             10, [])
+    data = [item(f"fold3_mix{i}", "dev-train-sony") for i in range(6)] + [
+        item("fold4_mix0", "dev-test-sony")]
+    fit, validation = split_train_validation(data, every=4)
+    assert [d.recording.name for d in validation] == ["fold3_mix5", "fold3_mix1"]
+    assert len(fit) == 4 and all(d.recording.is_train for d in fit + validation)
+    with pytest.raises(ValueError, match="at least 2 dev-train"):
+        split_train_validation(data[:1] + data[-1:], every=4)
 
 
 def test_encoder_frames_give_one_vector_per_label_frame(tmp_path):
@@ -88,7 +123,7 @@ def test_encoder_frames_give_one_vector_per_label_frame(tmp_path):
     frozen = load_frozen(ckpt, "cpu")
     foa = encode_plane_wave(np.random.default_rng(1).standard_normal(60000).astype(np.float32)
                             * 0.1, 0.3, 0.1)                          # 2.5 s
-    frames = encoder_frames(frozen, foa, n_label_frames=25)
+    frames = front_view_frames(frozen, foa, n_label_frames=25)
     assert frames.shape == (25, frozen.feature_dim) and np.isfinite(frames).all()
     # The frame features of a whole window pool (max over time) to its clip feature.
     window = frozen.audio_input_from_foa(foa[:, :frozen.feature_cfg.n_samples], [0.0], [0.0])
@@ -104,16 +139,25 @@ def test_eval_seld_end_to_end_on_synthetic_recordings(tmp_path):
     ckpt, _ = make_tiny_run(tmp_path / "run", audio_input="foa_iv")
     out = tmp_path / "seld" / "eval_seld.json"
     written = run(SeldRun(ckpt=str(ckpt), out=str(out), device="cpu", starss_dir=str(root),
-                          protocol=SeldProtocol(seeds=(0, 1), epochs=2, hidden=16)))
+                          protocol=SeldProtocol(seeds=(0, 1), steps=20, hidden=16,
+                                                validation_steps=(5, 10))))
     result = json.loads(written.read_text())
     assert result["synthetic"] and result["dataset"].startswith("SYNTHETIC")
     assert result["recordings"] == {"train": 4, "test": 2}
-    assert result["arms"] == ["encoder", "random_encoder", "dcase_features", "no_input"]
+    assert result["arms"] == ["encoder", "random_encoder", "front_view", "dcase_features",
+                              "no_input"]
+    assert result["steps"] == 20
+    assert result["input_dims"]["encoder"] > result["input_dims"]["front_view"]
+    assert result["input_dims"]["dcase_features"] == 5 * 7 * 64
+    assert [p["steps"] for p in result["validation"]["curves"]["encoder"]] == [5, 10]
+    assert not set(result["validation"]["recordings"]) & {"fold4_room1_mix001",
+                                                           "fold4_room2_mix001"}
     for arm in result["arms"]:
         assert len(result["per_seed"][arm]) == 2
         for key in ("error_rate", "f_score", "localization_error_deg", "localization_recall"):
             assert math.isfinite(result["summary"][arm][key]["mean"])
     assert set(result["summary"]) >= {"encoder_minus_random_encoder",
+                                      "encoder_minus_front_view",
                                       "encoder_minus_dcase_features"}
     assert (tmp_path / "seld" / "eval_seld_tracks.png").stat().st_size > 10_000
     assert result["classes_scored"]

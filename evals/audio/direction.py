@@ -50,7 +50,7 @@ from tqdm import tqdm
 from evals.audio.readout import (HAND_FEATURES, ReadoutConfig, front_view_frames,
                                  hand_feature_frames, multiview_frames)
 from evals.audio.seld import (RANDOM_ENCODER_SEED_OFFSET, RecordingData, load_recordings,
-                              random_frozen)
+                              random_frozen, split_train_validation)
 from evals.cli import EvalIO, run_evaluator
 from evals.frozen import (FrozenModel, describe_run, load_frozen, read_ambisonic_segment,
                           resample_foa, run_dir_of)
@@ -71,7 +71,7 @@ class DirectionProtocol:
     """Probe, penalty choice and read-out of the direction evaluation."""
 
     arms: tuple[str, ...] = ARMS
-    penalties: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+    penalties: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
     validation_every: int = 4          # every 4th dev-train recording validates the penalty
     within_deg: float = 20.0
     random_seed: int = 0
@@ -178,20 +178,6 @@ def frame_set(items: Sequence[RecordingData], arm: str) -> FrameSet:
         return np.stack(rows) if rows else np.zeros((0, *shape))
     return FrameSet(stack(single_x, (dim,)), stack(single_y, (3,)), stack(two_x, (dim,)),
                     stack(two_y, (2, 3)))
-
-
-def split_train_validation(items: Sequence[RecordingData], every: int
-                           ) -> tuple[list[RecordingData], list[RecordingData]]:
-    """dev-train recordings sorted by name: every ``every``-th (from the last) validates."""
-    train = sorted((d for d in items if d.recording.is_train), key=lambda d: d.recording.name)
-    if every < 2:
-        raise ValueError(f"protocol.validation_every: expected >= 2, got {every}")
-    validation = [d for i, d in enumerate(reversed(train)) if i % every == 0]
-    fit = [d for d in train if d not in validation]
-    if not fit or not validation:
-        raise ValueError(f"expected at least 2 dev-train recordings to carve a validation part, "
-                         f"got {len(train)}")
-    return fit, validation
 
 
 def evaluate_arm(data: Sequence[RecordingData], arm: str, protocol: DirectionProtocol

@@ -7,23 +7,39 @@ audio encoder, scored with the DCASE metrics (:mod:`evals.audio.seld_metrics`).
 Protocol (the same head, budget and seeds for every arm):
 
 - **Inputs, one sequence of 100 ms frames per recording** (``LABEL_HOP_S``), from the
-  recording's own FOA (front = the recording's front, no rotation):
+  recording's own FOA, read out by :mod:`evals.audio.readout`:
   ``encoder``: the checkpoint's audio encoder, frozen, on 1 s windows of the features it was
-  trained on; its map before global pooling, max over the mel axis, resampled linearly to the
-  ten label frames of each window. ``random_encoder``: the same network with random weights
-  (seeded), the floor any pretraining must beat. ``dcase_features``: the DCASE baseline's input
-  features, log-mel of the four channels and the FOA intensity vectors (64 mel bands, 20 ms
-  hop, as ``sharathadavanne/seld-dcase2023``), averaged over each 100 ms frame: 7 x 64 = 448
-  numbers per frame, no network. ``no_input``: a constant input, so the head can only learn
-  the training labels' priors (how often each class sounds, where sources usually are): what
-  a score is worth without listening.
+  trained on, the sound field rotated toward K viewpoints (``protocol.readout``, default the 8
+  azimuths 0, 45, ..., 315 deg on the horizon), its map before global pooling with the mel axis
+  kept, resampled to the ten label frames of each window (K x D x M'' numbers per frame).
+  ``random_encoder``: the same read-out of the same network with random weights (seeded), the
+  floor any pretraining must beat. ``front_view``: the earlier read-out of the checkpoint's
+  encoder, the front view only (az = el = 0) with the mel axis max-pooled (D per frame), so the
+  effect of the read-out itself is reported. ``dcase_features``: the input features of the DCASE
+  2023 baseline (``sharathadavanne/seld-dcase2023``, ``cls_feature_class.py`` with its
+  ``parameters.py``: 24 kHz, hop 480 (20 ms), Hann window 960 in an FFT of 1024, power
+  spectrogram, librosa's 64-band Slaney mel to 12 kHz, ``power_to_db`` (ref 1, top 80 dB per
+  channel and recording) of the four channels, and the intensity vector of the ACN channels
+  (Y, Z, X) divided by ``|W|^2 + (|Y|^2 + |Z|^2 + |X|^2) / 3``, mel-weighted), computed with
+  librosa exactly as there; the five 20 ms frames of each label frame are stacked:
+  5 x 7 x 64 = 2240 numbers per frame, no network (the baseline's per-dimension standard
+  scaling on the training features is the head's standardisation below). ``no_input``: a
+  constant input, so the head can only learn the training labels' priors: what a score is
+  worth without listening.
 - **Head** (trained on ``dev-train-*``, scored on ``dev-test-*``, nothing chosen on test):
-  standardisation (train statistics), a linear layer, a 2-layer bidirectional GRU and a
-  multi-ACCDOA output of 3 tracks x classes x (x, y, z) with tanh, trained with the ADPIT loss
-  (Shimada et al., ICASSP 2022: per frame and class, the mean squared error to the best of the
-  six track assignments of its up to three reference events, a single event filling all three
-  tracks, two events one duplicated; no event: all tracks zero). Adam, a fixed number of
-  epochs of random ``sequence_frames``-long crops; the last epoch is scored.
+  standardisation (train statistics), a linear layer, ``conv_blocks`` residual temporal
+  convolutions (kernel 3, dilations 1, 2, 4: 1.5 s of context) and a multi-ACCDOA output of 3
+  tracks x classes x (x, y, z) with tanh, trained with the ADPIT loss (Shimada et al., ICASSP
+  2022: per frame and class, the mean squared error to the best of the six track assignments of
+  its up to three reference events, a single event filling all three tracks, two events one
+  duplicated; no event: all tracks zero). Adam on random ``sequence_frames``-long crops for a
+  fixed budget of ``steps`` optimizer steps, the same for every arm; the last step is scored.
+  (A temporal-convolution head instead of the earlier 2-layer BiGRU: ~10x cheaper per step on
+  a CPU, which is what makes thousands of steps per arm and seed affordable.)
+- **Budget choice**: ``protocol.validation_steps=[...]`` trains each arm (first seed) on
+  dev-train less a validation part (every ``validation_every``-th dev-train recording by name)
+  and scores the validation part at those step counts (``validation`` in the JSON); ``steps``
+  in ``configs/evals/seld.yaml`` was chosen that way (see the comment there).
 - **Decoding**: a track is active where its vector is longer than ``activity_threshold``; two
   active tracks of one class closer than ``unify_threshold_deg`` are merged (mean direction).
 - **Scores**: location-dependent error rate and F-score within 20°, class-dependent
@@ -44,7 +60,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -52,11 +68,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from evals.audio.readout import (ReadoutConfig, front_view_frames, frames_per_window,
+                                 multiview_frames)
 from evals.audio.seld_metrics import Event, SELDMetrics
 from evals.cli import EvalIO, run_evaluator
 from evals.frozen import (FrozenModel, describe_run, load_frozen, read_ambisonic_segment,
                           resample_foa, run_dir_of)
-from pipeline.features import AudioFeatureConfig, foa_features
 from pipeline.spatial import direction_vector, vector_to_direction
 from pipeline.starss23 import (LABEL_HOP_S, LabelRow, Starss23Recording, class_names_of,
                                read_label_csv, scan_layout)
@@ -64,15 +81,20 @@ from trainer.models import build_model
 
 log = logging.getLogger("evals.seld")
 
-ARMS = ("encoder", "random_encoder", "dcase_features", "no_input")
+ARMS = ("encoder", "random_encoder", "front_view", "dcase_features", "no_input")
+ENCODER_ARMS = ("encoder", "random_encoder", "front_view")
 TRACKS = 3
 #: Random encoders are drawn with seed offset + protocol seed, so none equals a trained run's
 #: initialisation (runs use small seeds).
 RANDOM_ENCODER_SEED_OFFSET = 1000
-#: The DCASE 2023 baseline's FOA features: 64 mel bands, 20 ms hop (40 ms window), 24 kHz.
-DCASE_FEATURES = AudioFeatureConfig(sample_rate=24000, window_s=1.0, n_fft=1024, hop_length=480,
-                                    n_mels=64, fmin_hz=0.0, fmax_hz=12000.0, top_db=100.0,
-                                    n_frames=50)
+#: The DCASE 2023 baseline's FOA features (``parameters.py``, ``cls_feature_class.py``).
+DCASE_SAMPLE_RATE = 24000
+DCASE_HOP = 480                        # hop_len_s 0.02
+DCASE_WINDOW = 960                     # 2 * hop
+DCASE_N_FFT = 1024                     # next power of 2 above the window
+DCASE_N_MELS = 64
+DCASE_EPS = 1e-8
+DCASE_FRAMES_PER_LABEL = 5             # label_hop_len_s 0.1 / hop_len_s 0.02
 
 
 @dataclass(frozen=True)
@@ -82,12 +104,15 @@ class SeldProtocol:
     arms: tuple[str, ...] = ARMS
     seeds: tuple[int, ...] = (0, 1, 2)
     hidden: int = 128
-    gru_layers: int = 2
+    conv_blocks: int = 3               # dilations 1, 2, 4, ...
     dropout: float = 0.1
-    epochs: int = 40
+    steps: int = 2000                  # optimizer steps per head (chosen on validation)
     sequence_frames: int = 50          # 5 s training crops
     batch_size: int = 8
     lr: float = 1e-3
+    validation_steps: tuple[int, ...] = ()   # non-empty: the budget-choice curve is measured
+    validation_every: int = 4          # every 4th dev-train recording validates
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
     activity_threshold: float = 0.5
     unify_threshold_deg: float = 15.0
     doa_threshold_deg: float = 20.0
@@ -175,51 +200,38 @@ def decode_tracks(output: np.ndarray, activity_threshold: float = 0.5,
 
 # ----------------------------------------------------------------------------- inputs
 
-def _frames_per_window(window_s: float) -> int:
-    frames = window_s / LABEL_HOP_S
-    if abs(frames - round(frames)) > 1e-6:
-        raise ValueError(f"audio window of {window_s} s is not a whole number of "
-                         f"{LABEL_HOP_S} s label frames")
-    return int(round(frames))
+def dcase_baseline_frames(foa: np.ndarray, n_label_frames: int) -> np.ndarray:
+    """The DCASE 2023 baseline's FOA input features of one recording, per label frame.
 
+    Args:
+        foa: ``(4, n)`` ambiX (ACN W, Y, Z, X, SN3D) at 24 kHz, the whole recording (the
+            baseline's dB floor is per channel and recording).
+        n_label_frames: 100 ms frames wanted.
+    Returns:
+        float32 ``(n_label_frames, 5 * 7 * 64)``: for each of the five 20 ms feature frames of a
+        label frame, the baseline's 448 features in its order: log-mel (dB) of W, Y, Z, X, then
+        the intensity vector in the ACN channel order (Y, Z, X), N3D-style energy.
+    """
+    import librosa   # only this arm needs it (about 1 s of imports)
 
-def _windows(foa: np.ndarray, n_samples: int, n_label_frames: int,
-             frames_per_window: int) -> np.ndarray:
-    """Non-overlapping windows ``(W, 4, n_samples)`` covering ``n_label_frames`` frames (the
-    last zero-padded)."""
-    n_windows = math.ceil(n_label_frames / frames_per_window)
-    padded = np.zeros((4, n_windows * n_samples), np.float32)
-    length = min(foa.shape[1], padded.shape[1])
-    padded[:, :length] = foa[:, :length]
-    return padded.reshape(4, n_windows, n_samples).transpose(1, 0, 2)
-
-
-def encoder_frames(frozen: FrozenModel, foa: np.ndarray, n_label_frames: int) -> np.ndarray:
-    """``(n_label_frames, D)`` frame-wise encoder features of one FOA recording (at the model's
-    sample rate), front viewpoint."""
-    cfg = frozen.feature_cfg
-    per_window = _frames_per_window(cfg.window_s)
-    windows = _windows(foa, cfg.n_samples, n_label_frames, per_window)
-    inputs = np.concatenate([frozen.audio_input_from_foa(w, [0.0], [0.0]) for w in windows])
-    frames = frozen.encode_audio_frames(inputs, per_window)                       # (W, 10, D)
-    return frames.reshape(-1, frames.shape[-1])[:n_label_frames]
-
-
-def dcase_frames(foa: np.ndarray, n_label_frames: int,
-                 cfg: AudioFeatureConfig = DCASE_FEATURES) -> np.ndarray:
-    """``(n_label_frames, 7 * n_mels)``: log-mel of W, Y, Z, X and the intensity vector
-    (x, y, z), each averaged over the STFT frames of a 100 ms label frame."""
-    per_window = _frames_per_window(cfg.window_s)
-    if cfg.n_frames % per_window:
-        raise ValueError(f"{cfg.n_frames} STFT frames per window do not split into "
-                         f"{per_window} label frames")
-    out = []
-    for window in _windows(foa, cfg.n_samples, n_label_frames, per_window):
-        features = foa_features(window, [0.0], [0.0], cfg)
-        stacked = np.concatenate([features["logmel_foa"][0], features["iv"][0]])  # (7, M, F)
-        pooled = stacked.reshape(7, cfg.n_mels, per_window, -1).mean(axis=-1)    # (7, M, 10)
-        out.append(pooled.transpose(2, 0, 1).reshape(per_window, -1))
-    return np.concatenate(out)[:n_label_frames].astype(np.float32)
+    audio = np.asarray(foa, dtype=np.float32) + DCASE_EPS
+    n_feature_frames = audio.shape[1] // DCASE_HOP
+    spectra = librosa.stft(audio, n_fft=DCASE_N_FFT, hop_length=DCASE_HOP,
+                           win_length=DCASE_WINDOW, window="hann")[:, :, :n_feature_frames]
+    spectra = spectra.transpose(0, 2, 1)                                      # (4, T, bins)
+    mel_weights = librosa.filters.mel(sr=DCASE_SAMPLE_RATE, n_fft=DCASE_N_FFT,
+                                      n_mels=DCASE_N_MELS).T                  # (bins, 64)
+    logmel = np.stack([librosa.power_to_db(np.abs(channel) ** 2 @ mel_weights)
+                       for channel in spectra])                               # (4, T, 64)
+    w = spectra[0]
+    intensity = np.real(np.conj(w)[None] * spectra[1:])                       # (3, T, bins)
+    energy = DCASE_EPS + (np.abs(w) ** 2 + (np.abs(spectra[1:]) ** 2).sum(axis=0) / 3.0)
+    iv = (intensity / energy[None]) @ mel_weights                             # (3, T, 64)
+    per_frame = np.concatenate([logmel, iv]).transpose(1, 0, 2).reshape(n_feature_frames, -1)
+    wanted = n_label_frames * DCASE_FRAMES_PER_LABEL
+    out = np.zeros((wanted, per_frame.shape[1]), np.float32)
+    out[:min(wanted, n_feature_frames)] = per_frame[:wanted]
+    return out.reshape(n_label_frames, -1)
 
 
 def random_frozen(frozen: FrozenModel, seed: int) -> FrozenModel:
@@ -257,8 +269,9 @@ def load_recordings(root: Path, n_classes: int) -> tuple[list[RecordingData], li
 
 
 def compute_inputs(root: Path, data: Sequence[RecordingData], arms: Sequence[str],
-                   frozen: FrozenModel | None, random_model: FrozenModel | None) -> None:
-    """Fill ``inputs[arm]`` of every recording."""
+                   frozen: FrozenModel | None, random_model: FrozenModel | None,
+                   readout: ReadoutConfig = ReadoutConfig()) -> None:
+    """Fill ``inputs[arm]`` ``(n_frames, D)`` of every recording."""
     for item in tqdm(data, desc="seld inputs", unit="recording"):
         if "no_input" in arms:
             item.inputs["no_input"] = np.zeros((item.n_frames, 1), np.float32)
@@ -267,60 +280,70 @@ def compute_inputs(root: Path, data: Sequence[RecordingData], arms: Sequence[str
         foa, rate = read_ambisonic_segment(root / item.recording.audio_path)
         for arm in (a for a in arms if a != "no_input"):
             if arm == "dcase_features":
-                signal = resample_foa(foa, rate, DCASE_FEATURES.sample_rate)
-                item.inputs[arm] = dcase_frames(signal, item.n_frames)
-            else:
-                model = frozen if arm == "encoder" else random_model
-                signal = resample_foa(foa, rate, model.feature_cfg.sample_rate)
-                item.inputs[arm] = encoder_frames(model, signal, item.n_frames)
+                signal = resample_foa(foa, rate, DCASE_SAMPLE_RATE)
+                item.inputs[arm] = dcase_baseline_frames(signal, item.n_frames)
+                continue
+            model = random_model if arm == "random_encoder" else frozen
+            signal = resample_foa(foa, rate, model.feature_cfg.sample_rate)
+            item.inputs[arm] = (front_view_frames(model, signal, item.n_frames)
+                                if arm == "front_view"
+                                else multiview_frames(model, signal, item.n_frames, readout))
 
 
 # ----------------------------------------------------------------------------- the head
 
 class SeldHead(nn.Module):
-    """Frame features ``(B, T, D_in)`` -> multi-ACCDOA ``(B, T, TRACKS, C, 3)`` in [-1, 1]."""
+    """Frame features ``(B, T, D_in)`` -> multi-ACCDOA ``(B, T, TRACKS, C, 3)`` in [-1, 1]:
+    a linear layer, ``conv_blocks`` residual temporal convolutions (kernel 3, dilation 2^i,
+    non-causal, same length) and a 2-layer output MLP with tanh."""
 
-    def __init__(self, in_dim: int, n_classes: int, hidden: int = 128, gru_layers: int = 2,
+    def __init__(self, in_dim: int, n_classes: int, hidden: int = 128, conv_blocks: int = 3,
                  dropout: float = 0.1):
         super().__init__()
         self.n_classes = n_classes
         self.inp = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
-        self.gru = nn.GRU(hidden, hidden, num_layers=gru_layers, batch_first=True,
-                          bidirectional=True, dropout=dropout if gru_layers > 1 else 0.0)
-        self.out = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(),
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(hidden, hidden, 3, padding=2 ** i, dilation=2 ** i),
+                          nn.ReLU(), nn.Dropout(dropout)) for i in range(conv_blocks))
+        self.out = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, TRACKS * n_classes * 3), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden, _ = self.gru(self.inp(x))
-        return self.out(hidden).unflatten(-1, (TRACKS, self.n_classes, 3))
+        hidden = self.inp(x).transpose(1, 2)                                  # (B, H, T)
+        for block in self.blocks:
+            hidden = hidden + block(hidden)
+        return self.out(hidden.transpose(1, 2)).unflatten(-1, (TRACKS, self.n_classes, 3))
 
 
 def train_head(train: Sequence[tuple[np.ndarray, np.ndarray]], n_classes: int,
-               protocol: SeldProtocol, seed: int) -> SeldHead:
-    """Fit a head on ``(inputs (T, D) standardised, ADPIT targets)`` pairs; CPU, seeded."""
+               protocol: SeldProtocol, seed: int, steps: int | None = None,
+               on_step: Callable[[int, SeldHead], None] | None = None) -> SeldHead:
+    """Fit a head on ``(inputs (T, D) standardised, ADPIT targets)`` pairs for ``steps``
+    optimizer steps (default ``protocol.steps``) of ``batch_size`` random crops; CPU, seeded.
+    ``on_step(step, head)`` is called after every step (the head in eval mode during it)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = SeldHead(train[0][0].shape[1], n_classes, protocol.hidden, protocol.gru_layers,
+    head = SeldHead(train[0][0].shape[1], n_classes, protocol.hidden, protocol.conv_blocks,
                     protocol.dropout)
     optimiser = torch.optim.Adam(head.parameters(), lr=protocol.lr)
     length = protocol.sequence_frames
-    total = sum(len(x) for x, _ in train)
-    crops_per_epoch = max(1, total // length)
     weights = np.array([max(len(x) - length + 1, 1) for x, _ in train], np.float64)
     head.train()
-    for _ in range(protocol.epochs):
-        for _ in range(0, crops_per_epoch, protocol.batch_size):
-            xs, ys = [], []
-            for index in rng.choice(len(train), size=protocol.batch_size, p=weights / weights.sum()):
-                x, y = train[index]
-                start = int(rng.integers(0, max(len(x) - length, 0) + 1))
-                xs.append(_fit(x[start:start + length], length))
-                ys.append(_fit(y[start:start + length], length))
-            loss = adpit_loss(head(torch.from_numpy(np.stack(xs))),
-                              torch.from_numpy(np.stack(ys)))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+    for step in range(1, (protocol.steps if steps is None else steps) + 1):
+        xs, ys = [], []
+        for index in rng.choice(len(train), size=protocol.batch_size, p=weights / weights.sum()):
+            x, y = train[index]
+            start = int(rng.integers(0, max(len(x) - length, 0) + 1))
+            xs.append(_fit(x[start:start + length], length))
+            ys.append(_fit(y[start:start + length], length))
+        loss = adpit_loss(head(torch.from_numpy(np.stack(xs))), torch.from_numpy(np.stack(ys)))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if on_step is not None:
+            head.eval()
+            on_step(step, head)
+            head.train()
     return head.eval()
 
 
@@ -344,36 +367,90 @@ def standardiser(train_inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nda
     return stacked.mean(axis=0), np.maximum(stacked.std(axis=0), 1e-5)
 
 
-def evaluate_arm(data: Sequence[RecordingData], arm: str, n_classes: int,
-                 protocol: SeldProtocol, seed: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """Train one head on the train recordings' ``arm`` inputs and score the test ones; returns
-    the scores and the test outputs by recording name."""
-    train_items = [d for d in data if d.recording.is_train]
-    test_items = [d for d in data if not d.recording.is_train]
+def _score(head: SeldHead, items: Sequence[RecordingData], inputs: Sequence[np.ndarray],
+           n_classes: int, classes: Sequence[int], protocol: SeldProtocol
+           ) -> tuple[dict, dict[str, np.ndarray]]:
+    metrics = SELDMetrics(n_classes, protocol.doa_threshold_deg)
+    outputs = {}
+    for item, x in zip(items, inputs):
+        output = predict(head, x)
+        outputs[item.recording.name] = output
+        metrics.update(reference_events(item.rows, item.n_frames),
+                       decode_tracks(output, protocol.activity_threshold,
+                                     protocol.unify_threshold_deg))
+    return metrics.scores(list(classes)), outputs
+
+
+def _fit_and_score(train_items: Sequence[RecordingData], test_items: Sequence[RecordingData],
+                   arm: str, n_classes: int, protocol: SeldProtocol, seed: int,
+                   score_at: Sequence[int] = ()) -> tuple[dict, dict[str, np.ndarray], list]:
+    """Standardise with the train items, train a head, score the test items at the end (and
+    after each step count in ``score_at``: the curve, a list of ``{"steps": n, **scores}``)."""
     mean, std = standardiser([d.inputs[arm] for d in train_items])
 
     def normalised(item: RecordingData) -> np.ndarray:
         return ((item.inputs[arm] - mean) / std).astype(np.float32)
 
     train = [(normalised(d), adpit_targets(d.rows, d.n_frames, n_classes)) for d in train_items]
-    head = train_head(train, n_classes, protocol, seed)
-    metrics = SELDMetrics(n_classes, protocol.doa_threshold_deg)
-    outputs = {}
-    for item in test_items:
-        output = predict(head, normalised(item))
-        outputs[item.recording.name] = output
-        metrics.update(reference_events(item.rows, item.n_frames),
-                       decode_tracks(output, protocol.activity_threshold,
-                                     protocol.unify_threshold_deg))
-    return metrics.scores(classes_in_test(data)), outputs
+    test_inputs = [normalised(d) for d in test_items]
+    classes = classes_with_events(test_items)
+    curve: list[dict] = []
+
+    def on_step(step: int, head: SeldHead) -> None:
+        if step in score_at:
+            curve.append({"steps": step, **_score(head, test_items, test_inputs, n_classes,
+                                                  classes, protocol)[0]})
+    head = train_head(train, n_classes, protocol, seed,
+                      steps=max(score_at) if score_at else None,
+                      on_step=on_step if score_at else None)
+    scores, outputs = _score(head, test_items, test_inputs, n_classes, classes, protocol)
+    return scores, outputs, curve
+
+
+def evaluate_arm(data: Sequence[RecordingData], arm: str, n_classes: int,
+                 protocol: SeldProtocol, seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """Train one head on the train recordings' ``arm`` inputs and score the test ones; returns
+    the scores and the test outputs by recording name."""
+    train_items = [d for d in data if d.recording.is_train]
+    test_items = [d for d in data if not d.recording.is_train]
+    scores, outputs, _ = _fit_and_score(train_items, test_items, arm, n_classes, protocol, seed)
+    return scores, outputs
+
+
+def validation_curve(data: Sequence[RecordingData], arm: str, n_classes: int,
+                     protocol: SeldProtocol, seed: int) -> list[dict]:
+    """Scores on the validation part of dev-train (:func:`split_train_validation`) of a head
+    trained on the rest, after each of ``protocol.validation_steps`` steps (dev-test unused)."""
+    fit, validation = split_train_validation(data, protocol.validation_every)
+    return _fit_and_score(fit, validation, arm, n_classes, protocol, seed,
+                          score_at=sorted(set(protocol.validation_steps)))[2]
+
+
+def split_train_validation(items: Sequence[RecordingData], every: int
+                           ) -> tuple[list[RecordingData], list[RecordingData]]:
+    """dev-train recordings sorted by name: every ``every``-th from the last validates, the
+    others fit. dev-test recordings are never returned."""
+    if every < 2:
+        raise ValueError(f"protocol.validation_every: expected >= 2, got {every}")
+    train = sorted((d for d in items if d.recording.is_train), key=lambda d: d.recording.name)
+    validation = [d for i, d in enumerate(reversed(train)) if i % every == 0]
+    fit = [d for d in train if all(d is not v for v in validation)]
+    if not fit or not validation:
+        raise ValueError(f"expected at least 2 dev-train recordings to carve a validation part, "
+                         f"got {len(train)}")
+    return fit, validation
 
 
 def classes_in_test(data: Sequence[RecordingData]) -> list[int]:
     """Class indices with at least one reference event in the test recordings: the macro
     average runs over these (a class absent from the test references has no defined error
     rate; STARSS23's test split holds all 13, so there this is the official average)."""
-    return sorted({r.class_index for d in data if not d.recording.is_train for r in d.rows
-                   if r.frame < d.n_frames})
+    return classes_with_events([d for d in data if not d.recording.is_train])
+
+
+def classes_with_events(items: Sequence[RecordingData]) -> list[int]:
+    """Class indices with at least one reference event in ``items``."""
+    return sorted({r.class_index for d in items for r in d.rows if r.frame < d.n_frames})
 
 
 # ----------------------------------------------------------------------------- summary
@@ -457,6 +534,10 @@ def run(cfg: SeldRun) -> Path:
                          f"{list(protocol.arms)}")
     if not protocol.seeds:
         raise ValueError("protocol.seeds expected at least one seed, got none")
+    if protocol.steps < 1 or any(n < 1 for n in protocol.validation_steps):
+        raise ValueError(f"protocol.steps and protocol.validation_steps: expected positive step "
+                         f"counts, got {protocol.steps} and {list(protocol.validation_steps)}")
+    protocol.readout.validate()
     if not cfg.starss_dir:
         raise ValueError("starss_dir: expected a STARSS23(-layout) folder (STARSS_DIR=... with "
                          "make; `python -m pipeline.synth.cli starss23 --out DIR` writes a "
@@ -467,7 +548,7 @@ def run(cfg: SeldRun) -> Path:
     frozen = None
     if cfg.ckpt:
         frozen = load_frozen(cfg.ckpt, cfg.device, cfg.norm_stats or None)
-    elif set(arms) & {"encoder", "random_encoder"}:
+    elif set(arms) & set(ENCODER_ARMS):
         log.warning("no checkpoint: only the arms without an encoder run")
         arms = [arm for arm in arms if arm in ("dcase_features", "no_input")]
         if not arms:
@@ -489,12 +570,19 @@ def run(cfg: SeldRun) -> Path:
     plot_outputs: dict[str, np.ndarray] = {}
     fixed_arms = [a for a in arms if a != "random_encoder"]
     first_test = next(d for d in data if not d.recording.is_train)     # drawn in the plot
-    compute_inputs(root, data, fixed_arms, frozen, None)
+    compute_inputs(root, data, fixed_arms, frozen, None, protocol.readout)
+    validation: dict[str, list[dict]] = {}
     for seed in protocol.seeds:
         if "random_encoder" in arms:
             compute_inputs(root, data, ["random_encoder"], None,
-                           random_frozen(frozen, RANDOM_ENCODER_SEED_OFFSET + seed))
+                           random_frozen(frozen, RANDOM_ENCODER_SEED_OFFSET + seed),
+                           protocol.readout)
         for arm in arms:
+            if protocol.validation_steps and seed == protocol.seeds[0]:
+                validation[arm] = validation_curve(data, arm, len(class_names), protocol, seed)
+                log.info("validation %s: %s", arm, ", ".join(
+                    f"{point['steps']} steps SELD {point['seld_score']:.3f}"
+                    for point in validation[arm]))
             scores, outputs = evaluate_arm(data, arm, len(class_names), protocol, seed)
             per_seed[arm].append(scores)
             log.info("seed %d %s: ER %.3f F %.3f LE %.1f LR %.3f SELD %.3f", seed, arm,
@@ -517,9 +605,14 @@ def run(cfg: SeldRun) -> Path:
         "classes_scored": [class_names[i] for i in scored],
         "arms": arms,
         "seeds": list(protocol.seeds),
+        "steps": protocol.steps,
+        "input_dims": {arm: int(first_test.inputs[arm].shape[1]) for arm in arms},
         "per_seed": per_seed,
         "summary": summarise(per_seed),
     }
+    if validation:
+        result["validation"] = {"recordings": [d.recording.name for d in split_train_validation(
+            data, protocol.validation_every)[1]], "curves": validation}
     if frozen is not None:
         result["model"] = describe_run(frozen, cfg.ckpt)
     if protocol.plot:
