@@ -2,6 +2,7 @@
 the binary evaluation's, the oracle where the answer is known, and the whole command."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,14 @@ import torch
 import tests.shard_factory as shard_factory
 from pipeline.config import load_config
 from pipeline.features import AudioFeatureConfig, foa_features
-from pipeline.foa import encode_plane_wave
+from pipeline.foa import encode_plane_wave, mirror_left_right
+from pipeline.shards import FeatureNorm
 from evals.audio.binary import BinaryEvalConfig, extract_features, rotate_by_yaw
-from evals.av.ceiling import (CeilingRun, SOUNDING_FEATURES, ORACLE_FEATURES,
+from evals.av.ceiling import (CeilingRun, SOUNDING_FEATURES, ORACLE_FEATURES, audio_mirror,
                               evaluate_ceiling, extract_split, frame_indices, main,
                               objects_in_view, oracle_pair_features, pair_scores, pool_audio,
                               window_features)
-from evals.frozen import feature_config_from_shards, load_frozen
+from evals.frozen import feature_config_from_shards, load_frozen, normalise_audio_input
 from pipeline.shards import read_norm_stats
 
 torch.set_num_threads(1)
@@ -111,6 +113,31 @@ def test_extra_negatives_turn_the_viewpoints_like_a_yaw_of_the_field():
     for a, b in zip(exact[1:], turned[1:]):
         np.testing.assert_allclose(b["logmel_foa"], a["logmel_foa"], atol=0.05)
         np.testing.assert_allclose(b["iv"], a["iv"], atol=1e-3)
+
+
+def test_mirrored_input_is_the_input_of_the_mirrored_scene():
+    # Mirroring the world (y -> -y) and looking from the mirrored viewpoint (-az, el) gives the
+    # mirrored view: the crop flipped left-right and the rotated field with Y -> -Y.
+    cfg = AudioFeatureConfig(n_mels=32, n_frames=25)
+    rng = np.random.default_rng(2)
+    foa = (encode_plane_wave(rng.normal(size=cfg.n_samples), 0.9, 0.2)
+           + encode_plane_wave(rng.normal(size=cfg.n_samples), -2.0, -0.3)).astype(np.float32)
+    az, el = np.array([0.6, 2.5]), np.array([0.1, -0.2])
+    sup = CeilingRun().supervised
+    norm = {"logmel_foa": FeatureNorm(rng.normal(-40, 5, (4, 32)), rng.uniform(5, 10, (4, 32))),
+            "iv": FeatureNorm(rng.normal(0, 0.1, (3, 32)), rng.uniform(0.2, 0.4, (3, 32)))}
+
+    def model_input(field, azimuth):
+        features = normalise_audio_input(foa_features(field, azimuth, el, cfg), "foa_iv", norm)
+        return pool_audio(features, sup.audio_pool_mels, sup.audio_pool_frames)
+
+    channel, offset = audio_mirror(norm, sup)
+    assert channel == 5                                         # W Y Z X, I_x, I_y, I_z
+    plain, mirrored = model_input(foa, az), model_input(mirror_left_right(foa), -az)
+    expected = plain.copy()
+    expected[:, channel] = -plain[:, channel] - offset
+    np.testing.assert_allclose(mirrored, expected, atol=2e-3)
+    assert audio_mirror(norm, replace(sup, audio_input="foa")) is None
 
 
 def test_pooling_and_frame_choice():

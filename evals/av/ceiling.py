@@ -69,7 +69,7 @@ from pipeline.foa import dipole_rotation_matrix
 from pipeline.ground_truth import is_synthetic_dataset
 from pipeline.shards import NORM_STATS_NAME, ShardIndex, open_shard, read_norm_stats
 from pipeline.spatial import direction_vector
-from trainer.data import AUDIO_FEATURES
+from trainer.data import AUDIO_FEATURES, IV_Y_CHANNEL
 from evals.audio.binary import (BinaryEvalConfig, accuracy_with_se, rotate_by_yaw,
                                 scored_subset, views_showing_sounding_object, window_yaws_rad)
 from evals.cli import run_evaluator
@@ -125,15 +125,20 @@ class SupervisedConfig:
     width: int = 24                   # channels of the first conv; later layers 2x
     embed_dim: int = 64
     dropout: float = 0.3
+    map_channels: int = 8             # per cell of the crop grid in the spatial term
+    mirror: bool = True               # half the training pairs mirrored (crop and sound field)
     negatives_per_window: int = 4     # yaw bank of a training window (the first = binary's)
     val_fraction: float = 0.2         # of the training clips, to pick the epoch
-    max_epochs: int = 30
-    patience: int = 5
+    max_epochs: int = 60
+    patience: int = 10
     max_minutes: float = 3.0          # per network (the full one and each control)
-    batch_size: int = 64              # crops per step (each gives a positive and a negative)
+    batch_size: int = 64              # crops per step (K per window; each crop gives a
+                                      # positive and a negative pair)
+    loss_on: Literal["view", "window"] = "window"   # window: on the K views' mean logit
     lr: float = 2e-3
     weight_decay: float = 1e-4
     controls: bool = True
+    control_max_epochs: int = 8       # video-only control (50 % by construction)
 
 
 @dataclass(frozen=True)
@@ -474,41 +479,77 @@ def _conv(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
 
 
 class PairNet(nn.Module):
-    """Crop CNN + audio CNN + fusion MLP: one logit per (crop, audio) pair, > 0 = aligned.
+    """Crop CNN + audio CNN, fused twice: one logit per (crop, audio) pair, > 0 = aligned.
 
     Video ``(B, 3 V, S, S)`` uint8 (V frames stacked), audio ``(B, C, M', F')`` standardised.
-    A blanked side (``use_video`` / ``use_audio`` false) is a constant zero embedding: a
-    network that never sees that input (the shortcut controls).
+    The logit is an MLP of the two embeddings (and their product) plus a spatial term: the
+    video trunk's ``G x G`` feature map (``map_channels`` per cell) dotted with a map the audio
+    embedding predicts for the same cells, i.e. "is there something where the sound comes
+    from". A blanked side (``use_video`` / ``use_audio`` false) is a constant zero embedding:
+    a network that never sees that input (the shortcut controls).
     """
 
     def __init__(self, video_channels: int, audio_channels: int, width: int = 24,
-                 embed_dim: int = 64, dropout: float = 0.3, use_video: bool = True,
-                 use_audio: bool = True):
+                 embed_dim: int = 64, dropout: float = 0.3, map_channels: int = 8,
+                 grid: int = 7, use_video: bool = True, use_audio: bool = True):
         super().__init__()
-        self.use_video, self.use_audio, self.embed_dim = use_video, use_audio, embed_dim
-        self.video = nn.Sequential(
-            _conv(video_channels, width, 5, 2), _conv(width, 2 * width, 3, 2),
-            _conv(2 * width, 2 * width, 3, 2), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-            nn.Linear(2 * width * 16, embed_dim), nn.ReLU(inplace=True))
-        self.audio = nn.Sequential(
-            _conv(audio_channels, width, 3, 1), nn.MaxPool2d(2), _conv(width, 2 * width, 3, 1),
-            nn.AdaptiveAvgPool2d((4, 2)), nn.Flatten(), nn.Linear(2 * width * 8, embed_dim),
-            nn.ReLU(inplace=True))
+        self.use_video, self.use_audio = use_video, use_audio
+        self.embed_dim, self.map_size = embed_dim, map_channels * grid * grid
+        self.video_trunk = nn.Sequential(_conv(video_channels, width, 5, 2),
+                                         _conv(width, 2 * width, 3, 2),
+                                         _conv(2 * width, 2 * width, 3, 2))
+        self.video_embed = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                                         nn.Linear(2 * width * 16, embed_dim),
+                                         nn.ReLU(inplace=True))
+        self.video_map = nn.Sequential(nn.AdaptiveAvgPool2d(grid),
+                                       nn.Conv2d(2 * width, map_channels, 1), nn.Flatten())
+        self.audio_trunk = nn.Sequential(_conv(audio_channels, width, 3, 1), nn.MaxPool2d(2),
+                                         _conv(width, 2 * width, 3, 1),
+                                         nn.AdaptiveAvgPool2d((4, 2)), nn.Flatten())
+        # + the channels' means over all bins: the sound's mean direction, directly
+        self.audio_embed = nn.Sequential(nn.Linear(2 * width * 8 + audio_channels, embed_dim),
+                                         nn.ReLU(inplace=True))
+        self.audio_map = nn.Linear(embed_dim, self.map_size)
         self.fuse = nn.Sequential(nn.Linear(3 * embed_dim, embed_dim), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(embed_dim, 1))
 
     def embed_video(self, video_uint8: torch.Tensor) -> torch.Tensor:
+        """``(B, embed_dim + map_size)``: the crop's embedding and its flattened map."""
         if not self.use_video:
-            return video_uint8.new_zeros((len(video_uint8), self.embed_dim), dtype=torch.float32)
-        return self.video(video_uint8.float() / 255.0 - 0.5)
+            return torch.zeros((len(video_uint8), self.embed_dim + self.map_size),
+                               device=video_uint8.device)
+        trunk = self.video_trunk(video_uint8.float() / 255.0 - 0.5)
+        return torch.cat([self.video_embed(trunk), self.video_map(trunk)], dim=1)
 
     def logits(self, video_embedding: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        audio = audio.float()
         if self.use_audio:
-            a = self.audio(audio.float())
+            a = self.audio_embed(torch.cat([self.audio_trunk(audio), audio.mean((2, 3))], 1))
         else:
-            a = audio.new_zeros((len(audio), self.embed_dim), dtype=torch.float32)
-        v = video_embedding
-        return self.fuse(torch.cat([v, a, v * a], dim=1)).squeeze(1)
+            a = torch.zeros((len(audio), self.embed_dim), device=audio.device)
+        v, v_map = video_embedding.split([self.embed_dim, self.map_size], dim=1)
+        spatial = (v_map * self.audio_map(a)).sum(1) / self.map_size
+        return self.fuse(torch.cat([v, a, v * a], dim=1)).squeeze(1) + spatial
+
+
+def audio_mirror(norm: dict, sup: SupervisedConfig) -> tuple[int, np.ndarray] | None:
+    """How the standardised, pooled audio input of a mirrored scene (``Y -> -Y``, what a
+    horizontally flipped crop needs, CONVENTIONS.md) is made from the input: the channel of
+    ``I_y`` and the offset ``o`` ``(M', 1)`` per pooled band, with ``input' = -input - o`` on
+    that channel (``o = pool(2 mean / std)``: exact, as the standardisation is affine per band
+    and constant in time). None when the input has no sign-carrying channel (log-mel
+    magnitudes do not change)."""
+    keys = AUDIO_FEATURES[sup.audio_input]
+    if "iv" not in keys:
+        return None
+    channel = sum(4 if key == "logmel_foa" else 1 for key in keys[:keys.index("iv")]) \
+        + IV_Y_CHANNEL
+    if "iv" not in norm:
+        return channel, np.zeros((1, 1), np.float32)
+    stats = norm["iv"]
+    offset = 2.0 * stats.mean[IV_Y_CHANNEL] / stats.std[IV_Y_CHANNEL]               # (M,)
+    pooled = pool_audio(offset[None, :, None], sup.audio_pool_mels, 1)[0]           # (M', 1)
+    return channel, pooled.astype(np.float32)
 
 
 def split_clips(clip_ids: np.ndarray, val_fraction: float, rng: np.random.Generator
@@ -548,53 +589,82 @@ def predict(net: PairNet, video: np.ndarray, audio_positive: np.ndarray,
 
 
 def train_pair_net(data: SplitData, sup: SupervisedConfig, device: torch.device, seed: int, *,
-                   use_video: bool = True, use_audio: bool = True
+                   mirror: tuple[int, np.ndarray] | None = None, use_video: bool = True,
+                   use_audio: bool = True, max_epochs: int | None = None
                    ) -> tuple[PairNet, dict[str, Any]]:
-    """Train a :class:`PairNet` on the binary decision (binary cross-entropy, Adam).
+    """Train a :class:`PairNet` on the binary decision (binary cross-entropy, AdamW).
 
-    Every epoch sees each (window, view) crop once with its positive and one negative drawn
-    from the window's yaw bank; the clips of ``sup.val_fraction`` are held out with their
-    first (the binary evaluation's) negative, and the network of the lowest held-out loss is
-    kept. Stops after ``sup.patience`` epochs without a new minimum, at ``sup.max_epochs`` or
-    after ``sup.max_minutes``. Returns the network and its fit record."""
+    Every epoch sees each training window once: its K crops with their positives and one
+    negative yaw drawn from the window's bank, half of the windows mirrored (with
+    ``sup.mirror``: crops flipped left to right and the audio of the mirrored scene,
+    :func:`audio_mirror`). The loss is on every view's logit (``sup.loss_on = view``) or on the
+    K views' mean logit (``window``: the decision the 4-view score makes). The clips of
+    ``sup.val_fraction`` are held out with their first (the binary evaluation's) negative, and
+    the network of the lowest held-out loss is kept. Stops after ``sup.patience`` epochs
+    without a new minimum, at ``max_epochs`` (default ``sup.max_epochs``) or after
+    ``sup.max_minutes``. Returns the network and its fit record."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     fit_rows, val_rows = split_clips(data.clip_id, sup.val_fraction, rng)
     fit, val = data.take(fit_rows), data.take(val_rows)
     n, r, k = fit.audio_negative.shape[:3]
     net = PairNet(data.video.shape[2], data.audio_positive.shape[2], sup.width, sup.embed_dim,
-                  sup.dropout, use_video, use_audio).to(device)
+                  sup.dropout, sup.map_channels, use_video=use_video,
+                  use_audio=use_audio).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=sup.lr, weight_decay=sup.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
-    video = torch.from_numpy(fit.video.reshape(n * k, *fit.video.shape[2:]))
-    positives = torch.from_numpy(fit.audio_positive.reshape(n * k, *fit.audio_positive.shape[2:]))
-    negatives = torch.from_numpy(np.ascontiguousarray(fit.audio_negative.swapaxes(1, 2)).reshape(
-        n * k, r, *fit.audio_negative.shape[3:]))
+    video = torch.from_numpy(fit.video)                                   # (n, K, 3V, S, S)
+    positives = torch.from_numpy(fit.audio_positive)                      # (n, K, C, M', F')
+    negatives = torch.from_numpy(fit.audio_negative)                      # (n, R, K, C, M', F')
     record: dict[str, Any] = {"epochs_run": 0, "best_epoch": 0, "val_loss": None,
                               "val_accuracy_pct": None, "stopped_by": "max_epochs",
-                              "n_fit_windows": int(n), "n_val_windows": int(len(val_rows))}
+                              "n_fit_windows": int(n), "n_val_windows": int(len(val_rows)),
+                              "train_loss": []}
+    if mirror is not None:
+        mirror_channel, mirror_offset = mirror[0], torch.from_numpy(mirror[1])
+    windows_per_step = max(1, sup.batch_size // k)
     best_state, started = None, time.perf_counter()
-    for epoch in range(sup.max_epochs):
+    for epoch in range(max_epochs or sup.max_epochs):
         net.train()
-        order = torch.from_numpy(rng.permutation(n * k))
-        choice = torch.from_numpy(rng.integers(r, size=n * k))
-        for start in range(0, n * k, sup.batch_size):
-            idx = order[start:start + sup.batch_size]
-            v = net.embed_video(video[idx].to(device))
-            audio = torch.cat([positives[idx], negatives[idx, choice[idx]]]).to(device)
-            logits = net.logits(torch.cat([v, v]), audio)
-            target = torch.cat([torch.ones(len(idx)), torch.zeros(len(idx))]).to(device)
+        order = torch.from_numpy(rng.permutation(n))
+        choice = torch.from_numpy(rng.integers(r, size=n))      # one yaw per window, all views
+        flip = torch.from_numpy(rng.random(n) < 0.5) if sup.mirror else None
+        total = 0.0
+        for start in range(0, n, windows_per_step):
+            idx = order[start:start + windows_per_step]
+            b = len(idx)
+            crops = video[idx]
+            audio = torch.stack([positives[idx], negatives[idx, choice[idx]]]).float()
+            if flip is not None:     # the whole window mirrored: crops and sound field
+                mirrored = flip[idx]
+                crops = torch.where(mirrored[:, None, None, None, None], crops.flip(-1), crops)
+                if mirror is not None:
+                    turned = -audio[:, :, :, mirror_channel] - mirror_offset
+                    audio[:, :, :, mirror_channel] = torch.where(
+                        mirrored[None, :, None, None, None], turned,
+                        audio[:, :, :, mirror_channel])
+            v = net.embed_video(crops.flatten(0, 1).to(device))
+            logits = net.logits(torch.cat([v, v]), audio.flatten(0, 2).to(device)).view(2, b, k)
+            if sup.loss_on == "window":       # the K views decide together, as scored
+                logits = logits.mean(2, keepdim=True)
+            target = torch.ones_like(logits)
+            target[1] = 0.0
             loss = loss_fn(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            total += float(loss.detach()) * b
         record["epochs_run"] = epoch + 1
+        record["train_loss"].append(round(total / n, 4))
         pos, neg = predict(net, val.video, val.audio_positive, val.audio_negative[:, :1],
-                           device)
+                           device)                                    # (n_val, K), (n_val, 1, K)
+        if sup.loss_on == "window":
+            pos, neg = pos.mean(-1), neg.mean(-1)
         logits_val = torch.from_numpy(np.concatenate([pos.ravel(), neg.ravel()]))
         target_val = torch.cat([torch.ones(pos.size), torch.zeros(neg.size)])
         val_loss = float(loss_fn(logits_val, target_val))
-        log.debug("epoch %d: val loss %.4f", epoch + 1, val_loss)
+        log.debug("epoch %d: train loss %.4f, val loss %.4f", epoch + 1,
+                  record["train_loss"][-1], val_loss)
         if record["val_loss"] is None or val_loss < record["val_loss"]:
             best_state = copy.deepcopy(net.state_dict())
             record.update(best_epoch=epoch + 1, val_loss=round(val_loss, 4),
@@ -612,9 +682,12 @@ def train_pair_net(data: SplitData, sup: SupervisedConfig, device: torch.device,
 
 
 def supervised_ceiling(train: SplitData, test: SplitData, sup: SupervisedConfig,
-                       device: torch.device, seed: int) -> dict[str, Any]:
-    """Scores of the network trained on the binary decision, with its controls."""
-    net, record = train_pair_net(train, sup, device, seed)
+                       device: torch.device, seed: int,
+                       mirror: tuple[int, np.ndarray] | None = None) -> dict[str, Any]:
+    """Scores of the network trained on the binary decision, with its controls (the
+    video-only one trained for at most ``sup.control_max_epochs``: a positive and its negative
+    share the crop, so it cannot leave 50 %)."""
+    net, record = train_pair_net(train, sup, device, seed, mirror=mirror)
     pos, neg = predict(net, test.video, test.audio_positive, test.audio_negative, device)
     result: dict[str, Any] = {**pair_scores(pos, neg, test.clip_id, test.decidable),
                               "fit": record}
@@ -623,8 +696,11 @@ def supervised_ceiling(train: SplitData, test: SplitData, sup: SupervisedConfig,
     if not sup.controls:
         return result
     controls: dict[str, Any] = {}
-    for name, flags in (("audio_only", dict(use_video=False)), ("video_only", dict(use_audio=False))):
-        control, control_record = train_pair_net(train, sup, device, seed + 1, **flags)
+    for name, flags in (("audio_only", dict(use_video=False)),
+                        ("video_only", dict(use_audio=False,
+                                            max_epochs=sup.control_max_epochs))):
+        control, control_record = train_pair_net(train, sup, device, seed + 1, mirror=mirror,
+                                                 **flags)
         pos, neg = predict(control, test.video, test.audio_positive, test.audio_negative, device)
         controls[name] = {**pair_scores(pos, neg, test.clip_id, test.decidable),
                           "fit": control_record}
@@ -773,7 +849,9 @@ def evaluate_ceiling(cfg: CeilingRun) -> dict[str, Any]:
     result: dict[str, Any] = {"preset": cfg.preset, "shards": str(cfg.shards_dir or shards_dir)}
     if cfg.supervised.enabled:
         result["supervised"] = supervised_ceiling(train, test, cfg.supervised, device,
-                                                  pairs.seed * 100 + 11)
+                                                  pairs.seed * 100 + 11,
+                                                  audio_mirror(norm, cfg.supervised)
+                                                  if cfg.supervised.mirror else None)
     if cfg.oracle.enabled:
         oracle = oracle_ceiling(train, test, cfg.oracle, pairs.seed)
         oracle["without_sounding"] = oracle_ceiling(
