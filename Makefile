@@ -163,7 +163,7 @@ localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip
 embed: $(STAMP) ## Audio embeddings of a folder of ambiX/FuMa WAVs: make embed IN=dir OUT=emb.h5
 	$(PY) -m evals.audio.embed in_dir=$(IN) out=$(OUT) ckpt=$(CKPT) $(ARGS)
 
-reproduce: $(STAMP) ## Paper comparisons on the spatial preset, 3 seeds, resumable -> results/reproduction/, docs/RESULTS.md
+reproduce: $(STAMP) ## Paper comparisons on the spatial preset (5 seeds, 200 test clips x 4 yaws), resumable -> results/reproduction/, docs/RESULTS.md
 	$(PY) scripts/reproduce.py $(ARGS)
 
 results: $(STAMP) ## Markdown table of every run's scores next to the published numbers

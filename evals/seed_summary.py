@@ -7,7 +7,7 @@ differences.
     make demo-seeds          # trains seeds 1 and 2, evaluates all six runs, writes this report
 
 The i-th run of each group shares pretraining seed i. Read from each run folder:
-``eval_binary.json`` (uniform viewpoints, :mod:`evals.audio.binary`), ``eval_direction.json``
+the binary evaluation on uniform viewpoints (:mod:`evals.audio.binary`), ``eval_direction.json``
 (:mod:`evals.audio.direction`) and ``eval_seld.json`` (:mod:`evals.audio.seld`; per run the mean
 over its head seeds). A missing evaluation leaves its cells "–".
 
@@ -32,8 +32,9 @@ from typing import Any, Callable, Mapping, Sequence
 from evals.reproduction import (mean_sd, pair_level_difference, paired_difference,
                                 summarise_binary, summarise_pairs)
 
-BINARY_JSON, DIRECTION_JSON, SELD_JSON = "eval_binary.json", "eval_direction.json", \
-    "eval_seld.json"
+#: Where a run's binary evaluation on uniform viewpoints is, in order of preference.
+UNIFORM_BINARY_JSONS = ("eval_binary_random.json", "eval_binary.json")
+DIRECTION_JSON, SELD_JSON = "eval_direction.json", "eval_seld.json"
 #: (label, task, view count) of the binary rows.
 BINARY_ROWS = (("AVC-bin, 4 views", "avc", "4"), ("AVSA-bin, 4 views", "avsa", "4"),
                ("AVSA-bin, 1 view", "avsa", "1"))
@@ -50,14 +51,16 @@ def _read(run: Path, name: str) -> dict[str, Any] | None:
 
 
 def binary_record(run: Path) -> dict[str, Any] | None:
-    """The grid record's view of a run's ``eval_binary.json`` (accuracies, SEs, controls and,
-    where its pair file exists, the per-pair correctness)."""
-    binary = _read(run, BINARY_JSON)
+    """The grid record's view of a run's binary evaluation on uniform viewpoints (accuracies,
+    SEs, controls and, where its pair file exists, the per-pair correctness):
+    ``eval_binary_random.json``, or ``eval_binary.json`` of a run trained on random ones."""
+    binary = next((b for name in UNIFORM_BINARY_JSONS if (b := _read(run, name)) is not None
+                   and b.get("pair_viewpoints", "random") == "random"), None)
     if binary is None:
         return None
     record = summarise_binary(binary)
-    pair_file = run / BINARY_JSON.replace(".json", ".pairs.npz")
-    if pair_file.is_file() and binary.get("pair_keys_digest"):
+    pair_file = run / (binary.get("pairs_file") or "-")      # stored beside the JSON
+    if binary.get("pair_keys_digest") and pair_file.is_file():
         record.update(summarise_pairs(pair_file, binary["pair_keys_digest"]))
     return record
 

@@ -7,7 +7,8 @@
 # (8 one-viewpoint epochs, a quarter of the cost of an AVSA epoch) and its binary evaluation
 # run while the AVC -> AVSA model trains; then the AVSA model's evaluations run two at a time,
 # one thread each: binary on uniform viewpoints (the authors' protocol) and localisation in
-# front, binary on its YOLO viewpoints, scenes and SELD (synthetic STARSS23 layout) alongside.
+# front, then the direction probe; binary on its YOLO viewpoints, scenes and SELD (synthetic
+# STARSS23 layout) alongside.
 # Side-job logs: runs/demo_logs/<name>.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ MAKE_CMD=(make --no-print-directory)
 : "${DEMO_EXP:=foa_iv_yolo}"
 : "${DETECTOR:=assets/detector/synthetic_yolo.pt}"
 : "${DEMO_TRAIN:?}" "${DEMO_AVC:?}" "${DEMO_PREP:?}" "${DEMO_DETECTOR:?}"
-: "${DEMO_EIGEN_DIR:?}" "${DEMO_EIGEN_SYNTH:?}" "${DEMO_EIGEN:?}" "${DEMO_LOC:?}" "${DEMO_SELD:?}"
+: "${DEMO_EIGEN_DIR:?}" "${DEMO_EIGEN_SYNTH:?}" "${DEMO_EIGEN:?}" "${DEMO_LOC:?}" "${DEMO_SELD:?}" "${DEMO_DIRECTION?}"
 LOGS=runs/demo_logs
 mkdir -p "$LOGS"
 
@@ -56,12 +57,15 @@ if [[ ! -f "$DETECTOR" ]]; then
   "${MAKE_CMD[@]}" detector ARGS="$DEMO_DETECTOR"
 fi
 "${MAKE_CMD[@]}" preprocess SHARDS="$DEMO_SHARDS" ARGS="$DEMO_PREP"
+# The STARSS23-layout set of SELD and the direction probe, made once before they run side by side.
+"${MAKE_CMD[@]}" starss23-synth
 
 side avc_model avc_model
 "${MAKE_CMD[@]}" train EXP="$DEMO_EXP" SHARDS="$DEMO_SHARDS" ARGS="$DEMO_TRAIN run.name=demo_avsa"
 side avsa_yolo_scenes avsa_yolo_scenes
 "${MAKE_CMD[@]}" eval-avsa CKPT=runs/demo_avsa/ckpt.pt
 "${MAKE_CMD[@]}" localize CKPT=runs/demo_avsa/ckpt.pt ARGS="$DEMO_LOC"
+"${MAKE_CMD[@]}" eval-direction CKPT=runs/demo_avsa/ckpt.pt ARGS="$DEMO_DIRECTION"
 echo "==> waiting for the side jobs"
 wait_side avsa_yolo_scenes
 wait_side avc_model

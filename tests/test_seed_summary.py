@@ -41,7 +41,7 @@ def _runs(tmp_path, name, avsa, encoder_median, f_scores):
     for seed, (acc, median, f) in enumerate(zip(avsa, encoder_median, f_scores)):
         run = tmp_path / f"{name}_{seed}"
         run.mkdir()
-        (run / "eval_binary.json").write_text(json.dumps(_binary(acc, 52.0)))
+        (run / "eval_binary_random.json").write_text(json.dumps(_binary(acc, 52.0)))
         (run / "eval_direction.json").write_text(json.dumps(_direction(median, 40.0)))
         (run / "eval_seld.json").write_text(json.dumps(_seld(f, 0.10)))
         runs.append(run)
