@@ -207,7 +207,8 @@ def test_oracle_is_at_chance_when_the_audio_is_independent(tmp_path, monkeypatch
 def test_command_writes_the_documented_json_and_its_config(tmp_path, capsys):
     shards = write_shards(tmp_path / "shards")
     out = tmp_path / "results" / "ceiling-factory.json"
-    assert main(["preset=factory", f"shards_dir={shards}", f"out={out}", *FAST]) == 0
+    assert main(["preset=factory", f"shards_dir={shards}", f"out={out}", *FAST,
+                 "oracle.model=mlp"]) == 0
     result = json.loads(out.read_text())
     for key in ("preset", "shards", "supervised", "oracle", "n_test_pairs", "command", "minutes"):
         assert key in result
@@ -221,6 +222,7 @@ def test_command_writes_the_documented_json_and_its_config(tmp_path, capsys):
     assert result["supervised"]["controls"]["video_only"]["avsa_bin_1"] == 50.0
     assert result["supervised"]["fit"]["epochs_run"] == 2
     assert "supervised.max_epochs=2" in result["command"]
+    assert "oracle.model=mlp" in result["command"]
     assert (out.parent / "ceiling-factory.config.yaml").is_file()
     assert "oracle (gt in crop)" in capsys.readouterr().out
 
