@@ -537,9 +537,17 @@ def anchors_markdown() -> str:
 
 
 SELD_JSON = "eval_seld.json"
-SELD_ARM_LABELS = {"encoder": "frozen encoder", "random_encoder": "random encoder (control)",
-                   "dcase_features": "DCASE log-mel + IV (baseline)",
+SELD_ARM_LABELS = {"encoder": "frozen encoder, K viewpoints",
+                   "random_encoder": "random encoder, K viewpoints (control)",
+                   "front_view": "frozen encoder, front view only, mel max-pooled",
+                   "dcase_features": "DCASE baseline features (log-mel + IV)",
                    "no_input": "no input: label priors only (control)"}
+DIRECTION_JSON = "eval_direction.json"
+DIRECTION_ARM_LABELS = {"encoder": "frozen encoder, K viewpoints",
+                        "random_encoder": "random encoder, K viewpoints (control)",
+                        "front_view": "frozen encoder, front view only",
+                        "foa_iv": "FOA intensity vectors (hand-made)",
+                        "log_mel": "FOA log-mel (hand-made)"}
 
 
 def collect_seld(runs_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -550,6 +558,41 @@ def collect_seld(runs_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
         if result is not None and result.get("task") == "seld":
             found.append((path, result))
     return found
+
+
+def collect_direction(runs_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, result)`` of every ``<run>/eval_direction.json`` under ``runs_dir``."""
+    found = []
+    for path in sorted(runs_dir.glob(f"*/{DIRECTION_JSON}")):
+        result = _read_json(path)
+        if result is not None and result.get("task") == "direction":
+            found.append((path, result))
+    return found
+
+
+def direction_markdown(results: Sequence[tuple[Path, dict[str, Any]]]) -> str:
+    """One row per run and arm: median angular error and % within 20°, one and two sources."""
+    header = ("| run | data | input to the probe | one source: median error ° | within 20° % "
+              "| two sources: median error ° | within 20° % | config |\n"
+              "|---|---|---|---|---|---|---|---|")
+    rows = []
+    for path, result in results:
+        data = ("SYNTHETIC STARSS23-layout" if result.get("synthetic")
+                else "STARSS23 dev-test")
+        config = config_path_of(path)
+        for arm in result.get("arms", []):
+            summary = result["summary"][arm]
+
+            def cell(variant: str, key: str) -> str:
+                value = summary[variant][key]["mean"]
+                return "–" if value is None else f"{value:.1f}"
+            rows.append(f"| {path.parent.name} | {data} | {DIRECTION_ARM_LABELS.get(arm, arm)} "
+                        f"| {cell('single_source', 'median_error_deg')} "
+                        f"| {cell('single_source', 'within_pct')} "
+                        f"| {cell('two_sources', 'median_error_deg')} "
+                        f"| {cell('two_sources', 'within_pct')} "
+                        f"| {config.name if config.is_file() else '–'} |")
+    return "\n".join([header, *rows])
 
 
 def seld_markdown(results: Sequence[tuple[Path, dict[str, Any]]]) -> str:
@@ -579,7 +622,8 @@ def seld_markdown(results: Sequence[tuple[Path, dict[str, Any]]]) -> str:
 def render_report(runs: Sequence[RunScores], runs_dir: Path,
                   downstream: Sequence[DownstreamScores] = (),
                   multisensory: Sequence[RunScores] = (),
-                  seld: Sequence[tuple[Path, dict[str, Any]]] = ()) -> str:
+                  seld: Sequence[tuple[Path, dict[str, Any]]] = (),
+                  direction: Sequence[tuple[Path, dict[str, Any]]] = ()) -> str:
     legend = ("Accuracies and hit rates in percent. AVC-bin / AVSA-bin: binary classification on "
               "frozen features with 1 viewpoint, averaged over 4 viewpoints, and over 4 with the "
               "translation transformer (Morgado et al. 2020). EigenScape: mean accuracy over the "
@@ -615,22 +659,34 @@ def render_report(runs: Sequence[RunScores], runs_dir: Path,
     multisensory_body = (multisensory_markdown(multisensory) if multisensory
                          else f"_No multisensory runs found under `{runs_dir}`._")
     seld_legend = (
-        "SELD (evals.audio.seld): the DCASE 2023 task 3 metrics on the test recordings, 1 s "
-        "segments, macro over classes: location-dependent error rate (ER20, lower is better) "
-        "and F-score within 20°, class-dependent localisation error (LE) and recall (LR), and "
-        "SELD = mean(ER, 1 − F, LE/180, 1 − LR). Every row trains the same 2-layer BiGRU "
-        "multi-ACCDOA head, same budget and seeds, on a different input: the run's frozen "
-        "audio encoder, the same network with random weights, the DCASE baseline's log-mel "
-        "and intensity-vector features, or a constant (what the label priors alone score). "
+        "SELD (evals.audio.seld): the DCASE 2023 task 3 metrics with the official code's "
+        "semantics on the test recordings: one location-dependent error rate pooled over "
+        "classes per 1 s segment (ER20, lower is better), F-score within 20°, class-dependent "
+        "localisation error (LE, 180° for a class never localised) and recall (LR) macro over "
+        "classes, and SELD = mean(ER, 1 − F, LE/180, 1 − LR). Every row trains the same "
+        "temporal-convolution multi-ACCDOA head, the same number of optimizer steps and seeds, "
+        "on a different input: the run's frozen audio encoder read out at K viewpoints with "
+        "the mel axis kept, the same network with random weights, the encoder's front view "
+        "alone (mel max-pooled), the DCASE baseline's exact input features, or a constant "
+        "(what the label priors alone score). "
         "For comparison, the DCASE 2023 FOA baseline (its own CRNN, trained end to end on "
         "STARSS23 plus synthetic data) reports ER 0.57, F 29.9 %, LE 21.6°, LR 47.7 % on the "
         "real dev-test split.")
     seld_body = (seld_markdown(seld) if seld
                  else f"_No SELD results found under `{runs_dir}/*/{SELD_JSON}`._")
+    direction_legend = (
+        "Direction probe (evals.audio.direction): a ridge regression from each input to the "
+        "unit direction of the source, fitted on the training recordings' frames with one "
+        "active source (penalty chosen on a validation part of them) and scored on the test "
+        "recordings: median angular error and share within 20°; two sources: the same probe "
+        "scored against the nearer source. The hand-made inputs do not depend on the run.")
+    direction_body = (direction_markdown(direction) if direction
+                      else f"_No direction probes found under `{runs_dir}/*/{DIRECTION_JSON}`._")
     return "\n\n".join([
         "# Results", legend, body,
         "## Downstream tasks", downstream_legend, downstream_body,
         "## Sound event localisation and detection (STARSS23)", seld_legend, seld_body,
+        "## Direction probe", direction_legend, direction_body,
         "## Multisensory baseline (Owens & Efros 2018)", multisensory_legend, multisensory_body,
         "## Published anchors", anchors_markdown(),
     ]) + "\n"
@@ -645,9 +701,10 @@ def write_results(runs_dir: str | Path, out_path: str | Path,
     downstream = collect_downstream(runs_dir)
     multisensory = collect_multisensory(runs_dir, root)
     seld = collect_seld(runs_dir)
+    direction = collect_direction(runs_dir)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(render_report(runs, runs_dir, downstream, multisensory, seld),
+    tmp.write_text(render_report(runs, runs_dir, downstream, multisensory, seld, direction),
                    encoding="utf-8")
     tmp.replace(out_path)
     log.info("wrote %s (%d evaluated runs in %d rows, %d downstream results, %d multisensory "

@@ -295,9 +295,31 @@ def test_seld_results_get_one_row_per_arm_with_mean_and_sd(tmp_path):
     out = results_table.write_results(runs, tmp_path / "results.md")
     text = out.read_text()
     section = text.split("## Sound event localisation and detection (STARSS23)")[1]
+    section = section.split("## Direction probe")[0]
     rows = [line for line in section.splitlines() if line.startswith("| demo_avsa")]
     assert len(rows) == 2
-    assert rows[0].split(" | ")[1:8] == ["SYNTHETIC STARSS23-layout", "frozen encoder",
+    assert rows[0].split(" | ")[1:8] == ["SYNTHETIC STARSS23-layout",
+                                         "frozen encoder, K viewpoints",
                                          "0.50 ± 0.01", "40.0 ± 1.0", "20.0 ± 0.0",
                                          "60.0 ± 1.0", "0.38 ± 0.01"]
-    assert "DCASE log-mel + IV" in rows[1]
+    assert "DCASE baseline features" in rows[1]
+
+
+def test_direction_probe_results_get_one_row_per_arm(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "demo_avsa").mkdir(parents=True)
+
+    def scores(single, two):
+        return {"single_source": {"median_error_deg": {"mean": single, "sd": 0.0},
+                                  "within_pct": {"mean": 100.0 - single, "sd": 0.0}},
+                "two_sources": {"median_error_deg": {"mean": two, "sd": 0.0},
+                                "within_pct": {"mean": None, "sd": None}}}
+    (runs / "demo_avsa" / "eval_direction.json").write_text(json.dumps(
+        {"task": "direction", "synthetic": True, "arms": ["encoder", "foa_iv"],
+         "summary": {"encoder": scores(30.0, 45.5), "foa_iv": scores(5.25, 20.0)}}))
+    text = results_table.write_results(runs, tmp_path / "results.md").read_text()
+    section = text.split("## Direction probe")[1].split("## Multisensory")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| demo_avsa")]
+    assert [row.split(" | ")[2:7] for row in rows] == [
+        ["frozen encoder, K viewpoints", "30.0", "70.0", "45.5", "–"],
+        ["FOA intensity vectors (hand-made)", "5.2", "94.8", "20.0", "–"]]

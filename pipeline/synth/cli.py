@@ -312,6 +312,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sta.add_argument("--n-test-per-split", type=int, default=defaults.n_test_per_split,
                      help="recordings in each of dev-test-sony and dev-test-tau")
     sta.add_argument("--duration-s", type=float, default=defaults.duration_s)
+    sta.add_argument("--max-sources", type=int, default=defaults.max_sources,
+                     help="most sources in a recording (at least 1)")
     sta.add_argument("--width", type=int, default=defaults.width,
                      help="equirectangular width; height = width / 2")
     sta.add_argument("--fps", type=int, default=defaults.fps)
@@ -360,7 +362,7 @@ def _run(args: argparse.Namespace) -> None:
         cfg = starss23.Starss23SynthConfig(
             n_train_per_split=args.n_train_per_split, n_test_per_split=args.n_test_per_split,
             duration_s=args.duration_s, width=args.width, fps=args.fps,
-            sample_rate=args.sample_rate)
+            sample_rate=args.sample_rate, max_sources=args.max_sources)
         log.info("resolved starss23 config: %s", dataclasses.asdict(cfg))
         generate_starss23(args.out, seed=args.seed, cfg=cfg, workers=args.workers)
     else:
