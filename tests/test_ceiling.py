@@ -208,7 +208,7 @@ def test_command_writes_the_documented_json_and_its_config(tmp_path, capsys):
     shards = write_shards(tmp_path / "shards")
     out = tmp_path / "results" / "ceiling-factory.json"
     assert main(["preset=factory", f"shards_dir={shards}", f"out={out}", *FAST,
-                 "oracle.model=mlp"]) == 0
+                 "oracle.model=mlp", "supervised.extra_train_viewpoints=yolo"]) == 0
     result = json.loads(out.read_text())
     for key in ("preset", "shards", "supervised", "oracle", "n_test_pairs", "command", "minutes"):
         assert key in result
@@ -221,6 +221,9 @@ def test_command_writes_the_documented_json_and_its_config(tmp_path, capsys):
     # A positive and its negative share the crop: the video alone is at chance exactly.
     assert result["supervised"]["controls"]["video_only"]["avsa_bin_1"] == 50.0
     assert result["supervised"]["fit"]["epochs_run"] == 2
+    # the yolo crops of the same training windows join the training pairs, not the validation
+    fit = result["supervised"]["fit"]
+    assert fit["n_fit_windows"] + fit["n_val_windows"] > result["n_train_windows"]
     assert "supervised.max_epochs=2" in result["command"]
     assert "oracle.model=mlp" in result["command"]
     assert (out.parent / "ceiling-factory.config.yaml").is_file()

@@ -53,7 +53,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -128,6 +128,10 @@ class SupervisedConfig:
     map_channels: int = 8             # per cell of the crop grid in the spatial term
     mirror: bool = True               # half the training pairs mirrored (crop and sound field)
     negatives_per_window: int = 4     # yaw bank of a training window (the first = binary's)
+    # Also train on the crops of this stored viewpoint set of the same training windows
+    # ("" = none; "yolo": detection-centred crops, many with a sounding object in front). The
+    # epoch is still chosen, and the test pairs drawn, on pairs.viewpoints only.
+    extra_train_viewpoints: str = ""
     val_fraction: float = 0.2         # of the training clips, to pick the epoch
     max_epochs: int = 60
     patience: int = 10
@@ -355,9 +359,19 @@ class SplitData:
     decidable: np.ndarray
     clip_id: np.ndarray
     window_index: np.ndarray
+    extra_views: np.ndarray | None = None   # (N,) bool: crops of extra_train_viewpoints
 
     def take(self, rows: np.ndarray) -> "SplitData":
-        return SplitData(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
+        return SplitData(*(None if getattr(self, name) is None else getattr(self, name)[rows]
+                           for name in self.__dataclass_fields__))
+
+    def with_extra(self, extra: "SplitData") -> "SplitData":
+        """These windows followed by ``extra`` (the same windows seen from another viewpoint
+        set), marked in ``extra_views``."""
+        merged = {name: np.concatenate([getattr(self, name), getattr(extra, name)])
+                  for name in self.__dataclass_fields__ if name != "extra_views"}
+        return SplitData(**merged, extra_views=np.r_[np.zeros(len(self.clip_id), bool),
+                                                     np.ones(len(extra.clip_id), bool)])
 
 
 def _resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
@@ -414,7 +428,8 @@ def extract_split(shards_dir: Path, split: str, pairs: PairsConfig, sup: Supervi
     view_set = pairs.viewpoints
     fov_field = f"views/{view_set}/fov_rad"
     k = pairs.num_viewpoints
-    out: dict[str, list[np.ndarray]] = {name: [] for name in SplitData.__dataclass_fields__}
+    out: dict[str, list[np.ndarray]] = {name: [] for name in SplitData.__dataclass_fields__
+                                        if name != "extra_views"}
     frames = None
     batches = iter_shard_batches(shards_dir, split, view_set, k, (), pairs.extract_batch,
                                  max_samples, pairs.seed, extra_fields=(fov_field, *GT_FIELDS))
@@ -606,6 +621,8 @@ def train_pair_net(data: SplitData, sup: SupervisedConfig, device: torch.device,
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     fit_rows, val_rows = split_clips(data.clip_id, sup.val_fraction, rng)
+    if data.extra_views is not None:       # the epoch is chosen on the evaluated view set
+        val_rows = val_rows[~data.extra_views[val_rows]]
     fit, val = data.take(fit_rows), data.take(val_rows)
     n, r, k = fit.audio_negative.shape[:3]
     net = PairNet(data.video.shape[2], data.audio_positive.shape[2], sup.width, sup.embed_dim,
@@ -841,6 +858,19 @@ def evaluate_ceiling(cfg: CeilingRun) -> dict[str, Any]:
     train = extract_split(shards_dir, cfg.train_split, pairs, cfg.supervised, feature_cfg, norm,
                           cfg.supervised.negatives_per_window, not missing,
                           pairs.max_train_samples, exact=False)
+    extra_set = cfg.supervised.extra_train_viewpoints
+    if extra_set and cfg.supervised.enabled:
+        if extra_set not in ("random", "yolo") or extra_set == pairs.viewpoints:
+            raise ConfigError(f"supervised.extra_train_viewpoints: expected '' or the stored "
+                              f"set other than pairs.viewpoints={pairs.viewpoints}, got "
+                              f"{extra_set!r}")
+        extra = extract_split(shards_dir, cfg.train_split, replace(pairs, viewpoints=extra_set),
+                              cfg.supervised, feature_cfg, norm,
+                              cfg.supervised.negatives_per_window, not missing,
+                              pairs.max_train_samples, exact=False)
+        supervised_train = train.with_extra(extra)
+    else:
+        supervised_train = train
     test = extract_split(shards_dir, cfg.test_split, pairs, cfg.supervised, feature_cfg, norm,
                          pairs.test_yaws_per_window, not missing, pairs.max_test_samples)
     extract_s = time.perf_counter() - started
@@ -848,10 +878,9 @@ def evaluate_ceiling(cfg: CeilingRun) -> dict[str, Any]:
              len(test.clip_id), extract_s)
     result: dict[str, Any] = {"preset": cfg.preset, "shards": str(cfg.shards_dir or shards_dir)}
     if cfg.supervised.enabled:
-        result["supervised"] = supervised_ceiling(train, test, cfg.supervised, device,
-                                                  pairs.seed * 100 + 11,
-                                                  audio_mirror(norm, cfg.supervised)
-                                                  if cfg.supervised.mirror else None)
+        mirror = audio_mirror(norm, cfg.supervised) if cfg.supervised.mirror else None
+        result["supervised"] = supervised_ceiling(supervised_train, test, cfg.supervised,
+                                                  device, pairs.seed * 100 + 11, mirror)
     if cfg.oracle.enabled:
         oracle = oracle_ceiling(train, test, cfg.oracle, pairs.seed)
         oracle["without_sounding"] = oracle_ceiling(
