@@ -36,6 +36,9 @@ one_model() {
     "${MAKE_CMD[@]}" eval-direction CKPT=runs/$run/ckpt.pt ARGS="$DEMO_DIRECTION"
 }
 
+# The STARSS23-layout sets of SELD and the direction probe, made once before jobs share them.
+"${MAKE_CMD[@]}" starss23-synth direction-synth
+
 pids=()
 for seed in 0 "${SEEDS[@]}"; do
   for kind in avsa avc; do
@@ -44,7 +47,10 @@ for seed in 0 "${SEEDS[@]}"; do
     pids+=($!)
     if (( ${#pids[@]} == 2 )); then
       for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $LOGS/" >&2; exit 1; }; done
-      pids=()
+      # The STARSS23-layout sets of SELD and the direction probe, made once before jobs share them.
+"${MAKE_CMD[@]}" starss23-synth direction-synth
+
+pids=()
     fi
   done
 done
