@@ -51,7 +51,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
