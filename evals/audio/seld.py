@@ -43,10 +43,11 @@ Protocol (the same head, budget and seeds for every arm):
   listening arms over 250-3000 steps on the synthetic set; see the comment there).
 - **Decoding**: a track is active where its vector is longer than ``activity_threshold``; two
   active tracks of one class closer than ``unify_threshold_deg`` are merged (mean direction).
-- **Scores**: location-dependent error rate and F-score within 20°, class-dependent
-  localisation error and recall, macro over the classes present in the test references (all 13
-  on STARSS23), 1 s segments, and the SELD score; mean and sd over seeds per arm, with the
-  paired difference encoder - arm per seed.
+- **Scores** (the official DCASE 2023 evaluation's semantics, :mod:`evals.audio.seld_metrics`):
+  one location-dependent error rate pooled over classes per 1 s segment, F-score within 20°,
+  class-dependent localisation error and recall macro over the classes present in the test
+  references (all 13 on STARSS23), and the SELD score; mean and sd over seeds per arm, with
+  the paired difference encoder - arm per seed.
 
 Classes and their names come from the folder: STARSS23's 13, or the synthetic stand-in's
 (``SYNTHETIC.json``), whose results are labelled SYNTHETIC.
@@ -443,9 +444,10 @@ def split_train_validation(items: Sequence[RecordingData], every: int
 
 
 def classes_in_test(data: Sequence[RecordingData]) -> list[int]:
-    """Class indices with at least one reference event in the test recordings: the macro
-    average runs over these (a class absent from the test references has no defined error
-    rate; STARSS23's test split holds all 13, so there this is the official average)."""
+    """Class indices with at least one reference event in the test recordings: the scores
+    run over these (leaving a class out keeps its insertions out of the pooled error rate and
+    its LE of 180° out of the average; STARSS23's test split holds all 13, so there this is the
+    official average)."""
     return classes_with_events([d for d in data if not d.recording.is_train])
 
 
