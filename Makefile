@@ -162,8 +162,14 @@ eval-direction: $(STAMP) $(if $(DIRECTION_DIR),,direction-synth) ## Direction pr
 	  $(warning no checkpoint at $(CKPT): hand features only)) \
 	  data_dir=$(or $(DIRECTION_DIR),$(DIRECTION_SYNTH_DIR)) $(ARGS)
 
-ceiling: $(STAMP) ## AVSA-bin ceiling of a preset's shards: supervised network + ground-truth oracle (PRESET=demo|spatial)
-	$(PY) -m evals.av.ceiling preset=$(PRESET) shards_dir=$(or $(CEILING_SHARDS),$(if $(filter demo,$(PRESET)),$(DEMO_SHARDS),data/shards/$(PRESET))) \
+# The shards each preset's ceiling is measured on: the demo's, or make reproduce's spatial set
+# (made first when missing); CEILING_SHARDS= for any other synthetic shard set.
+CEILING_SHARDS ?= $(if $(filter demo,$(PRESET)),$(DEMO_SHARDS),data/shards/$(PRESET))
+ceiling: $(STAMP) ## AVSA-bin ceilings: a network trained on the decision + a ground-truth oracle (PRESET=demo|spatial)
+	$(if $(filter spatial,$(PRESET)),$(PY) scripts/reproduce.py --data-only)
+	@test -f $(CEILING_SHARDS)/shards.jsonl || { echo "error: no shards at $(CEILING_SHARDS)" \
+	  "(PRESET=demo: run make demo first; or give CEILING_SHARDS=...)"; exit 2; }
+	$(PY) -m evals.av.ceiling preset=$(PRESET) shards_dir=$(CEILING_SHARDS) \
 	  out=results/reproduction/ceiling-$(PRESET).json $(ARGS)
 
 localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip, else test shards)

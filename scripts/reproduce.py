@@ -105,6 +105,18 @@ def ensure_data(python: str) -> None:
             f"paths.out_dir={SHARDS}", *PREPROCESS])
 
 
+def ensure_ceiling(python: str) -> Path:
+    """The preset's AVSA-bin ceilings (:mod:`evals.av.ceiling`) on the grid's test split,
+    computed unless ``ceiling-spatial.json`` already holds them for as many test clips."""
+    out = ROOT / RESULTS_DIR / "ceiling-spatial.json"
+    if out.is_file() and json.loads(out.read_text()).get("n_test_clips") == \
+            test_clips_in_shards(ROOT / SHARDS):
+        return out
+    sh([python, "-m", "evals.av.ceiling", "preset=spatial", f"shards_dir={SHARDS}",
+        f"out={out.relative_to(ROOT)}"], ROOT / RUNS / "logs" / "ceiling-spatial.log")
+    return out
+
+
 def record_is_current(path: Path) -> bool:
     """Whether a grid record exists and was scored with :data:`EVALUATION`."""
     return path.is_file() and json.loads(path.read_text()).get("evaluation") == EVALUATION
@@ -157,10 +169,17 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(GRID), help="a part of the grid")
     parser.add_argument("--report-only", action="store_true",
                         help="only regenerate docs/RESULTS.md from the JSONs")
+    parser.add_argument("--data-only", action="store_true",
+                        help="only make the preset's data and shards (what `make ceiling "
+                             "PRESET=spatial` needs)")
     args = parser.parse_args()
     python = sys.executable
+    if args.data_only:
+        ensure_data(python)
+        return 0
     if not args.report_only:
         ensure_data(python)
+        ensure_ceiling(python)
         cells = [(e, s) for s in args.seeds for e in (args.only or GRID)]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             for future in [pool.submit(run_one, python, e, s) for e, s in cells]:
