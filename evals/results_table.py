@@ -550,22 +550,13 @@ DIRECTION_ARM_LABELS = {"encoder": "frozen encoder, K viewpoints",
                         "log_mel": "FOA log-mel (hand-made)"}
 
 
-def collect_seld(runs_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """``(path, result)`` of every ``<run>/eval_seld.json`` under ``runs_dir``."""
+def collect_task(runs_dir: Path, name: str, task: str) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, result)`` of every ``<run>/<name>`` under ``runs_dir`` whose ``task`` is
+    ``task`` (``eval_seld.json``: seld, ``eval_direction.json``: direction)."""
     found = []
-    for path in sorted(runs_dir.glob(f"*/{SELD_JSON}")):
+    for path in sorted(runs_dir.glob(f"*/{name}")):
         result = _read_json(path)
-        if result is not None and result.get("task") == "seld":
-            found.append((path, result))
-    return found
-
-
-def collect_direction(runs_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """``(path, result)`` of every ``<run>/eval_direction.json`` under ``runs_dir``."""
-    found = []
-    for path in sorted(runs_dir.glob(f"*/{DIRECTION_JSON}")):
-        result = _read_json(path)
-        if result is not None and result.get("task") == "direction":
+        if result is not None and result.get("task") == task:
             found.append((path, result))
     return found
 
@@ -700,8 +691,8 @@ def write_results(runs_dir: str | Path, out_path: str | Path,
     runs = collect_runs(runs_dir, root)
     downstream = collect_downstream(runs_dir)
     multisensory = collect_multisensory(runs_dir, root)
-    seld = collect_seld(runs_dir)
-    direction = collect_direction(runs_dir)
+    seld = collect_task(runs_dir, SELD_JSON, "seld")
+    direction = collect_task(runs_dir, DIRECTION_JSON, "direction")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     tmp.write_text(render_report(runs, runs_dir, downstream, multisensory, seld, direction),
