@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from evals.audio.readout import front_view_frames
-from evals.audio.seld import (RecordingData, SeldHead, SeldProtocol, SeldRun, adpit_loss,
+from evals.audio.seld import (ARMS, RecordingData, SeldHead, SeldProtocol, SeldRun, adpit_loss,
                               adpit_targets, assignment_patterns, dcase_baseline_frames,
-                              decode_tracks, split_train_validation, train_head, run)
+                              decode_tracks, format_table, split_train_validation, summarise,
+                              train_head, train_with_early_stopping, run)
 from evals.frozen import load_frozen
 from pipeline.foa import encode_plane_wave
 from pipeline.spatial import direction_vector
@@ -93,16 +94,71 @@ def test_dcase_baseline_features_of_a_plane_wave_from_the_left():
     assert logmel[:, :, 3].mean() < logmel[:, :, 0].mean() - 40.0
 
 
+def _tiny_training_set() -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    return [(rng.standard_normal((30, 5)).astype(np.float32),
+             adpit_targets([LabelRow(f, 1, 0, 45.0, 0.0) for f in range(30)], 30, 2))]
+
+
 def test_head_keeps_the_sequence_and_trains_the_given_number_of_steps():
     head = SeldHead(in_dim=5, n_classes=2, hidden=8, conv_blocks=3)
     assert head(torch.zeros(3, 17, 5)).shape == (3, 17, 3, 2, 3)
-    rng = np.random.default_rng(0)
-    train = [(rng.standard_normal((30, 5)).astype(np.float32),
-              adpit_targets([LabelRow(f, 1, 0, 45.0, 0.0) for f in range(30)], 30, 2))]
     steps = []
-    train_head(train, 2, SeldProtocol(hidden=8, sequence_frames=10, batch_size=2), seed=0,
-               steps=7, on_step=lambda step, _: steps.append(step))
+    train_head(_tiny_training_set(), 2, SeldProtocol(hidden=8, sequence_frames=10, batch_size=2),
+               seed=0, steps=7, on_step=lambda step, _: steps.append(step) or False)
     assert steps == list(range(1, 8))
+
+
+def test_early_stopping_keeps_the_weights_of_the_best_validation_step():
+    """Validation SELD 0.9, 0.7, 0.8, 0.75, 0.95 at steps 2, 4, ...: step 4 is kept and training
+    stops after patience = 3 validations without a better score (step 10, not the budget)."""
+    protocol = SeldProtocol(hidden=8, sequence_frames=10, batch_size=2, steps=40,
+                            validate_every_steps=2, patience=3)
+    validation_scores = iter([0.9, 0.7, 0.8, 0.75, 0.95, 0.1])
+    fitted = train_with_early_stopping(_tiny_training_set(), 2,
+                                       lambda head: {"seld_score": next(validation_scores)},
+                                       protocol, seed=0)
+    assert (fitted.best_step, fitted.steps_run) == (4, 10)
+    assert [point["steps"] for point in fitted.curve] == [2, 4, 6, 8, 10]
+    # The kept weights are those of a head trained exactly 4 steps (same seed, same crops).
+    reference = train_head(_tiny_training_set(), 2, protocol, seed=0, steps=4)
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(fitted.head.state_dict()[name], value)
+    assert not fitted.head.training
+
+
+def test_early_stopping_validates_after_the_last_step_of_the_budget():
+    protocol = SeldProtocol(hidden=8, sequence_frames=10, batch_size=2, steps=5,
+                            validate_every_steps=2, patience=10)
+    scores = iter([0.9, 0.8, 0.7])
+    fitted = train_with_early_stopping(_tiny_training_set(), 2,
+                                       lambda head: {"seld_score": next(scores)}, protocol, 0)
+    assert [p["steps"] for p in fitted.curve] == [2, 4, 5] and fitted.best_step == 5
+
+
+@pytest.mark.parametrize("override, key", [({"steps": 0}, "steps"),
+                                           ({"patience": 0}, "patience"),
+                                           ({"validate_every_steps": 0}, "validate_every_steps"),
+                                           ({"validation_every": 1}, "validation_every"),
+                                           ({"arms": ("encoder", "mfcc")}, "arms"),
+                                           ({"weight_decay": -1.0}, "weight_decay")])
+def test_protocol_rejects_unusable_settings_naming_the_key(override, key):
+    with pytest.raises(ValueError, match=f"protocol.{key}"):
+        SeldProtocol(**override).validate()
+
+
+def test_printed_table_has_a_row_per_arm_and_the_paired_differences():
+    per_seed = {arm: [{"error_rate": 0.5, "f_score": 0.4, "localization_error_deg": 20.0 + i,
+                       "localization_recall": 0.7, "seld_score": 0.4} for i in range(2)]
+                for arm in ARMS}
+    report = {"dataset": "SYNTHETIC set", "recordings": {"test": 4}, "seeds": [0, 1],
+              "steps": 3000, "arms": list(ARMS), "summary": summarise(per_seed),
+              "best_steps": {arm: [300, 500] for arm in ARMS}}
+    rows = format_table(report).splitlines()[2:]
+    assert [row.split()[0] for row in rows] == list(ARMS) + [
+        f"encoder_minus_{arm}" for arm in ARMS if arm != "encoder"]
+    front_view = next(row for row in rows if row.split()[0] == "front_view").split()
+    assert front_view[1:4] == ["0.50±0.00", "40.0±0.0", "20.5±0.7"] and front_view[-1] == "400"
 
 
 def test_validation_part_is_carved_from_dev_train_only():
@@ -140,7 +196,7 @@ def test_eval_seld_end_to_end_on_synthetic_recordings(tmp_path):
     out = tmp_path / "seld" / "eval_seld.json"
     written = run(SeldRun(ckpt=str(ckpt), out=str(out), device="cpu", starss_dir=str(root),
                           protocol=SeldProtocol(seeds=(0, 1), steps=20, hidden=16,
-                                                validation_steps=(5, 10))))
+                                                validate_every_steps=5, patience=2)))
     result = json.loads(written.read_text())
     assert result["synthetic"] and result["dataset"].startswith("SYNTHETIC")
     assert result["recordings"] == {"train": 4, "test": 2}
@@ -149,10 +205,14 @@ def test_eval_seld_end_to_end_on_synthetic_recordings(tmp_path):
     assert result["steps"] == 20
     assert result["input_dims"]["encoder"] > result["input_dims"]["front_view"]
     assert result["input_dims"]["dcase_features"] == 5 * 7 * 64
-    assert [p["steps"] for p in result["validation"]["curves"]["encoder"]] == [5, 10]
+    # Early stopping on dev-train's validation part only: one curve and best step per seed.
     assert not set(result["validation"]["recordings"]) & {"fold4_room1_mix001",
                                                            "fold4_room2_mix001"}
     for arm in result["arms"]:
+        curves = result["validation"]["curves"][arm]
+        assert len(curves) == 2 and all(c[0]["steps"] == 5 for c in curves)
+        assert all(best in [p["steps"] for p in c]
+                   for best, c in zip(result["best_steps"][arm], curves))
         assert len(result["per_seed"][arm]) == 2
         for key in ("error_rate", "f_score", "localization_error_deg", "localization_recall"):
             assert math.isfinite(result["summary"][arm][key]["mean"])

@@ -108,17 +108,40 @@ class SeldProtocol:
     hidden: int = 128
     conv_blocks: int = 3               # dilations 1, 2, 4, ...
     dropout: float = 0.1
-    steps: int = 3000                  # optimizer steps per head (chosen on validation)
+    weight_decay: float = 0.0          # AdamW's decoupled weight decay
+    steps: int = 3000                  # most optimizer steps per head (early stopping below)
+    validate_every_steps: int = 100    # validation SELD score every this many steps
+    patience: int = 5                  # stop after this many validations without a better one
+    validation_every: int = 4          # every 4th dev-train recording validates
     sequence_frames: int = 50          # 5 s training crops
     batch_size: int = 8
     lr: float = 1e-3
-    validation_steps: tuple[int, ...] = ()   # non-empty: the budget-choice curve is measured
-    validation_every: int = 4          # every 4th dev-train recording validates
     readout: ReadoutConfig = field(default_factory=ReadoutConfig)
     activity_threshold: float = 0.5
     unify_threshold_deg: float = 15.0
     doa_threshold_deg: float = 20.0
     plot: bool = True                  # azimuth tracks of one test recording (PNG)
+
+    def validate(self) -> None:
+        """ValueError naming the first unusable setting."""
+        unknown = sorted(set(self.arms) - set(ARMS))
+        if unknown or not self.arms:
+            raise ValueError(f"protocol.arms expected a non-empty subset of {ARMS}, got "
+                             f"{list(self.arms)}")
+        if not self.seeds:
+            raise ValueError("protocol.seeds expected at least one seed, got none")
+        for key in ("steps", "validate_every_steps", "patience", "sequence_frames",
+                    "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"protocol.{key}: expected a positive integer, got "
+                                 f"{getattr(self, key)}")
+        if self.validation_every < 2:
+            raise ValueError(f"protocol.validation_every: expected >= 2, got "
+                             f"{self.validation_every}")
+        if not 0.0 <= self.dropout < 1.0 or self.weight_decay < 0.0:
+            raise ValueError(f"protocol.dropout in [0, 1) and protocol.weight_decay >= 0 "
+                             f"expected, got {self.dropout} and {self.weight_decay}")
+        self.readout.validate()
 
 
 @dataclass(frozen=True)
@@ -319,15 +342,17 @@ class SeldHead(nn.Module):
 
 def train_head(train: Sequence[tuple[np.ndarray, np.ndarray]], n_classes: int,
                protocol: SeldProtocol, seed: int, steps: int | None = None,
-               on_step: Callable[[int, SeldHead], None] | None = None) -> SeldHead:
-    """Fit a head on ``(inputs (T, D) standardised, ADPIT targets)`` pairs for ``steps``
-    optimizer steps (default ``protocol.steps``) of ``batch_size`` random crops; CPU, seeded.
-    ``on_step(step, head)`` is called after every step (the head in eval mode during it)."""
+               on_step: Callable[[int, SeldHead], bool] | None = None) -> SeldHead:
+    """Fit a head on ``(inputs (T, D) standardised, ADPIT targets)`` pairs for at most ``steps``
+    optimizer steps (default ``protocol.steps``) of ``batch_size`` random crops (AdamW with
+    ``protocol.weight_decay``); CPU, seeded. ``on_step(step, head)`` is called after every step
+    (the head in eval mode during it); training stops when it returns True."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     head = SeldHead(train[0][0].shape[1], n_classes, protocol.hidden, protocol.conv_blocks,
                     protocol.dropout)
-    optimiser = torch.optim.Adam(head.parameters(), lr=protocol.lr)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=protocol.lr,
+                                  weight_decay=protocol.weight_decay)
     length = protocol.sequence_frames
     weights = np.array([max(len(x) - length + 1, 1) for x, _ in train], np.float64)
     head.train()
@@ -344,9 +369,47 @@ def train_head(train: Sequence[tuple[np.ndarray, np.ndarray]], n_classes: int,
         optimiser.step()
         if on_step is not None:
             head.eval()
-            on_step(step, head)
+            stop = on_step(step, head)
             head.train()
+            if stop:
+                break
     return head.eval()
+
+
+@dataclass
+class FittedHead:
+    """A head trained with early stopping: the weights of its best validation step."""
+
+    head: SeldHead
+    best_step: int                     # optimizer steps of the kept weights
+    steps_run: int                     # optimizer steps taken before stopping
+    curve: list[dict]                  # ``{"steps": n, **validation scores}`` per validation
+
+
+def train_with_early_stopping(train: Sequence[tuple[np.ndarray, np.ndarray]], n_classes: int,
+                              validate: Callable[[SeldHead], dict], protocol: SeldProtocol,
+                              seed: int) -> FittedHead:
+    """:func:`train_head` scored by ``validate(head)`` (a scores dict with ``seld_score``)
+    every ``protocol.validate_every_steps`` steps and after the last; stops once ``patience``
+    validations in a row are no better than the best, and returns the best weights (the
+    earliest of equal scores) with the validation curve."""
+    interval, budget = protocol.validate_every_steps, protocol.steps
+    curve: list[dict] = []
+    best: dict[str, Any] = {"score": math.inf, "step": 0, "state": None}
+
+    def on_step(step: int, head: SeldHead) -> bool:
+        if step % interval and step != budget:
+            return False
+        scores = validate(head)
+        curve.append({"steps": step, **scores})
+        if scores["seld_score"] < best["score"]:
+            best.update(score=scores["seld_score"], step=step,
+                        state={k: v.detach().clone() for k, v in head.state_dict().items()})
+        return step - best["step"] >= protocol.patience * interval
+
+    head = train_head(train, n_classes, protocol, seed, on_step=on_step)
+    head.load_state_dict(best["state"])
+    return FittedHead(head.eval(), best["step"], curve[-1]["steps"], curve)
 
 
 def _fit(array: np.ndarray, length: int) -> np.ndarray:
@@ -383,49 +446,40 @@ def _score(head: SeldHead, items: Sequence[RecordingData], inputs: Sequence[np.n
     return metrics.scores(list(classes)), outputs
 
 
-def _fit_and_score(train_items: Sequence[RecordingData], test_items: Sequence[RecordingData],
-                   arm: str, n_classes: int, protocol: SeldProtocol, seed: int,
-                   score_at: Sequence[int] = ()) -> tuple[dict, dict[str, np.ndarray], list]:
-    """Standardise with the train items, train a head, score the test items at the end (and
-    after each step count in ``score_at``: the curve, a list of ``{"steps": n, **scores}``)."""
-    mean, std = standardiser([d.inputs[arm] for d in train_items])
+@dataclass
+class ArmResult:
+    """One arm and seed: dev-test scores, dev-test outputs by recording name, and the early
+    stopping on the validation part (best step, steps run, validation curve)."""
+
+    scores: dict
+    outputs: dict[str, np.ndarray]
+    best_step: int
+    steps_run: int
+    curve: list[dict]
+
+
+def evaluate_arm(data: Sequence[RecordingData], arm: str, n_classes: int,
+                 protocol: SeldProtocol, seed: int) -> ArmResult:
+    """Train one head on the fit part of dev-train (:func:`split_train_validation`; inputs
+    standardised with its statistics), stop early on the validation part's SELD score, and
+    score the kept head on dev-test, which chooses nothing."""
+    fit_items, validation_items = split_train_validation(data, protocol.validation_every)
+    test_items = [d for d in data if not d.recording.is_train]
+    mean, std = standardiser([d.inputs[arm] for d in fit_items])
 
     def normalised(item: RecordingData) -> np.ndarray:
         return ((item.inputs[arm] - mean) / std).astype(np.float32)
 
-    train = [(normalised(d), adpit_targets(d.rows, d.n_frames, n_classes)) for d in train_items]
-    test_inputs = [normalised(d) for d in test_items]
-    classes = classes_with_events(test_items)
-    curve: list[dict] = []
-
-    def on_step(step: int, head: SeldHead) -> None:
-        if step in score_at:
-            curve.append({"steps": step, **_score(head, test_items, test_inputs, n_classes,
-                                                  classes, protocol)[0]})
-    head = train_head(train, n_classes, protocol, seed,
-                      steps=max(score_at) if score_at else None,
-                      on_step=on_step if score_at else None)
-    scores, outputs = _score(head, test_items, test_inputs, n_classes, classes, protocol)
-    return scores, outputs, curve
-
-
-def evaluate_arm(data: Sequence[RecordingData], arm: str, n_classes: int,
-                 protocol: SeldProtocol, seed: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """Train one head on the train recordings' ``arm`` inputs and score the test ones; returns
-    the scores and the test outputs by recording name."""
-    train_items = [d for d in data if d.recording.is_train]
-    test_items = [d for d in data if not d.recording.is_train]
-    scores, outputs, _ = _fit_and_score(train_items, test_items, arm, n_classes, protocol, seed)
-    return scores, outputs
-
-
-def validation_curve(data: Sequence[RecordingData], arm: str, n_classes: int,
-                     protocol: SeldProtocol, seed: int) -> list[dict]:
-    """Scores on the validation part of dev-train (:func:`split_train_validation`) of a head
-    trained on the rest, after each of ``protocol.validation_steps`` steps (dev-test unused)."""
-    fit, validation = split_train_validation(data, protocol.validation_every)
-    return _fit_and_score(fit, validation, arm, n_classes, protocol, seed,
-                          score_at=sorted(set(protocol.validation_steps)))[2]
+    train = [(normalised(d), adpit_targets(d.rows, d.n_frames, n_classes)) for d in fit_items]
+    validation_inputs = [normalised(d) for d in validation_items]
+    validation_classes = classes_with_events(validation_items)
+    fitted = train_with_early_stopping(
+        train, n_classes, lambda head: _score(head, validation_items, validation_inputs,
+                                              n_classes, validation_classes, protocol)[0],
+        protocol, seed)
+    scores, outputs = _score(fitted.head, test_items, [normalised(d) for d in test_items],
+                             n_classes, classes_with_events(test_items), protocol)
+    return ArmResult(scores, outputs, fitted.best_step, fitted.steps_run, fitted.curve)
 
 
 def split_train_validation(items: Sequence[RecordingData], every: int
@@ -531,16 +585,7 @@ def plot_azimuth_tracks(path: Path, item: RecordingData, outputs: dict[str, np.n
 def run(cfg: SeldRun) -> Path:
     """Run every arm for every seed; write ``eval_seld.json`` (and the plot) and return it."""
     protocol = cfg.protocol
-    unknown = sorted(set(protocol.arms) - set(ARMS))
-    if unknown or not protocol.arms:
-        raise ValueError(f"protocol.arms expected a non-empty subset of {ARMS}, got "
-                         f"{list(protocol.arms)}")
-    if not protocol.seeds:
-        raise ValueError("protocol.seeds expected at least one seed, got none")
-    if protocol.steps < 1 or any(n < 1 for n in protocol.validation_steps):
-        raise ValueError(f"protocol.steps and protocol.validation_steps: expected positive step "
-                         f"counts, got {protocol.steps} and {list(protocol.validation_steps)}")
-    protocol.readout.validate()
+    protocol.validate()
     if not cfg.starss_dir:
         raise ValueError("starss_dir: expected a STARSS23(-layout) folder (STARSS_DIR=... with "
                          "make; `python -m pipeline.synth.cli starss23 --out DIR` writes a "
@@ -574,29 +619,32 @@ def run(cfg: SeldRun) -> Path:
     fixed_arms = [a for a in arms if a != "random_encoder"]
     first_test = next(d for d in data if not d.recording.is_train)     # drawn in the plot
     compute_inputs(root, data, fixed_arms, frozen, None, protocol.readout)
-    validation: dict[str, list[dict]] = {}
+    validation_names = [d.recording.name for d in split_train_validation(
+        data, protocol.validation_every)[1]]
+    best_steps: dict[str, list[int]] = {arm: [] for arm in arms}
+    curves: dict[str, list[list[dict]]] = {arm: [] for arm in arms}
     for seed in protocol.seeds:
         if "random_encoder" in arms:
             compute_inputs(root, data, ["random_encoder"], None,
                            random_frozen(frozen, RANDOM_ENCODER_SEED_OFFSET + seed),
                            protocol.readout)
         for arm in arms:
-            if protocol.validation_steps and seed == protocol.seeds[0]:
-                validation[arm] = validation_curve(data, arm, len(class_names), protocol, seed)
-                log.info("validation %s: %s", arm, ", ".join(
-                    f"{point['steps']} steps SELD {point['seld_score']:.3f}"
-                    for point in validation[arm]))
-            scores, outputs = evaluate_arm(data, arm, len(class_names), protocol, seed)
+            result = evaluate_arm(data, arm, len(class_names), protocol, seed)
+            scores = result.scores
             per_seed[arm].append(scores)
-            log.info("seed %d %s: ER %.3f F %.3f LE %.1f LR %.3f SELD %.3f", seed, arm,
-                     scores["error_rate"], scores["f_score"], scores["localization_error_deg"],
-                     scores["localization_recall"], scores["seld_score"])
+            best_steps[arm].append(result.best_step)
+            curves[arm].append(result.curve)
+            log.info("seed %d %s: best validation SELD at step %d of %d run; dev-test ER %.3f "
+                     "F %.3f LE %.1f LR %.3f SELD %.3f", seed, arm, result.best_step,
+                     result.steps_run, scores["error_rate"], scores["f_score"],
+                     scores["localization_error_deg"], scores["localization_recall"],
+                     scores["seld_score"])
             if seed == protocol.seeds[0]:
-                plot_outputs[arm] = outputs[first_test.recording.name]
+                plot_outputs[arm] = result.outputs[first_test.recording.name]
 
     out = Path(cfg.out) if cfg.out else (run_dir_of(cfg.ckpt) if cfg.ckpt
                                          else Path("runs/seld_baselines")) / "eval_seld.json"
-    result: dict[str, Any] = {
+    report: dict[str, Any] = {
         "task": "seld",
         "dataset": ("SYNTHETIC STARSS23-layout set" if synthetic else "STARSS23 development set"),
         "synthetic": synthetic,
@@ -609,37 +657,45 @@ def run(cfg: SeldRun) -> Path:
         "arms": arms,
         "seeds": list(protocol.seeds),
         "steps": protocol.steps,
+        "best_steps": best_steps,
         "input_dims": {arm: int(first_test.inputs[arm].shape[1]) for arm in arms},
         "per_seed": per_seed,
         "summary": summarise(per_seed),
+        "validation": {"recordings": validation_names, "curves": curves},
     }
-    if validation:
-        result["validation"] = {"recordings": [d.recording.name for d in split_train_validation(
-            data, protocol.validation_every)[1]], "curves": validation}
     if frozen is not None:
-        result["model"] = describe_run(frozen, cfg.ckpt)
+        report["model"] = describe_run(frozen, cfg.ckpt)
     if protocol.plot:
         plot = plot_azimuth_tracks(out.with_name(out.stem + "_tracks.png"), first_test,
                                    plot_outputs, class_names, protocol)
-        result["plot"] = str(plot)
+        report["plot"] = str(plot)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    _print_table(result)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(format_table(report))
     return out
 
 
-def _print_table(result: dict) -> None:
-    print(f"SELD on the {result['dataset']} ({result['recordings']['test']} test recordings, "
-          f"seeds {result['seeds']}; mean ± sd)")
-    print(f"  {'arm':<16} {'ER20':>12} {'F20 %':>12} {'LE deg':>12} {'LR %':>12} {'SELD':>12}")
-    for arm in result["arms"]:
-        s = result["summary"][arm]
+def format_table(report: dict) -> str:
+    """The printed summary: one row per arm of ``report["arms"]`` (mean ± sd over seeds, and
+    the mean best validation step), then the paired differences encoder - arm."""
+    lines = [f"SELD on the {report['dataset']} ({report['recordings']['test']} test recordings, "
+             f"seeds {report['seeds']}; mean ± sd; heads stopped early on validation, at most "
+             f"{report['steps']} steps)",
+             f"  {'arm':<30} {'ER20':>11} {'F20 %':>11} {'LE deg':>11} {'LR %':>11} "
+             f"{'SELD':>11} {'best step':>9}"]
+    differences = [f"encoder_minus_{arm}" for arm in report["arms"] if arm != "encoder"
+                   and f"encoder_minus_{arm}" in report["summary"]]
+    for name in list(report["arms"]) + differences:
+        s = report["summary"][name]
 
-        def cell(key, scale=1.0, digits=2):
+        def cell(key: str, scale: float = 1.0, digits: int = 2) -> str:
             return f"{scale * s[key]['mean']:.{digits}f}±{scale * s[key]['sd']:.{digits}f}"
-        print(f"  {arm:<16} {cell('error_rate'):>12} {cell('f_score', 100, 1):>12} "
-              f"{cell('localization_error_deg', 1, 1):>12} "
-              f"{cell('localization_recall', 100, 1):>12} {cell('seld_score'):>12}")
+        steps = report.get("best_steps", {}).get(name)
+        lines.append(f"  {name:<30} {cell('error_rate'):>11} {cell('f_score', 100, 1):>11} "
+                     f"{cell('localization_error_deg', 1, 1):>11} "
+                     f"{cell('localization_recall', 100, 1):>11} {cell('seld_score'):>11} "
+                     f"{f'{np.mean(steps):.0f}' if steps else '':>9}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
