@@ -43,8 +43,8 @@ Protocol (the same head, budget and seeds for every arm):
   every arm and seed are in the JSON (``best_steps``, ``validation``). Why: with a fixed budget
   of 3000 steps the heads memorised the 12 recordings of the former synthetic set (the DCASE
   arm: dev-train LE 2.8 deg and F 99.8 %, dev-test LE 75 deg), and the step that is best
-  differs per arm (the front view peaks after ~300 steps, the multi-view read-outs after
-  ~1000): one fixed budget is unfair to some arm.
+  differs per arm (measured: the front view peaks after ~300 steps, the encoder read-outs and
+  the DCASE features after 600-1200): one fixed budget is unfair to some arm.
 - **Decoding**: a track is active where its vector is longer than ``activity_threshold``; two
   active tracks of one class closer than ``unify_threshold_deg`` are merged (mean direction).
 - **Scores** (the official DCASE 2023 evaluation's semantics, :mod:`evals.audio.seld_metrics`):
