@@ -56,6 +56,11 @@ pids=()
 done
 for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $LOGS/" >&2; exit 1; }; done
 
-runs() { local kind=$1 list="runs/demo_$kind"; for s in "${SEEDS[@]}"; do list+=",runs/demo_${kind}_s$s"; done; echo "$list"; }
+runs() {   # runs KIND: the comma-separated run folders of KIND, seed 0 first
+  local kind=$1
+  local list="runs/demo_$kind"
+  for s in "${SEEDS[@]}"; do list+=",runs/demo_${kind}_s$s"; done
+  echo "$list"
+}
 .venv/bin/python -m evals.seed_summary "avsa=$(runs avsa)" "avc=$(runs avc)" --out runs/demo_seeds.md
 echo "==> runs/demo_seeds.md"
