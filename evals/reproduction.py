@@ -435,8 +435,11 @@ def report_markdown(records: Mapping[str, Mapping[int, Mapping[str, Any]]],
               f"{MIN_LEARNED_MARGIN:g} points (else both may be at chance and the difference "
               "noise); it is not testable when the ceiling (the larger of supervised and "
               "oracle) is less than the published difference above chance, or the second "
-              "model is within its SE plus the ceiling's of the ceiling. Resolvable: the "
-              "larger half-width of the two intervals.", ""]
+              "model is within its SE plus the ceiling's of the ceiling. A ceiling is what a "
+              "network trained on the decision and a ground-truth oracle reach: measured room, "
+              "not a proven bound (on the demo preset pretrained models exceed both), so this "
+              "verdict means no room for the claim has been shown. Resolvable: the larger "
+              "half-width of the two intervals.", ""]
     header = ["", "claim", "comparison", "metric", "paper", "first over its controls",
               "difference", "95 % interval", "seeds", "pair-level difference [95 %]",
               "resolvable", "verdict"]
