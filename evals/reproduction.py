@@ -281,6 +281,17 @@ def no_room_below_ceiling(published: float | None, ceiling: tuple[float, float, 
 MIN_LEARNED_MARGIN = 2.0
 
 
+#: The verdict of a claim whose records were scored on different test sets (e.g. records of an
+#: older evaluation beside re-run ones): no difference between them means anything.
+NOT_COMPARABLE = "not comparable (scored on different test sets; rerun `make reproduce`)"
+
+
+def test_set_of(record: Mapping[str, Any]) -> tuple:
+    """What a record was scored on: evaluation, test clips and yaws per window."""
+    return (record.get("evaluation"), record.get("n_test_clips"),
+            record.get("test_yaws_per_window", 1))
+
+
 def verdict(diff: Mapping[str, Any] | None, learned: bool | None = True,
             pair_diff: Mapping[str, Any] | None = None, no_room: str | None = None) -> str:
     """The claim's verdict by the rules of the module doc. ``learned``: whether the
@@ -446,6 +457,10 @@ def report_markdown(records: Mapping[str, Mapping[int, Mapping[str, Any]]],
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, claim, better, other, task, views, paper, published in CLAIMS:
         better_runs, other_runs = records.get(better, {}), records.get(other, {})
+        if len({test_set_of(r) for r in (*better_runs.values(), *other_runs.values())}) > 1:
+            lines.append(f"| ({key}) | {claim} | {better} − {other} | {task.upper()}-bin {views} "
+                         f"| {paper} | – | – | – | – | – | – | {NOT_COMPARABLE} |")
+            continue
         diff = paired_difference(_metric(better_runs, task, views),
                                  _metric(other_runs, task, views))
         pair_diff = pair_level_difference(better_runs, other_runs, task, views)

@@ -154,7 +154,7 @@ def run_one(python: str, experiment: str, seed: int) -> Path:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    print(f"==> {out.relative_to(ROOT)}", flush=True)
+    print(f"==> {out}", flush=True)
     return out
 
 

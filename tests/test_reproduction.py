@@ -13,7 +13,7 @@ from evals.reproduction import (BEGIN, END, RESULTS_DIR, ceiling_of, load_ceilin
                                 margin_over_controls, no_room_below_ceiling, pair_correct,
                                 pair_level_difference, paired_difference, report_markdown,
                                 resolvable_by_noise, summarise_binary, summarise_pairs, verdict,
-                                write_report)
+                                write_report, NOT_COMPARABLE)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,8 +196,10 @@ def test_report_from_records_written_like_the_script(tmp_path):
 
 
 def test_old_records_stay_readable(tmp_path):
-    """A record from before SEs, decidable pairs, per-view controls and pair files."""
-    old = json.loads((ROOT / RESULTS_DIR / "avsa-seed0.json").read_text())
+    """A record from before SEs, decidable pairs, per-view controls and pair files (the grid's
+    avsa seed 0 as committed on 2026-12-01)."""
+    old = json.loads((ROOT / "tests" / "fixtures" / "reproduction_record_2026-12-01.json")
+                     .read_text())
     results = tmp_path / "results"
     results.mkdir()
     for seed in (0, 1):
@@ -210,3 +212,21 @@ def test_old_records_stay_readable(tmp_path):
     assert "| – | – | 50.0 ± 0.0 |" in row                       # no SE, no decidable score
     row = next(line for line in text.splitlines() if "| avsa − avc | AVSA-bin 1 |" in line)
     assert row.endswith("| – | 0.0 | not testable (no controls of this view count) |")
+
+
+def test_claims_between_records_of_different_test_sets_are_not_compared(tmp_path):
+    """A re-run experiment (200 clips x 4 yaws) beside one still holding an older evaluation's
+    records: no difference between them is reported."""
+    old = json.loads((ROOT / "tests" / "fixtures" / "reproduction_record_2026-12-01.json")
+                     .read_text())
+    results = tmp_path / "results"
+    results.mkdir()
+    for seed in (0, 1):
+        (results / f"avsa-seed{seed}.json").write_text(json.dumps(
+            {**old, "seed": seed, "n_test_clips": 200, "test_yaws_per_window": 4,
+             "evaluation": "binary, 4 yaws"}))
+        (results / f"avc-seed{seed}.json").write_text(json.dumps(
+            {**old, "seed": seed, "experiment": "avc"}))
+    text = report_markdown(load_records(results))
+    row = next(line for line in text.splitlines() if "| avsa − avc | AVSA-bin 4 |" in line)
+    assert row.endswith("| – | – | – | – | – | – | " + NOT_COMPARABLE + " |")
