@@ -23,7 +23,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -561,28 +561,34 @@ def collect_task(runs_dir: Path, name: str, task: str) -> list[tuple[Path, dict[
     return found
 
 
+def _arm_summaries(results: Sequence[tuple[Path, dict[str, Any]]]
+                   ) -> Iterator[tuple[str, str, str, dict[str, Any], str]]:
+    """``(run, data, arm, summary of the arm, config file name)`` of every arm of every result
+    of a STARSS23(-layout) evaluation (SELD, direction), in order."""
+    for path, result in results:
+        data = ("SYNTHETIC STARSS23-layout" if result.get("synthetic")
+                else "STARSS23 dev-test")
+        config = config_path_of(path)
+        for arm in result.get("arms", []):
+            yield (path.parent.name, data, arm, result["summary"][arm],
+                   config.name if config.is_file() else "–")
+
+
 def direction_markdown(results: Sequence[tuple[Path, dict[str, Any]]]) -> str:
     """One row per run and arm: median angular error and % within 20°, one and two sources."""
     header = ("| run | data | input to the probe | one source: median error ° | within 20° % "
               "| two sources: median error ° | within 20° % | config |\n"
               "|---|---|---|---|---|---|---|---|")
     rows = []
-    for path, result in results:
-        data = ("SYNTHETIC STARSS23-layout" if result.get("synthetic")
-                else "STARSS23 dev-test")
-        config = config_path_of(path)
-        for arm in result.get("arms", []):
-            summary = result["summary"][arm]
-
-            def cell(variant: str, key: str) -> str:
-                value = summary[variant][key]["mean"]
-                return "–" if value is None else f"{value:.1f}"
-            rows.append(f"| {path.parent.name} | {data} | {DIRECTION_ARM_LABELS.get(arm, arm)} "
-                        f"| {cell('single_source', 'median_error_deg')} "
-                        f"| {cell('single_source', 'within_pct')} "
-                        f"| {cell('two_sources', 'median_error_deg')} "
-                        f"| {cell('two_sources', 'within_pct')} "
-                        f"| {config.name if config.is_file() else '–'} |")
+    for run, data, arm, summary, config in _arm_summaries(results):
+        def cell(variant: str, key: str) -> str:
+            value = summary[variant][key]["mean"]
+            return "–" if value is None else f"{value:.1f}"
+        rows.append(f"| {run} | {data} | {DIRECTION_ARM_LABELS.get(arm, arm)} "
+                    f"| {cell('single_source', 'median_error_deg')} "
+                    f"| {cell('single_source', 'within_pct')} "
+                    f"| {cell('two_sources', 'median_error_deg')} "
+                    f"| {cell('two_sources', 'within_pct')} | {config} |")
     return "\n".join([header, *rows])
 
 
@@ -590,23 +596,17 @@ def seld_markdown(results: Sequence[tuple[Path, dict[str, Any]]]) -> str:
     """One row per run and arm: DCASE scores, mean ± sd over the seeds."""
     header = ("| run | data | input to the head | ER20 | F20 % | LE deg | LR % | SELD | seeds "
               "| config |\n|---|---|---|---|---|---|---|---|---|---|")
+    seeds = {path.parent.name: len(result.get("seeds", [])) for path, result in results}
     rows = []
-    for path, result in results:
-        data = ("SYNTHETIC STARSS23-layout" if result.get("synthetic")
-                else "STARSS23 dev-test")
-        config = config_path_of(path)
-        for arm in result.get("arms", []):
-            summary = result["summary"][arm]
-
-            def cell(key: str, scale: float = 1.0, digits: int = 2) -> str:
-                mean, sd = summary[key]["mean"] * scale, summary[key]["sd"] * scale
-                return f"{mean:.{digits}f} ± {sd:.{digits}f}"
-            rows.append(f"| {path.parent.name} | {data} | {SELD_ARM_LABELS.get(arm, arm)} | "
-                        f"{cell('error_rate')} | {cell('f_score', 100, 1)} | "
-                        f"{cell('localization_error_deg', 1, 1)} | "
-                        f"{cell('localization_recall', 100, 1)} | {cell('seld_score')} | "
-                        f"{len(result.get('seeds', []))} | "
-                        f"{config.name if config.is_file() else '–'} |")
+    for run, data, arm, summary, config in _arm_summaries(results):
+        def cell(key: str, scale: float = 1.0, digits: int = 2) -> str:
+            mean, sd = summary[key]["mean"] * scale, summary[key]["sd"] * scale
+            return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+        rows.append(f"| {run} | {data} | {SELD_ARM_LABELS.get(arm, arm)} | "
+                    f"{cell('error_rate')} | {cell('f_score', 100, 1)} | "
+                    f"{cell('localization_error_deg', 1, 1)} | "
+                    f"{cell('localization_recall', 100, 1)} | {cell('seld_score')} | "
+                    f"{seeds[run]} | {config} |")
     return "\n".join([header, *rows])
 
 
