@@ -78,8 +78,8 @@ EIGEN_SYNTH_ARGS ?=
 # Synthetic STARSS23-layout stand-in used by eval-seld when STARSS_DIR is empty.
 STARSS_SYNTH_DIR ?= data/starss23_synth
 # The direction probe's synthetic set (used when DIRECTION_DIR is empty): the STARSS23 layout
-# with many short recordings of 1-2 sources, so the probe meets hundreds of directions (the
-# SELD stand-in's 12 training recordings hold too few distinct directions to fit a probe).
+# with many short recordings of 1-2 sources, so the probe meets hundreds of directions (fitted
+# on a set with few sources, a linear probe learns those directions, not direction).
 DIRECTION_SYNTH_DIR ?= data/direction_synth
 DIRECTION_SYNTH_ARGS ?= --n-train-per-split 100 --n-test-per-split 50 --duration-s 2 --max-sources 2
 STARSS_SYNTH_ARGS ?=
@@ -147,7 +147,7 @@ eval-eigenscape: $(STAMP) ## Scene classification (EIGENSCAPE_DIR=real data; emp
 	  $(warning no checkpoint at $(CKPT): baselines only)) \
 	  data_dir=$(if $(EIGENSCAPE_DIR),$(EIGENSCAPE_DIR),$(EIGEN_SYNTH_DIR)) $(ARGS)
 
-starss23-synth: $(STAMP) ## The synthetic STARSS23-layout set eval-seld and eval-direction use without STARSS_DIR (resumable)
+starss23-synth: $(STAMP) ## The synthetic STARSS23-layout set eval-seld uses without STARSS_DIR (resumable)
 	$(PY) -m pipeline.synth.cli starss23 --out $(STARSS_SYNTH_DIR) $(STARSS_SYNTH_ARGS)
 
 eval-seld: $(STAMP) $(if $(STARSS_DIR),,starss23-synth) ## SELD on STARSS23 with DCASE metrics (STARSS_DIR=real data; empty: SYNTHETIC stand-in)

@@ -57,7 +57,7 @@ if [[ ! -f "$DETECTOR" ]]; then
   "${MAKE_CMD[@]}" detector ARGS="$DEMO_DETECTOR"
 fi
 "${MAKE_CMD[@]}" preprocess SHARDS="$DEMO_SHARDS" ARGS="$DEMO_PREP"
-# The STARSS23-layout set of SELD and the direction probe, made once before they run side by side.
+# SELD's STARSS23-layout set, made here so the side job's SELD only reads it.
 "${MAKE_CMD[@]}" starss23-synth
 
 side avc_model avc_model
