@@ -418,3 +418,44 @@ def test_reverberation_keeps_the_direct_sound_direction():
     # The room makes the field less directional (DirAC: |sum I| / sum E, 1 for a plane wave).
     assert intensity_directness(scene_foa(dry)) > 0.95
     assert intensity_directness(wet) < intensity_directness(scene_foa(dry)) - 0.1
+
+
+# --------------------------------------------------------------------------- the direction preset
+
+def test_spatial_preset_draws_are_unchanged_by_the_direction_options():
+    """Fingerprint of `spatial` scenes taken with the code before `p_silent_twin` existed."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha1()
+    for k in range(8):
+        gt = sample_scene(_spatial_config(), (0, 0, k), f"c{k}")
+        digest.update(json.dumps(gt, sort_keys=True).encode())
+    assert digest.hexdigest() == "33906e7c56ec9850d4fa82a3b0e2a604931aeb8e"
+
+
+def test_direction_preset_puts_only_sounding_same_class_objects_near_the_horizon():
+    from pipeline.synth.cli import PRESETS
+
+    scene = PRESETS["direction"]["scene"]
+    cfg = SceneConfig(duration_s=2.0, **scene)
+    max_elevation_rad = math.radians(scene["max_abs_elevation_deg"] + 8.0)   # + track wobble
+    for k in range(30):
+        gt = sample_scene(cfg, (0, 0, k), f"c{k}")
+        assert "room" in gt and gt["render"] == {"visual_pulse": False}
+        objects = gt["objects"]
+        assert 2 <= len(objects) <= 3
+        assert all(o["visible"] and o["sounding"] for o in objects)     # no twin, no off-screen
+        assert {o["class_name"] for o in objects} == {gt["same_class"]}
+        assert all(math.radians(12.0) - 1e-6 <= o["radius_rad"] <= math.radians(24.0) + 1e-6
+                   for o in objects)
+        assert max(abs(e) for o in objects for e in o["elevation_rad"]) <= max_elevation_rad
+        assert 6.0 <= gt["room"]["drr_db"] <= 12.0
+
+
+def test_silent_twin_probability_between_never_and_always():
+    twins = [any(not o["sounding"] for o in
+                 sample_scene(_spatial_config(p_same_class=1.0, p_silent_twin=p), (0, 0, k),
+                              "c")["objects"]) for p in (0.0, 0.5) for k in range(40)]
+    never, half = sum(twins[:40]), sum(twins[40:])
+    assert never == 0 and 10 <= half <= 30

@@ -55,6 +55,16 @@ PRESETS = {
     # pulse with their sound, and every clip is reverberant.
     "spatial": {"n_train": 160, "n_test": 40, "duration_s": 4.0,
                 "scene": {"p_same_class": 0.8, "visual_pulse": False, "reverb": True}},
+    # Only direction decides AVSA-bin, and it can (docs/synthetic.md): every clip is `spatial`'s
+    # same-class case (no class or synchrony cue, reverberant) with its objects near the horizon,
+    # larger, no off-screen sound, fewer silent twins and a stronger direct sound. Preprocess with
+    # viewpoints.max_elevation_deg=30.
+    "direction": {"n_train": 160, "n_test": 40, "duration_s": 4.0,
+                  "scene": {"p_same_class": 1.0, "visual_pulse": False, "reverb": True,
+                            "p_silent_twin": 0.0, "p_offscreen_sound": 0.0,
+                            "elevation_sd_deg": 8.0, "max_abs_elevation_deg": 20.0,
+                            "p_high_elevation": 0.0, "radius_deg": (12.0, 24.0),
+                            "drr_db": (6.0, 12.0)}},
 }
 GEOMETRY_KEYS = ("width", "height", "fps", "duration_s", "sample_rate", "seed")
 

@@ -97,6 +97,9 @@ class SceneConfig:
     drr_db: tuple[float, float] = (0.0, 6.0)       # direct-to-reverberant ratio of each source
     room_size_m: tuple[float, float] = (5.0, 12.0)
     source_distance_m: tuple[float, float] = (1.5, 4.0)
+    # The `direction` preset: p_silent_twin < 1 leaves out a same-class clip's silent twin with
+    # probability 1 - p_silent_twin (drawn only when below 1, so `spatial` keeps its draws).
+    p_silent_twin: float = 1.0
 
     @property
     def n_frames(self) -> int:
@@ -286,7 +289,9 @@ def sample_scene(cfg: SceneConfig, seed: Sequence[int], clip_id: str) -> dict:
     if same_class:
         shared_class = OBJECT_CLASSES[int(rng.integers(len(OBJECT_CLASSES)))]
         low, high = cfg.same_class_sounding
-        roles = [(True, True)] * int(rng.integers(low, high + 1)) + [(True, False)]
+        roles = [(True, True)] * int(rng.integers(low, high + 1))
+        if cfg.p_silent_twin >= 1.0 or rng.random() < cfg.p_silent_twin:
+            roles.append((True, False))
     else:
         roles = [(True, True)] * int(rng.integers(cfg.min_sources, cfg.max_sources + 1))
         if rng.random() < cfg.p_silent_object:
