@@ -69,8 +69,9 @@ from pipeline.ground_truth import is_synthetic_dataset
 from pipeline.shards import NORM_STATS_NAME, ShardIndex, open_shard, read_norm_stats
 from pipeline.spatial import direction_vector
 from trainer.data import AUDIO_FEATURES, IV_Y_CHANNEL
-from evals.audio.binary import (BinaryEvalConfig, accuracy_with_se, rotate_by_yaw,
-                                scored_subset, views_showing_sounding_object, window_yaws_rad)
+from evals.audio.binary import (BinaryEvalConfig, accuracy_with_se, mismatched_partners,
+                                rotate_by_yaw, scored_subset, views_showing_sounding_object,
+                                window_yaws_rad)
 from evals.cli import run_evaluator
 from evals.frozen import (feature_config_from_shards, iter_shard_batches, normalise_audio_input,
                           resolve_data_path, resolve_device)
@@ -721,7 +722,7 @@ def supervised_ceiling(train: SplitData, test: SplitData, sup: SupervisedConfig,
         controls[name] = {**pair_scores(pos, neg, test.clip_id, test.decidable),
                           "fit": control_record}
         log.info("supervised control %s: %s", name, _short(controls[name]))
-    partners = other_clip_partners(test.clip_id, np.random.default_rng(seed + 7))
+    partners = mismatched_partners(test.clip_id, np.random.default_rng(seed + 7))
     pos, neg = predict(net, test.video[partners], test.audio_positive, test.audio_negative,
                        device)
     controls["other_clip_video"] = pair_scores(pos, neg, test.clip_id, test.decidable)
@@ -731,18 +732,6 @@ def supervised_ceiling(train: SplitData, test: SplitData, sup: SupervisedConfig,
     result["margin_over_best_control"] = round(
         result[f"avsa_bin_{k}"] - max(c[f"avsa_bin_{k}"] for c in controls.values()), 2)
     return result
-
-
-def other_clip_partners(clip_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For every window, a random window of another clip (all windows from one clip: error)."""
-    clip_ids = np.asarray(clip_ids)
-    if len(np.unique(clip_ids)) < 2:
-        raise ValueError("the other-clip control needs test windows of at least 2 clips")
-    partners = rng.permutation(len(clip_ids))
-    for i in np.flatnonzero(clip_ids[partners] == clip_ids):
-        while clip_ids[partners[i]] == clip_ids[i]:
-            partners[i] = rng.integers(len(clip_ids))
-    return partners
 
 
 # ----------------------------------------------------------------------------- oracle
