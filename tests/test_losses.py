@@ -95,3 +95,26 @@ def test_losses_are_differentiable():
     terms = avsa_loss(video, audio, video * 1.1, audio * 0.9, TAU)
     terms.total().backward()
     assert video.grad is not None and torch.isfinite(video.grad).all()
+
+
+def test_avsa_same_view_candidates_are_the_clips_views_and_the_same_view_of_other_clips():
+    """The authors' proposal set, written out: for query (clip i, view k) the proposals are
+    the K views of clip i and view k of every other clip, never (j != i, l != k)."""
+    rng = np.random.default_rng(3)
+    b, k = 3, 2
+    video, audio, video_from_audio, audio_from_video = rng.normal(size=(4, b, k, 5))
+    expected = []
+    for i in range(b):
+        for v in range(k):
+            proposals = [video[j, l] for j in range(b) for l in range(k) if j == i or l == v]
+            expected.append(nce_numpy(video_from_audio[i, v], video[i, v], proposals))
+    as_t = lambda x: torch.tensor(x)
+    terms = avsa_loss(as_t(video), as_t(audio), as_t(video_from_audio), as_t(audio_from_video),
+                      TAU, candidates="same_view")
+    assert terms.losses["avsa_a2v"].item() == pytest.approx(np.mean(expected), rel=1e-5)
+    everything = avsa_loss(as_t(video), as_t(audio), as_t(video_from_audio),
+                           as_t(audio_from_video), TAU)
+    assert terms.losses["avsa_a2v"].item() < everything.losses["avsa_a2v"].item()
+    with pytest.raises(ValueError, match="candidates"):
+        avsa_loss(as_t(video), as_t(audio), as_t(video_from_audio), as_t(audio_from_video),
+                  TAU, candidates="some")

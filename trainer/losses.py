@@ -13,6 +13,8 @@ single-process loss on the global batch.
   of the same viewpoint among all B*K viewpoints of the global batch: the other K-1
   viewpoints of clip i are the hard negatives. Terms: ``avsa_a2v`` (query v̄ = head(g_a2v(a)),
   proposals head(v)) and ``avsa_v2a`` (query ā = head(g_v2a(v)), proposals head(a)).
+  ``candidates="same_view"`` restricts the proposals to the authors' set: the K viewpoints of
+  clip i and viewpoint k of every other clip (K - 1 + B proposals instead of B*K).
 - AVTS: the AVC loss on a batch whose clips each bring >= 2 windows (the loader groups them),
   so the proposals include other moments of the same clip (the AVTS proposal set).
 - AVC transf. / AVTS transf. (Morgado et al.'s Table 1 baselines with translation networks,
@@ -31,6 +33,9 @@ import torch.nn.functional as F
 
 from trainer import distributed
 
+#: Proposal sets of the AVSA loss (``loss.avsa_candidates``).
+AVSA_CANDIDATES = ("all_views", "same_view")
+
 
 @dataclass
 class LossTerms:
@@ -48,10 +53,15 @@ class LossTerms:
 
 
 def info_nce(queries: torch.Tensor, proposals: torch.Tensor, positive_index: torch.Tensor,
-             temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+             temperature: float, candidate_mask: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean InfoNCE of L2-normalised ``queries`` (Q, E) against ``proposals`` (P, E);
-    ``positive_index`` (Q,) is the row of each query's positive. Returns (loss, accuracy)."""
+    ``positive_index`` (Q,) is the row of each query's positive; ``candidate_mask`` (Q, P)
+    bool, when given, keeps only the proposals marked True (the positive must be one).
+    Returns (loss, accuracy)."""
     logits = queries @ proposals.t() / temperature                          # (Q, P)
+    if candidate_mask is not None:
+        logits = logits.masked_fill(~candidate_mask, float("-inf"))
     loss = F.cross_entropy(logits, positive_index)
     accuracy = (logits.detach().argmax(dim=1) == positive_index).float().mean()
     return loss, accuracy
@@ -118,23 +128,38 @@ def pooled_translation_loss(video: torch.Tensor, audio: torch.Tensor,
 
 
 def avsa_loss(video: torch.Tensor, audio: torch.Tensor, video_from_audio: torch.Tensor,
-              audio_from_video: torch.Tensor, temperature: float) -> LossTerms:
+              audio_from_video: torch.Tensor, temperature: float,
+              candidates: str = "all_views") -> LossTerms:
     """AVSA (eq. 8). All inputs (B, K, E): encoder embeddings ``video`` = head(v),
     ``audio`` = head(a) and translated ``video_from_audio`` = head(g_a2v(a)),
     ``audio_from_video`` = head(g_v2a(v)). Queries are the B*K translated embeddings; the
-    proposals are all B*K viewpoints of the global batch, the positive the same clip and
-    viewpoint."""
+    positive is the same clip and viewpoint. ``candidates``: ``all_views`` = all B*K viewpoints
+    of the global batch are proposals (eq. 8); ``same_view`` = only the clip's own K viewpoints
+    and the same viewpoint index k of the other clips (the authors' code)."""
+    if candidates not in AVSA_CANDIDATES:
+        raise ValueError(f"candidates must be one of {AVSA_CANDIDATES}, got {candidates!r}")
     b, k, e = video.shape
     flat = lambda x: F.normalize(x.float().reshape(b * k, e), dim=-1)
     targets = _gathered_targets(b * k, video.device)
     all_video = distributed.gather_with_grad(flat(video))
     all_audio = distributed.gather_with_grad(flat(audio))
-    loss_a2v, acc_a2v = info_nce(flat(video_from_audio), all_video, targets, temperature)
-    loss_v2a, acc_v2a = info_nce(flat(audio_from_video), all_audio, targets, temperature)
+    mask = (None if candidates == "all_views"
+            else _same_view_mask(targets, all_video.shape[0], k))
+    loss_a2v, acc_a2v = info_nce(flat(video_from_audio), all_video, targets, temperature, mask)
+    loss_v2a, acc_v2a = info_nce(flat(audio_from_video), all_audio, targets, temperature, mask)
     return LossTerms({"avsa_a2v": loss_a2v, "avsa_v2a": loss_v2a},
                      {"avsa_a2v": acc_a2v, "avsa_v2a": acc_v2a,
                       "avsa_a2v_in_clip": _in_clip_accuracy(video_from_audio, video),
                       "avsa_v2a_in_clip": _in_clip_accuracy(audio_from_video, audio)})
+
+
+def _same_view_mask(targets: torch.Tensor, n_proposals: int, k: int) -> torch.Tensor:
+    """(Q, P) bool: proposal p is a candidate of query q when it belongs to q's clip or shows
+    q's viewpoint index (rows of the flattened (B, K) layout, clip = row // K, view = row % K)."""
+    proposals = torch.arange(n_proposals, device=targets.device)
+    same_clip = (proposals[None, :] // k) == (targets[:, None] // k)
+    same_view = (proposals[None, :] % k) == (targets[:, None] % k)
+    return same_clip | same_view
 
 
 @torch.no_grad()
