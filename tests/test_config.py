@@ -113,3 +113,15 @@ def test_cross_field_validation():
         load_config(TrainConfig, None, ["curriculum.switch_epoch=5", "curriculum.epochs=2"])
     with pytest.raises(ConfigError, match="curriculum.epochs must be >= 1"):
         load_config(TrainConfig, None, ["curriculum.epochs=0", "curriculum.switch_epoch=0"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.object_view_share=1.5", r"object_view_share must be in \[0, 1\]"),
+    ("data.viewpoints=yolo", r"object_view_share mixes yolo viewpoints"),
+])
+def test_object_view_share_is_checked(override, message):
+    from trainer.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, ["data.object_view_share=0.5", override]
+                    if "yolo" in override else [override])

@@ -12,8 +12,8 @@ import torch
 from pipeline.shards import ShardFormatError, read_norm_stats, write_norm_stats
 from tests.shard_factory import make_shards
 from trainer.config import DataConfig
-from trainer.data import (ShardStream, assign_parts, choose_views, make_loader,
-                          make_parts, split_steps)
+from trainer.data import (ShardStream, assign_parts, choose_mixed_views, choose_views,
+                          make_loader, make_parts, split_steps)
 
 torch.set_num_threads(1)
 # Window epochs (every stored window once): the plan tests below check that exactly.
@@ -220,6 +220,64 @@ def test_single_view_phase_reads_the_detected_viewpoint(shards, prefer):
         assert all(on_detection)
     else:                                   # 1 of 4 stored viewpoints is the detection
         assert 0.05 < np.mean(on_detection) < 0.6
+
+
+def test_mixed_views_take_the_object_share_and_keep_bank_views_apart():
+    rng = np.random.default_rng(0)
+    flags = np.array([True, True, False, False, True, False])
+    object_angles = (np.deg2rad([0.0, 90.0, 10.0, 20.0, -90.0, 30.0]), np.zeros(6))
+    bank_az = np.deg2rad(np.arange(-180.0, 180.0, 22.5))                   # 16, 22.5 deg apart
+    bank_angles = (bank_az, np.zeros(16))
+    counts = Counter()
+    for _ in range(400):
+        objects, bank = choose_mixed_views(4, 0.3, rng, flags, object_angles, bank_angles)
+        counts[len(objects)] += 1
+        assert len(objects) + len(bank) == 4 and len(set(bank.tolist())) == len(bank)
+        assert set(objects.tolist()) <= {0, 1, 4}                  # only detected viewpoints
+        for view in bank:                    # 16 bank views leave room: all >= 30 deg away
+            gaps = np.abs(np.angle(np.exp(1j * (bank_az[view] - object_angles[0][objects]))))
+            assert np.all(gaps >= np.deg2rad(30.0) - 1e-9)
+    # 0.3 x 4 = 1.2 object views: 1 or 2, with mean 1.2 (stochastic rounding).
+    assert set(counts) == {1, 2} and abs((counts[1] + 2 * counts[2]) / 400 - 1.2) < 0.08
+    none, bank = choose_mixed_views(4, 1.0, rng, np.zeros(6, bool), object_angles, bank_angles)
+    assert len(none) == 0 and len(bank) == 4                       # nothing detected: bank only
+
+
+def test_object_view_share_mixes_detected_viewpoints_into_training_samples(shards):
+    """The factory's yolo set holds one detection (view 0) per sample; with a share of 0.5
+    and K = 2, every sample gets exactly that view plus one random view, in random order,
+    with the crops and features read from the matching set."""
+    cfg = replace(PLAIN, num_viewpoints=2, object_view_share=0.5)
+    stored = {}
+    for path in sorted(shards.glob("*.h5")):
+        with h5py.File(path, "r") as h5:
+            for row, (cid, w) in enumerate(zip(h5["clip_id"].asstr()[:], h5["window_index"][:])):
+                stored[(cid, int(w))] = {
+                    source: (h5[f"views/{source}/azimuth_rad"][row],
+                             h5[f"views/{source}/crops"][row])
+                    for source in ("random", "yolo")}
+    stream = ShardStream(shards, "train", cfg, seed=2)
+    stream.set_epoch(0, 2, object_view_share=0.5)
+    positions = Counter()
+    for batch in stream:
+        for i, key in enumerate(zip(batch["clip_id"], batch["window_index"].tolist())):
+            yolo_az, yolo_crops = stored[key]["yolo"]
+            random_az, random_crops = stored[key]["random"]
+            azimuths = batch["azimuth_rad"][i].numpy()
+            on_object = np.isclose(azimuths, yolo_az[0])
+            assert on_object.sum() == 1
+            assert np.isclose(azimuths[~on_object][0], random_az).any()
+            view = int(np.flatnonzero(on_object)[0])
+            expected = yolo_crops[0].transpose(3, 0, 1, 2).astype(np.float32) / 255.0
+            np.testing.assert_allclose(batch["video"][i, view].numpy(), expected, atol=1e-6)
+            positions[view] += 1
+    assert set(positions) == {0, 1}
+    # Evaluation streams and single-view phases ignore the share.
+    plain = ShardStream(shards, "train", cfg, training=False)
+    plain.set_epoch(0, 2, object_view_share=0.5)
+    first = next(iter(plain))
+    key = (first["clip_id"][0], int(first["window_index"][0]))
+    np.testing.assert_allclose(first["azimuth_rad"][0].numpy(), stored[key]["random"][0][:2])
 
 
 def test_batches_do_not_depend_on_the_order_shards_finished_in(shards, tmp_path):

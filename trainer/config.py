@@ -35,6 +35,11 @@ class DataConfig:
     # Reading fewer viewpoints than stored (the AVC phase reads 1): take YOLO-centred ones
     # before random fill (no effect on random viewpoints or when all are read).
     prefer_detected_views: bool = True
+    # AVSA-type phases, training only: this share of each sample's K viewpoints is drawn from
+    # the detection-centred viewpoints of the stored `yolo` set (stochastic rounding; fewer
+    # when fewer objects were detected), the rest from `data.viewpoints`. 0 = the papers.
+    # Evaluation keeps its own viewpoints (uniform ones in the binary tasks).
+    object_view_share: float = 0.0
     flip_prob: float = 0.5                   # crop flip, with the matching FOA mirror (Y -> -Y)
     color_jitter: float = 0.2                # brightness/contrast/saturation strength, 0 = off
     volume_jitter_db: float = 3.0            # random gain on all audio channels, dB
@@ -54,6 +59,13 @@ class DataConfig:
         if self.avc_batch_size == 1 or self.avc_batch_size < 0:
             raise ConfigError(f"data.avc_batch_size must be 0 (= batch_size) or >= 2, got "
                               f"{self.avc_batch_size}")
+        if not 0.0 <= self.object_view_share <= 1.0:
+            raise ConfigError(f"data.object_view_share must be in [0, 1], got "
+                              f"{self.object_view_share}")
+        if self.object_view_share > 0 and self.viewpoints == "yolo":
+            raise ConfigError("data.object_view_share mixes yolo viewpoints into the random "
+                              "set; with data.viewpoints=yolo every viewpoint already comes "
+                              "from it (set one of the two)")
         if self.avts_windows_per_clip < 2:
             raise ConfigError(f"data.avts_windows_per_clip must be >= 2 (same-clip negatives), "
                               f"got {self.avts_windows_per_clip}")
@@ -85,6 +97,10 @@ class LossConfig:
     temperature: float = 0.07
     avsa_weight: float = 1.0
     avc_weight_in_avsa: float = 0.0    # keep an AVC term during phase 2 (0 = paper)
+    # AVSA proposals of a translated viewpoint: all_views = every viewpoint of the batch (eq. 8),
+    # same_view = the clip's own K viewpoints + the same viewpoint index of the other clips
+    # (the authors' code: K - 1 + B proposals).
+    avsa_candidates: Literal["all_views", "same_view"] = "all_views"
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ import torch
 from numba import njit
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from pipeline.spatial import angular_distance_rad
 from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardFormatError,
                              ShardIndex, open_shard, read_norm_stats, stored_crops,
                              stored_features)
@@ -85,6 +86,8 @@ AUDIO_FEATURES = {"foa": ("logmel_foa",), "foa_iv": ("logmel_foa", "iv"),
 DECIBEL_FEATURES = ("logmel_foa", "logmel_beam")    # volume jitter adds dB to these
 IV_Y_CHANNEL = 1                                     # iv channels are I_x, I_y, I_z
 SHARDS_IN_FLIGHT = 4                                 # parts shuffled together by one worker
+OBJECT_SOURCE = "yolo"                               # data.object_view_share reads this set
+MIXED_MIN_SEPARATION_RAD = float(np.radians(30.0))   # bank views kept this far from object views
 MAX_OPEN_SHARDS = 2 * SHARDS_IN_FLIGHT
 
 
@@ -160,9 +163,11 @@ class ShardReader:
     needs five of them.
     """
 
-    def __init__(self, split: str, view_source: str, feature_keys: Sequence[str]):
+    def __init__(self, split: str, view_source: str, feature_keys: Sequence[str],
+                 extra_sources: Sequence[str] = ()):
         self.split = split
-        self.view_prefix = f"views/{view_source}"
+        self.view_source = view_source
+        self.view_sources = (view_source, *[s for s in extra_sources if s != view_source])
         self.feature_keys = tuple(feature_keys)
         self._open: OrderedDict[str, h5py.File] = OrderedDict()
         self._small: dict[str, dict[str, Any]] = {}
@@ -177,10 +182,20 @@ class ShardReader:
             raise unreadable_shard(path, exc) from exc
         self._check(path, h5)
         self._open[path] = h5
-        prefix = self.view_prefix
         self._small[path] = {
             "clip_id": h5["clip_id"].asstr()[()],
             "window_index": h5["window_index"][()],
+            "views": {source: self._view_fields(h5, f"views/{source}")
+                      for source in self.view_sources},
+        }
+        while len(self._open) > MAX_OPEN_SHARDS:
+            evicted, handle = self._open.popitem(last=False)
+            self._small.pop(evicted, None)
+            handle.close()
+        return h5
+
+    def _view_fields(self, h5: h5py.File, prefix: str) -> dict[str, Any]:
+        return {
             "azimuth_rad": h5[f"{prefix}/azimuth_rad"][()].astype(np.float32),
             "elevation_rad": h5[f"{prefix}/elevation_rad"][()].astype(np.float32),
             "from_detection": (h5[f"{prefix}/from_detection"][()].astype(bool)
@@ -189,14 +204,9 @@ class ShardReader:
             "features": {key: stored_features(h5, f"{prefix}/{key}")
                          for key in self.feature_keys},
         }
-        while len(self._open) > MAX_OPEN_SHARDS:
-            evicted, handle = self._open.popitem(last=False)
-            self._small.pop(evicted, None)
-            handle.close()
-        return h5
 
     def _check(self, path: str, h5: h5py.File) -> None:
-        needed = [f"{self.view_prefix}/{name}" for name in
+        needed = [f"views/{source}/{name}" for source in self.view_sources for name in
                   ("crops", "azimuth_rad", "elevation_rad", *self.feature_keys)]
         missing = [name for name in needed + ["clip_id", "split", "window_index"] if name not in h5]
         if missing:
@@ -212,38 +222,49 @@ class ShardReader:
         self.shard(path)
         return self._small[path]["clip_id"][start:stop]
 
-    def stored_num_viewpoints(self, path: str) -> int:
+    def stored_num_viewpoints(self, path: str, source: str | None = None) -> int:
         self.shard(path)
-        return int(self._small[path]["azimuth_rad"].shape[1])
+        return int(self._views(path, source)["azimuth_rad"].shape[1])
 
-    def from_detection(self, path: str, row: int) -> np.ndarray | None:
+    def _views(self, path: str, source: str | None) -> dict[str, Any]:
+        return self._small[path]["views"][source or self.view_source]
+
+    def from_detection(self, path: str, row: int, source: str | None = None) -> np.ndarray | None:
         """``(K,)`` bool: which stored viewpoints are centred on a detection (None when the
         shard does not say, as for random viewpoints of older shards)."""
         self.shard(path)
-        flags = self._small[path]["from_detection"]
+        flags = self._views(path, source)["from_detection"]
         return None if flags is None else flags[row].copy()
 
-    def read(self, path: str, row: int, views: np.ndarray) -> dict[str, Any]:
-        """One sample at ``views`` (K indices): crops (K, T, S, S, 3) uint8, features
-        ``{key: (K, C, M, F) float32}``, azimuth/elevation (K,), clip id, window index."""
+    def angles(self, path: str, row: int, source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stored viewpoint azimuths and elevations ``(K,)`` (radians) of one sample."""
+        self.shard(path)
+        views = self._views(path, source)
+        return views["azimuth_rad"][row], views["elevation_rad"][row]
+
+    def read(self, path: str, row: int, views: np.ndarray,
+             source: str | None = None) -> dict[str, Any]:
+        """One sample at ``views`` (K indices of the ``source`` set, default the reader's
+        view source): crops (K, T, S, S, 3) uint8, features ``{key: (K, C, M, F) float32}``,
+        azimuth/elevation (K,), clip id, window index."""
         try:
-            return self._read(path, row, views)
+            return self._read(path, row, views, source)
         except OSError as exc:                    # h5py: corrupt chunk, truncated file
             raise unreadable_shard(path, exc) from exc
 
-    def _read(self, path: str, row: int, views: np.ndarray) -> dict[str, Any]:
+    def _read(self, path: str, row: int, views: np.ndarray, source: str | None) -> dict[str, Any]:
         self.shard(path)                                # opens it, reads its small fields
         order = np.argsort(views)                       # h5py wants increasing indices
         sorted_views = views[order].tolist()
         restore = np.argsort(order)
 
-        small = self._small[path]
+        small, fields = self._small[path], self._views(path, source)
         return {
-            "crops": small["crops"][row, sorted_views][restore],
-            "features": {key: small["features"][key][row, sorted_views][restore]
+            "crops": fields["crops"][row, sorted_views][restore],
+            "features": {key: fields["features"][key][row, sorted_views][restore]
                          for key in self.feature_keys},
-            "azimuth_rad": small["azimuth_rad"][row, views],
-            "elevation_rad": small["elevation_rad"][row, views],
+            "azimuth_rad": fields["azimuth_rad"][row, views],
+            "elevation_rad": fields["elevation_rad"][row, views],
             "clip_id": str(small["clip_id"][row]),
             "window_index": int(small["window_index"][row]),
         }
@@ -268,6 +289,33 @@ def choose_views(stored_k: int, k: int, rng: np.random.Generator,
     fill = np.flatnonzero(~np.asarray(from_detection, dtype=bool))
     order = np.concatenate([rng.permutation(detected), rng.permutation(fill)])
     return rng.permutation(order[:k])
+
+
+def choose_mixed_views(k: int, object_share: float, rng: np.random.Generator,
+                       object_flags: np.ndarray | None, object_angles: tuple[np.ndarray, np.ndarray],
+                       bank_angles: tuple[np.ndarray, np.ndarray],
+                       min_separation_rad: float = MIXED_MIN_SEPARATION_RAD,
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a sample's K viewpoints drawn from two stored sets: ``round(object_share *
+    k)`` (stochastic rounding) detection-centred viewpoints of the object set (``object_flags``
+    (V_o,) bool; fewer when fewer were detected), and the rest from the bank (V_b viewpoints),
+    preferring bank viewpoints at least ``min_separation_rad`` from every chosen object view
+    so that two crops rarely show the same patch. Angles are ``(azimuth_rad, elevation_rad)``
+    arrays of each set. Returns ``(object_indices, bank_indices)``."""
+    detected = (np.flatnonzero(object_flags) if object_flags is not None
+                else np.zeros(0, dtype=np.int64))
+    wanted = int(np.floor(object_share * k + rng.random()))
+    n_object = min(wanted, k, len(detected))
+    object_views = (rng.choice(detected, size=n_object, replace=False) if n_object
+                    else np.zeros(0, dtype=np.int64))
+    bank_order = rng.permutation(len(bank_angles[0]))
+    if n_object:
+        distance = angular_distance_rad(
+            bank_angles[0][bank_order, None], bank_angles[1][bank_order, None],
+            object_angles[0][None, object_views], object_angles[1][None, object_views])
+        too_close = distance.min(axis=1) < min_separation_rad
+        bank_order = bank_order[np.argsort(too_close, kind="stable")]
+    return object_views, bank_order[:k - n_object]
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -372,6 +420,7 @@ class ShardStream(IterableDataset):
         self.equal_steps = equal_steps
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
+        self.object_view_share = 0.0             # set per phase with set_epoch
         if self.batch_size % windows_per_clip:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of "
                              f"windows_per_clip {windows_per_clip}")
@@ -409,12 +458,21 @@ class ShardStream(IterableDataset):
         """Batches every rank yields per epoch (equal_steps), the same on all ranks."""
         return self.n_units // (self.world_size * self.batch_size)
 
-    def set_epoch(self, epoch: int, viewpoints_per_sample: int | None = None) -> None:
-        """Select the epoch's plan (and K, which changes with the curriculum phase). Call
-        before ``iter(loader)``: workers receive a copy of the dataset at that moment."""
+    def set_epoch(self, epoch: int, viewpoints_per_sample: int | None = None,
+                  object_view_share: float | None = None) -> None:
+        """Select the epoch's plan (and K and the share of object-centred viewpoints, which
+        change with the curriculum phase). Call before ``iter(loader)``: workers receive a
+        copy of the dataset at that moment."""
         self.epoch = epoch
         if viewpoints_per_sample is not None:
             self.viewpoints_per_sample = viewpoints_per_sample
+        if object_view_share is not None:
+            self.object_view_share = object_view_share
+
+    @property
+    def mixes_object_views(self) -> bool:
+        """Whether samples draw some viewpoints from the object set (training, K > 1)."""
+        return self.training and self.object_view_share > 0 and self.viewpoints_per_sample > 1
 
     def worker_plan(self, worker: int, num_workers: int) -> tuple[list[Part], int | None]:
         """Parts read by ``worker`` of this rank and its number of batches (None = one pass)."""
@@ -446,7 +504,8 @@ class ShardStream(IterableDataset):
         parts, quota = self.worker_plan(worker, num_workers)
         if quota == 0 or not parts:
             return
-        reader = ShardReader(self.split, self.cfg.viewpoints, self.feature_keys)
+        reader = ShardReader(self.split, self.cfg.viewpoints, self.feature_keys,
+                             (OBJECT_SOURCE,) if self.mixes_object_views else ())
         units_per_batch = self.batch_size // self.windows_per_clip
         produced = 0
         try:
@@ -525,13 +584,16 @@ class ShardStream(IterableDataset):
         k = self.viewpoints_per_sample
         if k > stored_k:
             raise ShardFormatError(f"{path}: {stored_k} viewpoints stored, {k} requested")
-        if self.training:
-            detections = (reader.from_detection(path, row)
-                          if self.cfg.prefer_detected_views and k < stored_k else None)
-            views = choose_views(stored_k, k, rng, detections)
+        if self.mixes_object_views:
+            sample = self._read_mixed(reader, path, row, k, rng)
         else:
-            views = np.arange(k)
-        sample = reader.read(path, row, views)
+            if self.training:
+                detections = (reader.from_detection(path, row)
+                              if self.cfg.prefer_detected_views and k < stored_k else None)
+                views = choose_views(stored_k, k, rng, detections)
+            else:
+                views = np.arange(k)
+            sample = reader.read(path, row, views)
         crops, features, azimuth = sample["crops"], sample["features"], sample["azimuth_rad"]
 
         flipped = bool(self.training and rng.random() < self.cfg.flip_prob)
@@ -561,6 +623,24 @@ class ShardStream(IterableDataset):
             "clip_id": sample["clip_id"],
             "flipped": flipped,
         }
+
+
+    def _read_mixed(self, reader: ShardReader, path: str, row: int, k: int,
+                    rng: np.random.Generator) -> dict[str, Any]:
+        """A sample whose K viewpoints mix object-centred ones (``data.object_view_share``)
+        with the bank's, in random order (:func:`choose_mixed_views`)."""
+        object_views, bank_views = choose_mixed_views(
+            k, self.object_view_share, rng, reader.from_detection(path, row, OBJECT_SOURCE),
+            reader.angles(path, row, OBJECT_SOURCE), reader.angles(path, row))
+        parts = [reader.read(path, row, bank_views)]
+        if len(object_views):
+            parts.append(reader.read(path, row, object_views, OBJECT_SOURCE))
+        order = rng.permutation(k)
+        joined = lambda key: np.concatenate([part[key] for part in parts])[order]
+        return {**parts[0], "crops": joined("crops"), "azimuth_rad": joined("azimuth_rad"),
+                "elevation_rad": joined("elevation_rad"),
+                "features": {key: np.concatenate([part["features"][key] for part in parts])[order]
+                             for key in self.feature_keys}}
 
 
 def make_loader(dataset: ShardStream, num_workers: int, pin_memory: bool = False,

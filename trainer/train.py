@@ -108,7 +108,8 @@ def compute_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any], phase:
             batch["clip_index"] if phase == "avts_transf" else None)
     terms = LossTerms()
     terms.update(avsa_loss(outputs["video"], outputs["audio"], outputs["video_from_audio"],
-                           outputs["audio_from_video"], tau), cfg.loss.avsa_weight)
+                           outputs["audio_from_video"], tau, cfg.loss.avsa_candidates),
+                 cfg.loss.avsa_weight)
     if cfg.loss.avc_weight_in_avsa > 0:   # optional AVC term on each clip's first viewpoint
         terms.update(avc_loss(outputs["video"][:, 0], outputs["audio"][:, 0], tau),
                      cfg.loss.avc_weight_in_avsa)
@@ -311,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             train_set = train_sets[phase_batch_size(phase, cfg.data)]
             train_loader = loaders[phase_batch_size(phase, cfg.data)]
             steps_per_epoch = steps_in(phase)
-            train_set.set_epoch(epoch, viewpoints)
+            train_set.set_epoch(epoch, viewpoints, cfg.data.object_view_share
+                                if phase in TRANSLATION_PHASES else 0.0)
             model.train()
             sums: dict[str, float] = {}
             interval_steps, busy_s, wait_s = 0, 0.0, 0.0
