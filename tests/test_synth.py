@@ -264,6 +264,19 @@ def test_cli_driver_writes_manifest_and_resumes(tmp_path):
         )
 
 
+def test_validation_split_adds_clips_without_changing_train_or_test(tmp_path):
+    plain = generate_videos(tmp_path / "a", n_train=1, n_test=1, seed=5, scene=TINY, workers=1)
+    with_val = generate_videos(tmp_path / "b", n_train=1, n_test=1, n_val=1, seed=5, scene=TINY,
+                               workers=1)
+    assert [r.split for r in with_val] == ["train", "val", "test"]
+    by_split = {r.split: r for r in with_val}
+    gt = lambda root, record: json.loads((root / record.gt_path).read_text())
+    for record in plain:                            # same clips, same content
+        assert gt(tmp_path / "a", record) == gt(tmp_path / "b", by_split[record.split])
+    val = gt(tmp_path / "b", by_split["val"])
+    assert val["seed"] == [5, 2, 0] and val["objects"] != gt(tmp_path / "a", plain[0])["objects"]
+
+
 def test_ambience_is_diffuse():
     foa = scene_foa(make_scene(TINY, [], "c", ambience_db=-20.0))
     w_energy = np.mean(foa[0] ** 2)

@@ -59,7 +59,8 @@ PRESETS = {
     # same-class case (no class or synchrony cue, reverberant) with its objects near the horizon,
     # larger, no off-screen sound, no silent twin and a stronger direct sound. Preprocess with
     # viewpoints.max_elevation_deg=30 viewpoints.fov_deg_min=60 (supervised ceiling 78 %).
-    "direction": {"n_train": 160, "n_test": 40, "duration_s": 4.0,
+    # 40 validation clips: pretext recipes are chosen on them, the test split only reports.
+    "direction": {"n_train": 160, "n_val": 40, "n_test": 40, "duration_s": 4.0,
                   "scene": {"p_same_class": 1.0, "visual_pulse": False, "reverb": True,
                             "p_silent_twin": 0.0, "p_offscreen_sound": 0.0,
                             "elevation_sd_deg": 8.0, "max_abs_elevation_deg": 20.0,
@@ -166,16 +167,18 @@ def generate_videos(
     n_train: int,
     n_test: int,
     seed: int,
+    n_val: int = 0,
     scene: SceneConfig,
     container: str = "mp4",
     workers: int = 2,
     manifest_path: Path | None = None,
 ) -> list[Clip]:
-    """Generate (or complete) the synthetic video set; writes the manifest (default
+    """Generate (or complete) the synthetic video set (``n_val`` > 0 adds a validation split,
+    its clips seeded apart from train and test); writes the manifest (default
     ``<out>/manifest.jsonl``; its paths are relative to ``out_root`` wherever it lives) and
     ``<out>/synth_config.json``."""
     out_root.mkdir(parents=True, exist_ok=True)
-    counts = {"train": n_train, "test": n_test}
+    counts = {"train": n_train, "val": n_val, "test": n_test}
     jobs = [
         ClipJob(str(out_root), split, index, seed, container, scene)
         for split, count in counts.items()
@@ -192,6 +195,7 @@ def generate_videos(
     config = {
         "seed": seed,
         "n_train": n_train,
+        "n_val": n_val,
         "n_test": n_test,
         "container": container,
         "scene": dataclasses.asdict(scene),
@@ -277,6 +281,8 @@ def _build_parser() -> argparse.ArgumentParser:
     videos.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     videos.add_argument("--n-train", type=int, help="training clips (preset default)")
     videos.add_argument("--n-test", type=int, help="test clips (preset default)")
+    videos.add_argument("--n-val", type=int,
+                        help="validation clips, where recipes are chosen (preset default)")
     videos.add_argument("--duration-s", type=float, help="clip length in seconds (preset default)")
     videos.add_argument("--seed", type=int, default=0)
     videos.add_argument(
@@ -365,6 +371,7 @@ def _run(args: argparse.Namespace) -> None:
             args.out,
             n_train=args.n_train if args.n_train is not None else preset["n_train"],
             n_test=args.n_test if args.n_test is not None else preset["n_test"],
+            n_val=args.n_val if args.n_val is not None else preset.get("n_val", 0),
             seed=args.seed, scene=scene, container=args.container, workers=args.workers,
             manifest_path=args.manifest,
         )  # fmt: skip
