@@ -156,6 +156,8 @@ def test_report_from_records_written_like_the_script(tmp_path):
             record = {"experiment": experiment, "seed": seed, "minutes": 3.0,
                       **summarise_binary(binary_json(base + seed, experiment == "avsa")),
                       **summarise_pairs(pairs, "digest")}
+            if experiment == "avsa":
+                record["val_in_clip_acc"] = {"a2v": 0.4 + 0.05 * seed, "v2a": 0.45}
             (results / f"{experiment}-seed{seed}.json").write_text(json.dumps(record))
     summary = summarise_binary(binary_json(70.0, False))
     assert summary["accuracy_pct"]["avsa"] == {"1": 60.0, "4": 70.0, "4T": None}
@@ -165,7 +167,8 @@ def test_report_from_records_written_like_the_script(tmp_path):
     text = out.read_text()
     assert "Test sets: 200 test clips × 4 yaw(s)." in text
     assert "| avsa | 3 | 60.0 ± 0.0 | 71.0 ± 1.0 | 72.0 ± 1.0 |" in text
-    assert "| 1.5 | 76.0 ± 1.0 | 52.5 ± 0.0 | 3.0 ± 0.0 |" in text    # SE, decidable, control
+    # SE, decidable, control, validation in-clip accuracy (a2v mean 0.45 / v2a 0.45), minutes
+    assert "| 1.5 | 76.0 ± 1.0 | 52.5 ± 0.0 | 0.45 / 0.45 | 3.0 ± 0.0 |" in text
     assert "| baseline (= avsa) | 3 |" in text                        # the alias shares the runs
     assert "| (a) | AVSA > AVC on AVSA-bin | avsa − avc | AVSA-bin 4 |" in text
     # SE 1.5 per run, 3 seeds: 4.303 * sqrt(2) * 1.5 / sqrt(3) = 5.3 points
@@ -230,3 +233,20 @@ def test_claims_between_records_of_different_test_sets_are_not_compared(tmp_path
     text = report_markdown(load_records(results))
     row = next(line for line in text.splitlines() if "| avsa − avc | AVSA-bin 4 |" in line)
     assert row.endswith("| – | – | – | – | – | – | " + NOT_COMPARABLE + " |")
+
+
+def test_each_preset_has_its_own_block_and_records(tmp_path):
+    from evals.reproduction import markers, results_dir_of
+
+    assert results_dir_of("spatial") == RESULTS_DIR
+    assert results_dir_of("direction") == RESULTS_DIR / "direction"
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Results\n")
+    write_report(tmp_path / "none", out, "spatial")
+    write_report(tmp_path / "none", out, "direction")
+    text = write_report(tmp_path / "none", out, "direction").read_text()   # replaced, not added
+    for preset in ("spatial", "direction"):
+        begin, end = markers(preset)
+        assert text.count(begin) == 1 and text.count(end) == 1
+        assert f"### Reproduction grid on the `{preset}` preset" in text
+    assert markers("spatial") != markers("direction")
