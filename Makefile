@@ -163,15 +163,17 @@ eval-direction: $(STAMP) $(if $(DIRECTION_DIR),,direction-synth) ## Direction pr
 	  $(warning no checkpoint at $(CKPT): hand features only)) \
 	  data_dir=$(or $(DIRECTION_DIR),$(DIRECTION_SYNTH_DIR)) $(ARGS)
 
-# The shards each preset's ceiling is measured on: the demo's, or make reproduce's spatial set
-# (made first when missing); CEILING_SHARDS= for any other synthetic shard set.
+# The shards each preset's ceiling is measured on: the demo's, or make reproduce's set of the
+# preset (made first when missing); CEILING_SHARDS= for any other synthetic shard set. The JSON
+# goes beside the preset's grid records.
 CEILING_SHARDS ?= $(if $(filter demo,$(PRESET)),$(DEMO_SHARDS),data/shards/$(PRESET))
-ceiling: $(STAMP) ## AVSA-bin ceilings: a network trained on the decision + a ground-truth oracle (PRESET=demo|spatial)
-	$(if $(filter spatial,$(PRESET)),$(PY) scripts/reproduce.py --data-only)
+CEILING_OUT = results/reproduction/$(if $(filter demo spatial,$(PRESET)),,$(PRESET)/)ceiling-$(PRESET).json
+ceiling: $(STAMP) ## AVSA-bin ceilings: a network trained on the decision + a ground-truth oracle (PRESET=demo|spatial|direction)
+	$(if $(filter spatial direction,$(PRESET)),$(PY) scripts/reproduce.py --preset $(PRESET) --data-only)
 	@test -f $(CEILING_SHARDS)/shards.jsonl || { echo "error: no shards at $(CEILING_SHARDS)" \
 	  "(PRESET=demo: run make demo first; or give CEILING_SHARDS=...)"; exit 2; }
 	$(PY) -m evals.av.ceiling preset=$(PRESET) shards_dir=$(CEILING_SHARDS) \
-	  out=results/reproduction/ceiling-$(PRESET).json $(ARGS)
+	  out=$(CEILING_OUT) $(ARGS)
 
 localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip, else test shards)
 	$(PY) -m evals.av.localize ckpt=$(CKPT) $(if $(CLIP),clip=$(CLIP)) $(ARGS)
@@ -179,7 +181,7 @@ localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip
 embed: $(STAMP) ## Audio embeddings of a folder of ambiX/FuMa WAVs: make embed IN=dir OUT=emb.h5
 	$(PY) -m evals.audio.embed in_dir=$(IN) out=$(OUT) ckpt=$(CKPT) $(ARGS)
 
-reproduce: $(STAMP) ## Paper comparisons on the spatial preset (5 seeds, 200 test clips x 4 yaws), resumable -> results/reproduction/, docs/RESULTS.md
+reproduce: $(STAMP) ## Paper comparisons on the direction preset (3 seeds, 200 test clips x 4 yaws; ARGS="--preset spatial" for the first grid), resumable -> results/reproduction/, docs/RESULTS.md
 	$(PY) scripts/reproduce.py $(ARGS)
 
 results: $(STAMP) ## Markdown table of every run's scores next to the published numbers
