@@ -2,7 +2,7 @@
 
     python -m bench.train [--steps 16] [--paper-steps 2] [--threads 1] [--out-dir DIR]
 
-Writes factory shards (``tests/shard_factory.py``) at two sizes into a temporary folder:
+Writes factory shards (``pipeline/synth/shard_factory.py``) at two sizes into a temporary folder:
 ``tiny`` (32 px crops, 4 frames, 32 x 25 log-mel) and ``paper`` (112 px, 8 frames, 128 x 100,
 the sizes of the real pipeline). Then measures, all in this process:
 
@@ -25,15 +25,18 @@ import io
 import logging
 import tempfile
 import time
+import sys
 from pathlib import Path
 
 import torch
 
-from tests.shard_factory import make_shards
-from trainer import train
-from trainer.config import DataConfig, ModelConfig, TrainConfig
-from trainer.data import ShardStream, make_loader
-from trainer.models import build_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.synth.shard_factory import make_shards  # noqa: E402
+from trainer import train  # noqa: E402
+from trainer.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from trainer.data import ShardStream, make_loader  # noqa: E402
+from trainer.models import build_model  # noqa: E402
 
 SIZES = {"tiny": dict(crop_size=32, n_frames=4, n_mels=32, n_frames_audio=25),
          "paper": dict(crop_size=112, n_frames=8, n_mels=128, n_frames_audio=100)}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.shard_factory import random_checkpoint
+from tests.checkpoint_factory import random_checkpoint
 from evals.video.action import (ActionClassifier, ActionEvalConfig, clip_top1, main,
                                 run_action_eval, video_predictions, video_top1)
 from pipeline.synth.actions import SyntheticActionConfig, generate_action_tree

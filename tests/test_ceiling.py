@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import tests.shard_factory as shard_factory
+import pipeline.synth.shard_factory as shard_factory
 from pipeline.config import load_config
 from pipeline.features import AudioFeatureConfig, foa_features
 from pipeline.foa import encode_plane_wave, mirror_left_right

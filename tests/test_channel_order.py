@@ -31,7 +31,7 @@ from pipeline.manifest import Clip, read_manifest, write_manifest
 from pipeline.preprocess_config import PreprocessConfig
 from pipeline.spatial import vector_to_direction
 from pipeline.synth.write import write_tagged_audio
-from tests.shard_factory import make_shards
+from pipeline.synth.shard_factory import make_shards
 
 WRITE_RATE = 48_000
 DECODE_RATE = 24_000

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.shards import (ShardIndex, decode_jpeg_frames, encode_jpeg_frames, open_shard,
                              stored_crops)
-from tests.shard_factory import make_shards
+from pipeline.synth.shard_factory import make_shards
 from trainer.data import ShardReader
 
 
@@ -143,7 +143,7 @@ def test_feature_code_moments_equal_the_moments_of_the_dequantised_values():
 def test_rows_coded_before_writing_give_the_shard_the_writer_would_make(tmp_path):
     from pipeline.shards import (FIELDS_BY_NAME, ShardFormatError, encode_sample_crops,
                                  encode_sample_feature, write_shard)
-    from tests.shard_factory import make_sample
+    from pipeline.synth.shard_factory import make_sample
 
     rng = np.random.default_rng(5)
     samples = [make_sample(0.3 * i, 0.5, 0.1, 0.5, k=2, crop_size=16, n_frames=2, n_mels=8,

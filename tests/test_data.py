@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.shards import ShardFormatError, read_norm_stats, write_norm_stats
-from tests.shard_factory import make_shards
+from pipeline.synth.shard_factory import make_shards
 from trainer.config import DataConfig
 from trainer.data import (ShardStream, assign_parts, choose_mixed_views, choose_views,
                           make_loader, make_parts, split_steps)

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tests.shard_factory import make_shards
+from pipeline.synth.shard_factory import make_shards
 from trainer.losses import avc_loss, avsa_loss
 
 ROOT = Path(__file__).resolve().parents[1]

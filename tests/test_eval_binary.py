@@ -17,7 +17,7 @@ from pipeline.config import load_config, to_dict
 from pipeline.features import AudioFeatureConfig, doa_from_intensity, foa_features
 from pipeline.foa import encode_plane_wave
 from pipeline.spatial import angular_distance_rad, wrap_azimuth_rad
-from tests.shard_factory import make_shards
+from pipeline.synth.shard_factory import make_shards
 from trainer.checkpoint import save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import AUDIO_FEATURES, ShardStream

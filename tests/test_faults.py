@@ -23,7 +23,7 @@ from pipeline.preprocess import main as preprocess_main
 from pipeline.preprocess import run_preprocess
 from pipeline.shards import (FAILURES_NAME, INDEX_NAME, ShardFormatError, ShardIndex,
                              append_jsonl, read_jsonl, verify_shards)
-from tests.shard_factory import make_shards
+from pipeline.synth.shard_factory import make_shards
 from tests.test_preprocess import StubDetectorFactory, tiny_config
 from trainer import train
 

@@ -12,7 +12,7 @@ from pipeline.config import ConfigError, load_config
 from pipeline.crops import crop_frames, perspective_rays
 from pipeline.foa import encode_plane_wave
 from pipeline.spatial import angular_distance_rad, direction_to_equirect_pixel, vector_to_direction
-from tests.shard_factory import make_shards
+from pipeline.synth.shard_factory import make_shards
 from baselines.multisensory.cam import (cam_from_patch_logits, cam_peak_direction,
                                         cell_to_crop_pixel, crop_pixel_to_direction,
                                         direction_to_crop_pixel, localisation_summary, localise_clip,

@@ -19,7 +19,7 @@ from pipeline.preprocess_config import PreprocessConfig
 from pipeline.synth.cli import generate_videos
 from pipeline.synth.render import background_image, render_frame, render_label_map
 from pipeline.synth.scenes import CLASS_BY_NAME, ObjectSpec, SceneConfig, make_scene
-from tests.shard_factory import random_checkpoint
+from tests.checkpoint_factory import random_checkpoint
 from evals.video.segmentation import (
     IGNORE_LABEL, EquirectPngLabels, FPNSegmentationHead, LabelMapError, SegmentationEvalConfig,
     SyntheticGroundTruthLabels, confusion_matrix, iter_shard_samples, majority_baseline,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError, load_config
-from tests.shard_factory import make_shards
+from pipeline.synth.shard_factory import make_shards
 from trainer import train
 from trainer.checkpoint import load_checkpoint, load_trained_model
 from trainer.config import TrainConfig

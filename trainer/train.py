@@ -3,7 +3,7 @@
     python -m trainer.train --config configs/experiments/avsa.yaml [dotted.key=value ...]
     torchrun --nproc_per_node=2 -m trainer.train --config configs/experiments/avsa.yaml
 
-CPU recipe (minutes, on shards from ``tests/shard_factory.py`` or the synthetic pipeline):
+CPU recipe (minutes, on shards from ``pipeline/synth/shard_factory.py`` or the synthetic pipeline):
 
     python -m trainer.train --config configs/experiments/avsa.yaml model.preset=tiny \
         model.feature_dim=64 data.batch_size=8 curriculum.epochs=6 curriculum.switch_epoch=3

@@ -218,7 +218,7 @@ def make_shards(out_dir: str | Path, n_clips: int = 16, windows_per_clip: int = 
                 feature_sums[key].append(samples[f"views/{source}/{key}"])
         path = out_dir / f"{split}-{shard_index:05d}.h5"
         attrs = {"config_hash": f"factory-{seed}", "sample_rate": 24000, "n_mels": n_mels,
-                 "n_frames": n_frames_audio, "fps": 16, "generator": "tests/shard_factory.py"}
+                 "n_frames": n_frames_audio, "fps": 16, "generator": "pipeline/synth/shard_factory.py"}
         records.append(write_shard(path, samples, attrs, compression=compression,
                                    crop_codec=crop_codec, feature_codec=feature_codec))
         paths.append(path)
@@ -232,23 +232,3 @@ def make_shards(out_dir: str | Path, n_clips: int = 16, windows_per_clip: int = 
             stats[key] = (values.mean(axis=(1, 3)), values.std(axis=(1, 3)))
         write_norm_stats(out_dir / NORM_STATS_NAME, stats)
     return {"paths": paths, "n_samples": n_clips * windows_per_clip, "records": records}
-
-
-def random_checkpoint(path, feature_dim: int = 32) -> str:
-    """A trainer checkpoint of a random-init tiny model with FOA audio input (what
-    ``trainer.checkpoint.load_trained_model`` reads)."""
-    import torch
-
-    from pipeline.config import from_dict, to_dict
-    from trainer.checkpoint import save_checkpoint
-    from trainer.config import TrainConfig
-    from trainer.models import build_model, model_args_from_config
-
-    cfg = from_dict(TrainConfig, {"model": {"preset": "tiny", "feature_dim": feature_dim}})
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.data.audio_channels)
-    save_checkpoint(path, {"model_args": model_args_from_config(cfg.model, cfg.data.audio_channels),
-                           "config": to_dict(cfg), "model": model.state_dict(), "optimizer": {},
-                           "scaler": {}, "epoch": 0, "step": 0, "phase": "avc",
-                           "rng_states": [], "history": []})
-    return str(path)
