@@ -187,6 +187,14 @@ def test_too_many_viewpoints_is_a_clear_error(shards):
         next(iter(ShardStream(shards, "train", replace(PLAIN, num_viewpoints=5))))
 
 
+def test_a_bank_smaller_than_k_is_refused_before_any_batch(shards):
+    stream = ShardStream(shards, "train", replace(PLAIN, num_viewpoints=12))
+    stream.check_viewpoints(4)                                      # fits: no error
+    with pytest.raises(ShardFormatError, match=r"4 viewpoints stored per window in the "
+                       r"'random' set, 12 requested.*viewpoints.num_viewpoints>=12"):
+        stream.check_viewpoints(12)
+
+
 def test_view_choice_takes_detections_before_fill():
     rng = np.random.default_rng(0)
     detected = np.array([False, True, False, True])

@@ -4,6 +4,8 @@ clear failures, and loading the trained model."""
 from pathlib import Path
 
 import pytest
+
+from pipeline.shards import ShardFormatError
 import torch
 
 from pipeline.config import ConfigError, load_config
@@ -135,6 +137,15 @@ def test_non_finite_loss_stops_with_the_step(shards, tmp_path, monkeypatch):
 def test_too_little_data_is_a_clear_error(shards, tmp_path):
     with pytest.raises(ValueError, match="fewer than one step"):
         run(shards, tmp_path, "data.batch_size=128")
+
+
+def test_a_bank_smaller_than_k_fails_before_the_avc_phase_trains(shards, tmp_path):
+    """K = 12 of a 4-viewpoint bank: refused at start-up, before the AVC epochs run (it used
+    to fail at the switch to AVSA, after the whole AVC phase), and nothing is written."""
+    with pytest.raises(ShardFormatError, match="12 requested per sample"):
+        run(shards, tmp_path, "data.num_viewpoints=12", "curriculum.epochs=2",
+            "curriculum.switch_epoch=1")
+    assert not (tmp_path / "avsa" / "metrics.csv").exists()
 
 
 def test_learning_rate_warms_up_then_follows_the_schedule():

@@ -469,6 +469,28 @@ class ShardStream(IterableDataset):
         if object_view_share is not None:
             self.object_view_share = object_view_share
 
+    def check_viewpoints(self, k: int) -> None:
+        """Raise a :class:`ShardFormatError` now, before any training, when the shards store
+        fewer than ``k`` viewpoints per window in the set(s) this stream reads (the first
+        shard decides: one preprocessing run writes every shard with the same bank)."""
+        if not self.shard_paths:
+            return
+        sources = [self.cfg.viewpoints]
+        if self.cfg.object_view_share > 0 and k > 1:
+            sources.append(OBJECT_SOURCE)
+        reader = ShardReader(self.split, self.cfg.viewpoints, self.feature_keys, sources[1:])
+        try:
+            for source in sources:
+                stored = reader.stored_num_viewpoints(self.shard_paths[0], source)
+                if source == self.cfg.viewpoints and stored < k:
+                    raise ShardFormatError(
+                        f"{self.shards_dir}: {stored} viewpoints stored per window in the "
+                        f"'{source}' set, {k} requested per sample (data.num_viewpoints); use "
+                        f"data.num_viewpoints<={stored} or rebuild the shards with "
+                        f"viewpoints.num_viewpoints>={k}")
+        finally:
+            reader.close()
+
     @property
     def mixes_object_views(self) -> bool:
         """Whether samples draw some viewpoints from the object set (training, K > 1)."""
