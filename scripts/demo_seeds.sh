@@ -47,10 +47,7 @@ for seed in 0 "${SEEDS[@]}"; do
     pids+=($!)
     if (( ${#pids[@]} == 2 )); then
       for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $LOGS/" >&2; exit 1; }; done
-      # The STARSS23-layout sets of SELD and the direction probe, made once before jobs share them.
-"${MAKE_CMD[@]}" starss23-synth direction-synth
-
-pids=()
+      pids=()
     fi
   done
 done
