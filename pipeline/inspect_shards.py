@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.crops import perspective_rays
+from pipeline.manifest import file_name_of
 from pipeline.shards import (VIEWPOINT_SOURCES, ShardIndex, audio_feature_config, open_shard,
                              stored_crops, stored_features)
 from pipeline.spatial import direction_to_equirect_pixel, direction_vector, vector_to_direction
@@ -228,7 +229,8 @@ def inspect_shards(shards_dir: str | Path, out_dir: str | Path, n: int = 4,
     written: list[Path] = []
     for shard, row in pick_samples(clip_ids, n):
         with open_shard(paths[shard]) as h5:
-            name = f"{h5['clip_id'].asstr()[row]}_w{int(h5['window_index'][row]):03d}.png"
+            clip_id = h5["clip_id"].asstr()[row]
+            name = f"{file_name_of(clip_id)}_w{int(h5['window_index'][row]):03d}.png"
             written.append(render_sample(h5, row, Path(out_dir) / name))
             log.info("wrote %s", written[-1])
     return written

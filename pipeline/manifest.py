@@ -177,6 +177,10 @@ class Clip(_Record):
     def _check_values(self) -> None:
         label = self._label()
         _require(bool(self.clip_id.strip()), f"{label}: clip_id expected non-empty, got ''")
+        _require(".." not in PurePosixPath(self.clip_id).parts
+                 and not PurePosixPath(self.clip_id).is_absolute() and "\\" not in self.clip_id,
+                 f"{label}: clip_id expected a name or relative path without '..', got "
+                 f"{self.clip_id!r} (outputs are named after it)")
         _require_positive(self, ("duration_s", "fps", "width", "height", "sample_rate",
                                  "audio_channels"))
         _require(math.isfinite(self.segment_start_s) and self.segment_start_s >= 0,
@@ -345,6 +349,14 @@ def stable_split(key: str, fractions: Mapping[str, float]) -> str:
         if position < cumulative:
             return name
     return [name for name, share in fractions.items() if share > 0][-1]
+
+
+def file_name_of(text: str, max_length: int = 120) -> str:
+    """A file name made from ``text`` (a clip id, an item name): every run of characters
+    other than letters, digits, ``_``, ``.`` and ``-`` becomes ``_``, so no separator or
+    ``..`` component can lead outside the output folder; a name of dots only becomes ``_``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:max_length]
+    return "_" if not name.strip(".") else name
 
 
 def check_relative_path(value: str, label: str) -> None:

@@ -125,6 +125,8 @@ def test_wrong_types(field, value, expected):
     ({"ambisonics": "hoa_ambix", "audio_channels": 4}, "expected (N+1)^2 >= 9"),
     ({"duration_s": 0.0}, "duration_s expected > 0, got 0.0"),
     ({"segment_start_s": -1.0}, "segment_start_s expected >= 0"),
+    ({"clip_id": "../../.."}, "clip_id expected a name or relative path without '..'"),
+    ({"clip_id": "/tmp/x"}, "clip_id expected a name or relative path without '..'"),
 ])
 def test_wrong_values(changes, expected):
     with pytest.raises(ManifestError) as excinfo:
@@ -209,3 +211,13 @@ def test_stable_split_is_deterministic_and_proportional():
 def test_stable_split_rejects_bad_fractions(fractions):
     with pytest.raises(ValueError):
         stable_split("x", fractions)
+
+
+@pytest.mark.parametrize("text, name", [
+    ("synth-train-00001", "synth-train-00001"), ("walk/a b", "walk_a_b"),
+    ("../../..", ".._.._.."), ("..", "_"), ("a/../../b", "a_.._.._b"), ("x" * 300, "x" * 120)])
+def test_file_names_made_from_ids_stay_in_their_folder(text, name):
+    from pipeline.manifest import file_name_of
+
+    assert file_name_of(text) == name
+    assert "/" not in file_name_of(text) and file_name_of(text) not in (".", "..")

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +53,7 @@ from scipy.special import logsumexp
 from pipeline.crops import crop_frames
 from pipeline.features import stft
 from pipeline.foa import ACN_W, ACN_X, ACN_Y, ACN_Z
+from pipeline.manifest import file_name_of
 from pipeline.shards import ShardIndex, open_shard, stored_crops
 from pipeline.spatial import (angular_distance_rad, direction_to_equirect_pixel, direction_vector,
                               equirect_pixel_to_direction, vector_to_direction, wrap_azimuth_rad)
@@ -427,10 +427,6 @@ def clip_from_video(path: str | Path, time_s: float | None, frozen: FrozenModel,
 
 # ----------------------------------------------------------------------------- driver
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:120]
-
-
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Hit rates (percent) over the records that have a sounding object."""
     scored = [r for r in records if r["n_sounding"] > 0]
@@ -479,7 +475,7 @@ def evaluate_localization(ckpt_path: str | Path, cfg: LocalizeConfig = LocalizeC
                                             previous[1] if previous is not None else None)
         current = (clip_id, video)
         figure = plot_localization(item, maps, record,
-                                   out_dir / FIGURE_DIR / f"{_safe_name(item.name)}.png",
+                                   out_dir / FIGURE_DIR / f"{file_name_of(item.name)}.png",
                                    cfg.hit_threshold_deg)
         record["png"] = str(figure)
         records.append(record)
