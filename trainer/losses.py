@@ -149,8 +149,8 @@ def avsa_loss(video: torch.Tensor, audio: torch.Tensor, video_from_audio: torch.
     loss_v2a, acc_v2a = info_nce(flat(audio_from_video), all_audio, targets, temperature, mask)
     return LossTerms({"avsa_a2v": loss_a2v, "avsa_v2a": loss_v2a},
                      {"avsa_a2v": acc_a2v, "avsa_v2a": acc_v2a,
-                      "avsa_a2v_in_clip": _in_clip_accuracy(video_from_audio, video),
-                      "avsa_v2a_in_clip": _in_clip_accuracy(audio_from_video, audio)})
+                      "avsa_a2v_in_clip": in_clip_accuracy(video_from_audio, video),
+                      "avsa_v2a_in_clip": in_clip_accuracy(audio_from_video, audio)})
 
 
 def _same_view_mask(targets: torch.Tensor, n_proposals: int, k: int) -> torch.Tensor:
@@ -163,7 +163,7 @@ def _same_view_mask(targets: torch.Tensor, n_proposals: int, k: int) -> torch.Te
 
 
 @torch.no_grad()
-def _in_clip_accuracy(queries: torch.Tensor, proposals: torch.Tensor) -> torch.Tensor:
+def in_clip_accuracy(queries: torch.Tensor, proposals: torch.Tensor) -> torch.Tensor:
     """Top-1 accuracy among the K viewpoints of each clip only (chance 1/K): queries and
     proposals (B, K, E). The spatial part of AVSA, without the easy other-clip negatives."""
     similarity = torch.einsum("bke,ble->bkl", F.normalize(queries.float(), dim=-1),
