@@ -86,7 +86,7 @@ STARSS_SYNTH_ARGS ?=
 
 .PHONY: help venv data detector preprocess verify channel-order inspect train train-ddp eval-avsa \
         eval-eigenscape eval-seld eval-direction ceiling starss23-synth direction-synth localize embed results eval-ucf eval-hmdb eval-seg \
-        preprocess-sync multisensory separation reproduce demo demo-seeds test bench bench-gpu clean
+        preprocess-sync multisensory separation reproduce reproduce-where demo demo-seeds test bench bench-gpu clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -183,6 +183,9 @@ embed: $(STAMP) ## Audio embeddings of a folder of ambiX/FuMa WAVs: make embed I
 
 reproduce: $(STAMP) ## Paper comparisons on the direction preset (3 seeds, 200 test clips x 4 yaws; ARGS="--preset spatial" for the first grid), resumable -> results/reproduction/, docs/RESULTS.md
 	$(PY) scripts/reproduce.py $(ARGS)
+
+reproduce-where: $(STAMP) ## Direction probe + SELD on the grid's AVSA and AVC checkpoints of every seed, paired (PRESET=direction|spatial) -> results/reproduction/<preset>/seeds_avsa_avc.md
+	bash scripts/grid_seeds.sh $(or $(PRESET),direction)
 
 results: $(STAMP) ## Markdown table of every run's scores next to the published numbers
 	$(PY) -m evals.results_table runs=runs out=results.md

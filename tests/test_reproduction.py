@@ -18,13 +18,19 @@ from evals.reproduction import (BEGIN, END, RESULTS_DIR, ceiling_of, load_ceilin
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_docs_results_holds_the_report_of_the_committed_jsons():
+@pytest.mark.parametrize("preset", ["spatial", "direction"])
+def test_docs_results_holds_the_report_of_the_committed_jsons(preset):
+    from evals.reproduction import markers, results_dir_of
+
     text = (ROOT / "docs" / "RESULTS.md").read_text(encoding="utf-8")
-    assert BEGIN in text and END in text, "docs/RESULTS.md lacks the generated block"
-    block = text[text.index(BEGIN):text.index(END) + len(END)] + "\n"
-    assert block == report_markdown(load_records(ROOT / RESULTS_DIR),
-                                    load_ceiling(ROOT / RESULTS_DIR, "spatial")), (
-        "docs/RESULTS.md is stale: run python scripts/reproduce.py --report-only")
+    begin, end = markers(preset)
+    assert begin in text and end in text, f"docs/RESULTS.md lacks the {preset} block"
+    block = text[text.index(begin):text.index(end) + len(end)] + "\n"
+    results = ROOT / results_dir_of(preset)
+    assert block == report_markdown(load_records(results), load_ceiling(results, preset),
+                                    preset), (
+        f"docs/RESULTS.md is stale: run python scripts/reproduce.py --preset {preset} "
+        f"--report-only")
 
 
 def test_paired_difference_and_its_interval_by_hand():

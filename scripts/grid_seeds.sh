@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Does AVSA pretraining teach *where*? The direction probe and SELD (official DCASE metrics) on
+# the reproduction grid's AVC -> AVSA and AVC-only checkpoints of each seed, then the paired
+# summary (evals/seed_summary.py). Run after `make reproduce` (or `--only avsa avc`):
+#
+#     bash scripts/grid_seeds.sh [PRESET]      # default: direction
+#
+# Reads runs/reproduction_<preset>/{avsa,avc}-seed<N>/ckpt.pt for the seeds whose grid records
+# exist (spatial: runs/reproduction/); writes eval_direction.json and eval_seld.json beside each
+# checkpoint (skipped when present: resumable) and results/reproduction/<preset>/seeds_avsa_avc.md. Two jobs at a time,
+# one thread each. The SELD heads use the demo's setting (2000 steps, one head seed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PRESET=${1:-direction}
+if [[ $PRESET == spatial ]]; then   # the first grid's folders (scripts/reproduce.py, Preset)
+  RUNS=runs/reproduction RESULTS=results/reproduction
+else
+  RUNS=runs/reproduction_$PRESET RESULTS=results/reproduction/$PRESET
+fi
+MAKE_CMD=(make --no-print-directory)
+: "${SELD_ARGS:=protocol.steps=2000 protocol.seeds=[0]}"
+export OMP_NUM_THREADS=1
+mkdir -p "$RUNS/logs"
+seeds=()
+for record in "$RESULTS"/avsa-seed*.json; do
+  [[ -f $record ]] || continue
+  seed=${record##*-seed}; seed=${seed%.json}
+  [[ -f $RESULTS/avc-seed$seed.json ]] && seeds+=("$seed")
+done
+(( ${#seeds[@]} )) || { echo "error: no seed with both avsa and avc records in $RESULTS" >&2; exit 2; }
+"${MAKE_CMD[@]}" starss23-synth direction-synth     # the two sets, made once before jobs share them
+
+evaluate() {   # evaluate RUN_DIR
+  local run=$1
+  [[ -f $run/eval_direction.json ]] || "${MAKE_CMD[@]}" eval-direction CKPT="$run/ckpt.pt"
+  [[ -f $run/eval_seld.json ]] || "${MAKE_CMD[@]}" eval-seld CKPT="$run/ckpt.pt" ARGS="$SELD_ARGS"
+}
+
+pids=()
+for seed in "${seeds[@]}"; do
+  for kind in avsa avc; do
+    run=$RUNS/$kind-seed$seed
+    echo "==> $run (log: $RUNS/logs/$kind-seed$seed.where.log)"
+    evaluate "$run" > "$RUNS/logs/$kind-seed$seed.where.log" 2>&1 &
+    pids+=($!)
+    if (( ${#pids[@]} == 2 )); then
+      for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $RUNS/logs/" >&2; exit 1; }; done
+      pids=()
+    fi
+  done
+done
+for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $RUNS/logs/" >&2; exit 1; }; done
+
+group() {   # group KIND: the comma-separated run folders of KIND in seed order
+  local list=() seed
+  for seed in "${seeds[@]}"; do list+=("$RUNS/$1-seed$seed"); done
+  (IFS=,; echo "${list[*]}")
+}
+.venv/bin/python -m evals.seed_summary "avsa=$(group avsa)" "avc=$(group avc)" \
+  --out "$RESULTS/seeds_avsa_avc.md"
+echo "==> $RESULTS/seeds_avsa_avc.md"
