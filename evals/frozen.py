@@ -39,6 +39,7 @@ from pipeline.runtime import REPO_ROOT
 from trainer.checkpoint import load_trained_model
 from trainer.config import TrainConfig
 from trainer.data import AUDIO_FEATURES
+from trainer.distributed import resolve_device
 from trainer.models import AVSpatialModel, fuse_batchnorm
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- small helpers
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
 
 def resolve_data_path(path: str | Path) -> Path:
     """A relative data path as the trainer saw it: relative to the working directory when it

@@ -109,3 +109,18 @@ def test_allowed_imports_pass(tmp_path):
     (tmp_path / "pipeline" / "synth").mkdir()
     (tmp_path / "pipeline" / "synth" / "ok.py").write_text("from pipeline.synth import scenes\n")
     assert violations(tmp_path) == []
+
+
+#: Functions with one home: defined there only, imported everywhere else.
+ONE_HOME = {"resolve_device": "trainer/distributed.py",
+            "angular_distance_rad": "pipeline/spatial.py"}
+
+
+@pytest.mark.parametrize("name, home", sorted(ONE_HOME.items()))
+def test_shared_helpers_are_defined_once(name, home):
+    root = Path(__file__).resolve().parents[1]
+    homes = sorted(
+        str(path.relative_to(root)) for package in PACKAGES for path in (root / package).rglob("*.py")
+        if any(isinstance(node, ast.FunctionDef) and node.name == name
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
+    assert homes == [home], f"{name} is defined in {homes}; keep it in {home} and import it"

@@ -38,6 +38,7 @@ from baselines.multisensory.cam import evaluate_sync_and_cam, save_cam_figure
 from baselines.multisensory.config import MultisensoryConfig
 from baselines.multisensory.data import SyncStream, make_loader
 from baselines.multisensory.model import FusedNet, sync_labels, sync_logits
+from trainer.distributed import resolve_device
 from trainer.train import learning_rate, refuse_to_replace_run
 from baselines.multisensory.separation import (SeparationModel, evaluate_separation, make_mixtures,
                                                separation_loss)
@@ -134,12 +135,6 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

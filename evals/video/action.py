@@ -48,6 +48,7 @@ from evals.video.action_data import (CLIP_FRAMES, CROP_SIZE, DATASETS, TEST_CLIP
                                      DecodeSpec, FrameCache,
                                      EvalVideoDataset, TrainClipDataset,
                                      build_frame_cache, chance_accuracy, load_action_split)
+from trainer.distributed import resolve_device
 from trainer.models import VideoEncoder
 
 __all__ = ["ActionEvalConfig", "clip_top1", "video_top1", "video_predictions",
@@ -217,12 +218,6 @@ def load_video_encoder(ckpt: str, preset: str = "tiny",
             "feature_dim": train_cfg.model.feature_dim,
             "pretext": train_cfg.curriculum.pretext, "audio_input": train_cfg.data.audio_input}
     return model.video_encoder, train_cfg.model.feature_dim, info
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # ----------------------------------------------------------------------------- loops
