@@ -36,7 +36,9 @@ class ConfigError(ValueError):
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        siblings = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        hint = f" (configs in {path.parent}: {', '.join(siblings)})" if siblings else ""
+        raise ConfigError(f"config file not found: {path}{hint}")
     with path.open("r", encoding="utf-8") as handle:
         try:
             data = yaml.safe_load(handle)

@@ -148,6 +148,25 @@ def test_a_bank_smaller_than_k_fails_before_the_avc_phase_trains(shards, tmp_pat
     assert not (tmp_path / "avsa" / "metrics.csv").exists()
 
 
+def test_start_up_errors_name_the_way_out(shards, tmp_path):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ShardFormatError, match="no shards .shards.jsonl missing.; make them"):
+        run(tmp_path / "nowhere", tmp_path)
+    with pytest.raises(ConfigError, match="loss.temperature must be > 0"):
+        run(shards, tmp_path, "loss.temperature=0")
+    # A run killed before its first checkpoint: its folder holds config.yaml only. Resuming
+    # says to start over, and starting over does not send the user back to resume.
+    (tmp_path / "avsa").mkdir()
+    (tmp_path / "avsa" / "config.yaml").write_text("experiment: avsa\n")
+    with pytest.raises(FileNotFoundError, match="stopped before its first checkpoint: start it "
+                       "over with run.overwrite=true"):
+        run(shards, tmp_path, "run.init_from=resume")
+    with pytest.raises(ConfigError) as refused:
+        run(shards, tmp_path)
+    assert "run.overwrite=true" in str(refused.value) and "resume" not in str(refused.value)
+
+
 def test_learning_rate_warms_up_then_follows_the_schedule():
     from trainer.config import OptimConfig
 

@@ -152,6 +152,9 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def validate(self) -> None:
+        if not self.loss.temperature > 0:
+            raise ConfigError(f"loss.temperature must be > 0 (the paper: 0.07), got "
+                              f"{self.loss.temperature}")
         if self.curriculum.epochs < 1:
             raise ConfigError(f"curriculum.epochs must be >= 1, got {self.curriculum.epochs}")
         if self.curriculum.switch_epoch > self.curriculum.epochs:

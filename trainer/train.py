@@ -136,11 +136,16 @@ def check_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
     ckpt = run_dir / "ckpt.pt"
     if cfg.run.init_from == "resume":
         if not ckpt.is_file():
-            raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from; start the run "
-                                    f"without run.init_from=resume")
+            started = any((run_dir / name).exists() for name in RUN_FILES)
+            raise FileNotFoundError(
+                f"{ckpt}: no checkpoint to resume from; " + (
+                    "the run stopped before its first checkpoint: start it over with "
+                    "run.overwrite=true (without run.init_from=resume)" if started else
+                    "start the run without run.init_from=resume"))
         return
     refuse_to_replace_run(run_dir, cfg.run.overwrite,
-                          how_to_continue="continue it with run.init_from=resume, ")
+                          how_to_continue=("continue it with run.init_from=resume, "
+                                           if ckpt.is_file() else ""))
 
 
 def refuse_to_replace_run(run_dir: Path, overwrite: bool, how_to_continue: str = "") -> None:
