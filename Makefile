@@ -75,6 +75,8 @@ DEMO_DIRECTION ?=
 # Synthetic EigenScape-layout stand-in used by eval-eigenscape when EIGENSCAPE_DIR is empty.
 EIGEN_SYNTH_DIR ?= data/eigenscape_synth
 EIGEN_SYNTH_ARGS ?=
+# The stand-in's recordings last 10 s, shorter than the real set's 30 s segments: score 5 s.
+EIGEN_SYNTH_EVAL ?= protocol.segment_s=5
 # Synthetic STARSS23-layout stand-in used by eval-seld when STARSS_DIR is empty.
 STARSS_SYNTH_DIR ?= data/starss23_synth
 # The direction probe's synthetic set (used when DIRECTION_DIR is empty): the STARSS23 layout
@@ -145,7 +147,7 @@ eval-eigenscape: $(STAMP) ## Scene classification (EIGENSCAPE_DIR=real data; emp
 	$(if $(EIGENSCAPE_DIR),,$(PY) -m pipeline.synth.cli eigenscape --out $(EIGEN_SYNTH_DIR) $(EIGEN_SYNTH_ARGS))
 	$(PY) -m evals.audio.scenes $(if $(wildcard $(CKPT)),ckpt=$(CKPT),\
 	  $(warning no checkpoint at $(CKPT): baselines only)) \
-	  data_dir=$(if $(EIGENSCAPE_DIR),$(EIGENSCAPE_DIR),$(EIGEN_SYNTH_DIR)) $(ARGS)
+	  data_dir=$(if $(EIGENSCAPE_DIR),$(EIGENSCAPE_DIR),$(EIGEN_SYNTH_DIR) $(EIGEN_SYNTH_EVAL)) $(ARGS)
 
 starss23-synth: $(STAMP) ## The synthetic STARSS23-layout set eval-seld uses without STARSS_DIR (resumable)
 	$(PY) -m pipeline.synth.cli starss23 --out $(STARSS_SYNTH_DIR) $(STARSS_SYNTH_ARGS)
