@@ -105,7 +105,7 @@ class Preset:
 
 PRESETS = {
     # The first grid (results/reproduction/*.json): 4 stored viewpoints per set, lossless
-    # crops, float16 features, gzip (the storage defaults before issues 14 and 18); 5 AVC + 3
+    # crops, float16 features, gzip (the earlier storage defaults); 5 AVC + 3
     # AVSA epochs of 60 steps.
     "spatial": Preset(
         "spatial", ("--preset", "spatial", "--n-test", str(N_TEST_CLIPS)),
