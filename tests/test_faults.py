@@ -114,7 +114,7 @@ def test_a_failed_start_writes_nothing(tmp_path, capsys):
     empty = tmp_path / "no_shards"
     empty.mkdir()
     assert train_cli(empty, tmp_path / "runs") == 2
-    assert "fewer than one step" in one_error_line(capsys.readouterr().err)
+    assert "no shards (shards.jsonl missing)" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "runs").exists()
     assert train_cli(tmp_path / "missing", tmp_path / "runs", "run.init_from=resume") == 2
     assert "no checkpoint to resume from" in one_error_line(capsys.readouterr().err)
