@@ -50,6 +50,7 @@ from pipeline.detect import load_production_detector
 from pipeline.detect import check_weights
 from pipeline.errors import ManifestError, PipelineError
 from pipeline.features import NormStatsAccumulator
+from pipeline.locks import folder_lock
 from pipeline.manifest import Clip, read_manifest
 from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
 from pipeline.shards import (FAILURES_NAME, FIELDS_BY_NAME, INDEX_NAME, NORM_STATS_NAME,
@@ -573,8 +574,9 @@ def run_preprocess(cfg: PreprocessConfig, *, force: bool = False, verify_sha: bo
         _check_out_dir(out_dir, cfg, force)
     executor = _open_executor(cfg)         # an unreachable scheduler is a failed start too
     try:
-        return _run_with_executor(cfg, out_dir, clips, executor, detector_factory, verify_sha,
-                                  progress, started)
+        with folder_lock(out_dir, "preprocessing"):      # one writer per shards folder
+            return _run_with_executor(cfg, out_dir, clips, executor, detector_factory,
+                                      verify_sha, progress, started)
     finally:
         executor.close()
 

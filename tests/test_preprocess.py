@@ -295,6 +295,23 @@ def test_enabled_detector_without_weights_fails_before_any_work(synth_root, tmp_
     assert not list((tmp_path / "out").glob("*.h5"))
 
 
+def test_a_shards_folder_being_written_is_refused(synth_root, tmp_path):
+    """Two preprocessing runs into one folder: the second is refused before it writes (the
+    first's lock, here from another host, names its holder); no shard, no index line."""
+    import json
+
+    from pipeline.locks import LOCK_NAME, FolderLockedError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere",
+                                             "what": "preprocessing", "command": "make preprocess"}))
+    with pytest.raises(FolderLockedError, match="preprocessing is writing it .pid 1 on elsewhere"):
+        run_preprocess(tiny_config(synth_root, out), progress=False,
+                       detector_factory=StubDetectorFactory())
+    assert not list(out.glob("*.h5")) and not (out / "shards.jsonl").exists()
+
+
 def test_plan_shards_groups_each_split_by_sorted_id(synth_root):
     from pipeline.manifest import read_manifest
 
