@@ -183,7 +183,7 @@ localize: $(STAMP) ## Localisation maps + hit rate (CLIP=clip.mp4 for a raw clip
 embed: $(STAMP) ## Audio embeddings of a folder of ambiX/FuMa WAVs: make embed IN=dir OUT=emb.h5
 	$(PY) -m evals.audio.embed in_dir=$(IN) out=$(OUT) ckpt=$(CKPT) $(ARGS)
 
-reproduce: $(STAMP) ## Paper comparisons on the direction preset (3 seeds, 200 test clips x 4 yaws; ARGS="--preset spatial" for the first grid), resumable -> results/reproduction/, docs/RESULTS.md
+reproduce: $(STAMP) ## Paper comparisons on the direction preset (5 seeds, 200 test clips x 4 yaws; ARGS="--preset spatial" for the first grid), resumable -> results/reproduction/, docs/RESULTS.md
 	$(PY) scripts/reproduce.py $(ARGS)
 
 reproduce-where: $(STAMP) ## Direction probe + SELD on the grid's AVSA and AVC checkpoints of every seed, paired (PRESET=direction|spatial) -> results/reproduction/<preset>/seeds_avsa_avc.md
