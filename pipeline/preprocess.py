@@ -660,7 +660,7 @@ def _write_norm_stats(out_dir: Path, executor, max_in_flight: int) -> str | None
     """``norm_stats.json`` from the train shards in the index (random views), in the layout of
     ``pipeline.features.NormStats.to_json`` (read by ``trainer.data.load_norm_stats``); None when
     there is no train shard."""
-    paths = [str(p) for p in ShardIndex.load(out_dir).paths("train")]
+    paths = [str(p) for p in ShardIndex.load(out_dir, must_exist=False).paths("train")]
     if not paths:
         log.warning("no train shards: %s not written", NORM_STATS_NAME)
         return None

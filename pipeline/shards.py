@@ -594,11 +594,18 @@ class ShardIndex:
     records: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def load(cls, root: str | Path, check_sizes: bool = True) -> "ShardIndex":
+    def load(cls, root: str | Path, check_sizes: bool = True,
+             must_exist: bool = True) -> "ShardIndex":
         """Read ``shards.jsonl``; with ``check_sizes`` every listed shard must exist with the
         size the index records (a cheap check of each file; :func:`verify_shards` also
-        compares sha256 digests)."""
+        compares sha256 digests). A folder without an index is a :class:`ShardFormatError`
+        (every reader: the trainer, evaluators, ``make verify``), or an empty index with
+        ``must_exist=False`` (preprocessing reading its own folder before any shard landed)."""
         root = Path(root)
+        if must_exist and not (root / INDEX_NAME).is_file():
+            raise ShardFormatError(f"{root}: no shards ({INDEX_NAME} missing); make them with "
+                                   f"make preprocess (or make demo for the synthetic set), or "
+                                   f"point to a shards folder")
         records = sorted(read_jsonl(root / INDEX_NAME), key=lambda record: record["shard"])
         index = cls(root, records)
         if check_sizes:

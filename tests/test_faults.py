@@ -385,3 +385,13 @@ def test_a_changed_manifest_record_rebuilds_only_its_shard(clips_root, tmp_path)
                if changed.clip_id in r["clip_ids"]]
     assert second.shards_written == 1 and second.shards_skipped == first.shards_written - 1
     assert len(holding) == 1
+
+
+def test_a_folder_without_an_index_is_no_shards_for_every_reader(tmp_path):
+    """The trainer, the evaluators and make verify read through ShardIndex.load: a folder
+    without shards.jsonl is named as holding no shards, not read as an empty set."""
+    with pytest.raises(ShardFormatError, match=r"no shards \(shards.jsonl missing\)"):
+        ShardIndex.load(tmp_path / "nowhere")
+    with pytest.raises(ShardFormatError, match=r"no shards"):
+        verify_shards(tmp_path)
+    assert ShardIndex.load(tmp_path, must_exist=False).records == []   # preprocessing's own

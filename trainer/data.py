@@ -73,7 +73,7 @@ from numba import njit
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.spatial import angular_distance_rad
-from pipeline.shards import (INDEX_NAME, NORM_STATS_NAME, FeatureNorm, ShardFormatError,
+from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardFormatError,
                              ShardIndex, open_shard, read_norm_stats, stored_crops,
                              stored_features)
 from trainer.config import DataConfig
@@ -426,11 +426,7 @@ class ShardStream(IterableDataset):
                              f"windows_per_clip {windows_per_clip}")
         self.feature_keys = AUDIO_FEATURES[data_cfg.audio_input]
 
-        if not (self.shards_dir / INDEX_NAME).is_file():
-            raise ShardFormatError(f"{self.shards_dir}: no shards ({INDEX_NAME} missing); make "
-                                   f"them with make preprocess (or make demo for the synthetic "
-                                   f"set), or point data.shards_dir at a shards folder")
-        index = ShardIndex.load(self.shards_dir)
+        index = ShardIndex.load(self.shards_dir)         # no index: "no shards", named
         records = [r for r in index.records if split in r["split"]]
         for record in records:
             if len(record["split"]) != 1:
