@@ -836,13 +836,18 @@ if __name__ == "__main__":
                         help="check every shard's size and sha256 against shards.jsonl")
     args = parser.parse_args()
     if args.verify:
-        found = verify_shards(args.verify)
-        n_shards = len(ShardIndex.load(args.verify, check_sizes=False).records)
-        for problem in found:
-            print(f"error: {problem}", file=sys.stderr)
-        print(f"==> {args.verify}: {n_shards - len(found)} of {n_shards} shards match "
-              f"{INDEX_NAME}")
-        sys.exit(2 if found else 0)
+        from pipeline.config import run_main
+
+        def verify_command(_argv) -> int:
+            found = verify_shards(args.verify)
+            n_shards = len(ShardIndex.load(args.verify, check_sizes=False).records)
+            for problem in found:
+                print(f"error: {problem}", file=sys.stderr)
+            print(f"==> {args.verify}: {n_shards - len(found)} of {n_shards} shards match "
+                  f"{INDEX_NAME}")
+            return 2 if found else 0
+
+        sys.exit(run_main(verify_command, []))    # a folder without an index: one error line
     if args.write:
         Path(args.write).write_text(shards_document(), encoding="utf-8")
         print(f"wrote {args.write}")
