@@ -13,6 +13,8 @@ from pipeline.config import ConfigError
 AudioInput = Literal["foa", "foa_iv", "beamform"]
 ViewpointSource = Literal["random", "yolo"]
 Pretext = Literal["avc", "avsa", "avts", "avc_transf", "avts_transf"]
+#: AVSA proposal sets (``loss.avsa_candidates``, :func:`trainer.losses.avsa_loss`).
+AvsaCandidates = Literal["all_views", "same_view"]
 #: Phases that read K viewpoints per clip and train the translation networks.
 TRANSLATION_PHASES = ("avsa", "avc_transf", "avts_transf")
 #: Pretexts whose batches bring >= 2 windows of every clip (same-clip negatives).
@@ -100,7 +102,7 @@ class LossConfig:
     # AVSA proposals of a translated viewpoint: all_views = every viewpoint of the batch (eq. 8),
     # same_view = the clip's own K viewpoints + the same viewpoint index of the other clips
     # (the authors' code: K - 1 + B proposals).
-    avsa_candidates: Literal["all_views", "same_view"] = "all_views"
+    avsa_candidates: AvsaCandidates = "all_views"
 
 
 @dataclass(frozen=True)

@@ -471,25 +471,24 @@ class ShardStream(IterableDataset):
 
     def check_viewpoints(self, k: int) -> None:
         """Raise a :class:`ShardFormatError` now, before any training, when the shards store
-        fewer than ``k`` viewpoints per window in the set(s) this stream reads (the first
-        shard decides: one preprocessing run writes every shard with the same bank)."""
+        fewer than ``k`` viewpoints per window in the set this stream reads, or lack the object
+        set that ``data.object_view_share`` needs (the reader checks every set it opens; the
+        first shard decides: one preprocessing run writes every shard with the same bank)."""
         if not self.shard_paths:
             return
-        sources = [self.cfg.viewpoints]
-        if self.cfg.object_view_share > 0 and k > 1:
-            sources.append(OBJECT_SOURCE)
-        reader = ShardReader(self.split, self.cfg.viewpoints, self.feature_keys, sources[1:])
+        mixes = self.cfg.object_view_share > 0 and k > 1
+        reader = ShardReader(self.split, self.cfg.viewpoints, self.feature_keys,
+                             (OBJECT_SOURCE,) if mixes else ())
         try:
-            for source in sources:
-                stored = reader.stored_num_viewpoints(self.shard_paths[0], source)
-                if source == self.cfg.viewpoints and stored < k:
-                    raise ShardFormatError(
-                        f"{self.shards_dir}: {stored} viewpoints stored per window in the "
-                        f"'{source}' set, {k} requested per sample (data.num_viewpoints); use "
-                        f"data.num_viewpoints<={stored} or rebuild the shards with "
-                        f"viewpoints.num_viewpoints>={k}")
+            stored = reader.stored_num_viewpoints(self.shard_paths[0])
         finally:
             reader.close()
+        if stored < k:
+            raise ShardFormatError(
+                f"{self.shards_dir}: {stored} viewpoints stored per window in the "
+                f"'{self.cfg.viewpoints}' set, {k} requested per sample (data.num_viewpoints); "
+                f"use data.num_viewpoints<={stored} or rebuild the shards with "
+                f"viewpoints.num_viewpoints>={k}")
 
     @property
     def mixes_object_views(self) -> bool:
@@ -645,7 +644,6 @@ class ShardStream(IterableDataset):
             "clip_id": sample["clip_id"],
             "flipped": flipped,
         }
-
 
     def _read_mixed(self, reader: ShardReader, path: str, row: int, k: int,
                     rng: np.random.Generator) -> dict[str, Any]:

@@ -27,14 +27,16 @@ single-process loss on the global batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 
 from trainer import distributed
+from trainer.config import AvsaCandidates
 
 #: Proposal sets of the AVSA loss (``loss.avsa_candidates``).
-AVSA_CANDIDATES = ("all_views", "same_view")
+AVSA_CANDIDATES = get_args(AvsaCandidates)
 
 
 @dataclass
@@ -129,7 +131,7 @@ def pooled_translation_loss(video: torch.Tensor, audio: torch.Tensor,
 
 def avsa_loss(video: torch.Tensor, audio: torch.Tensor, video_from_audio: torch.Tensor,
               audio_from_video: torch.Tensor, temperature: float,
-              candidates: str = "all_views") -> LossTerms:
+              candidates: AvsaCandidates = "all_views") -> LossTerms:
     """AVSA (eq. 8). All inputs (B, K, E): encoder embeddings ``video`` = head(v),
     ``audio`` = head(a) and translated ``video_from_audio`` = head(g_a2v(a)),
     ``audio_from_video`` = head(g_v2a(v)). Queries are the B*K translated embeddings; the
