@@ -11,7 +11,7 @@ video picks the audio (v2a). Runs without validation rows are skipped with a not
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,16 +19,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def validation_curve(run_dir: Path) -> dict[str, list[float]]:
-    """``{"epoch": [...], "a2v": [...], "v2a": [...]}`` of the run's validation rows that
-    carry in-clip accuracies (the AVSA-type phases)."""
-    with (run_dir / "metrics.csv").open() as handle:
-        rows = [r for r in csv.DictReader(handle)
-                if r.get("split") == "val" and r.get("acc_avsa_a2v_in_clip")]
-    return {"epoch": [int(r["epoch"]) for r in rows],
-            "a2v": [float(r["acc_avsa_a2v_in_clip"]) for r in rows],
-            "v2a": [float(r["acc_avsa_v2a_in_clip"]) for r in rows]}
+from trainer.metrics import read_metrics, validation_in_clip  # noqa: E402
 
 
 def main() -> int:
@@ -39,13 +32,15 @@ def main() -> int:
     args = parser.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4))
     for index, run in enumerate(args.runs):
-        curve = validation_curve(run)
-        if not curve["epoch"]:
+        curve = validation_in_clip(read_metrics(run / "metrics.csv"))
+        if not curve:
             print(f"{run}: no validation in-clip rows, skipped")
             continue
         colour = f"C{index % 10}"
-        ax.plot(curve["epoch"], curve["a2v"], color=colour, label=f"{run.name} a2v")
-        ax.plot(curve["epoch"], curve["v2a"], color=colour, linestyle="--", label=f"{run.name} v2a")
+        epochs = [point["epoch"] for point in curve]
+        ax.plot(epochs, [p["a2v"] for p in curve], color=colour, label=f"{run.name} a2v")
+        ax.plot(epochs, [p["v2a"] for p in curve], color=colour, linestyle="--",
+                label=f"{run.name} v2a")
     ax.axhline(args.chance, color="grey", linewidth=0.8, label="chance")
     ax.set_ylim(bottom=args.chance - 0.03)
     ax.set_xlabel("epoch")

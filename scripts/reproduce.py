@@ -35,7 +35,6 @@ trains the same number of epochs on the same shards (equal-epoch comparison, as 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -51,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from evals.audio.binary import pair_file_path  # noqa: E402
 from evals.reproduction import (GRID, results_dir_of, run_record_path,  # noqa: E402
                                 summarise_binary, summarise_pairs, write_report)
+from trainer.metrics import read_metrics, validation_in_clip  # noqa: E402
 
 #: Test clips of the grid's presets (the generator's default is 40) and AVSA negatives per test
 #: window: about 1 point of standard error per run on AVSA-bin 4 (demo: 1.8-2.1 with 40 clips
@@ -80,7 +80,6 @@ class Preset:
     synth: tuple[str, ...]           # pipeline.synth.cli videos arguments beyond out/manifest
     preprocess: tuple[str, ...]      # overrides of configs/preprocess.yaml
     recipe: tuple[str, ...]          # overrides of every experiment's config
-    about: str
 
     @property
     def data(self) -> str:
@@ -112,8 +111,7 @@ PRESETS = {
         ("viewpoints.crop_size=56", "shards.clips_per_shard=25", "windows.max_per_clip=3",
          "viewpoints.num_viewpoints=4", "shards.crop_codec=raw", "shards.feature_codec=float16",
          "shards.compression=gzip"),
-        (*TINY, "curriculum.epochs=8"),
-        "the first CPU grid: little room above chance (ceiling 50-63 %)"),
+        (*TINY, "curriculum.epochs=8")),
     # Only direction decides AVSA-bin (docs/synthetic.md); a bank of 16 viewpoints per set
     # (elevation +-30 deg, crops 60-90 deg wide) from which training draws K per step, the
     # default storage codecs, a validation split; 5 AVC + 25 AVSA epochs of 60 steps (>= 1,500
@@ -123,8 +121,7 @@ PRESETS = {
         ("viewpoints.crop_size=56", "shards.clips_per_shard=25", "windows.max_per_clip=3",
          "viewpoints.num_viewpoints=16", "viewpoints.max_elevation_deg=30",
          "viewpoints.fov_deg_min=60"),
-        (*TINY, "curriculum.epochs=30", "optim.precision=bf16", *DIRECTION_PRETEXT),
-        "only direction decides; ceiling 78 %"),
+        (*TINY, "curriculum.epochs=30", "optim.precision=bf16", *DIRECTION_PRETEXT)),
 }
 
 
@@ -177,19 +174,13 @@ def ensure_ceiling(python: str, preset: Preset) -> Path:
     return out
 
 
-def validation_in_clip(run_dir: Path) -> dict[str, float] | None:
+def validation_in_clip_of(run_dir: Path) -> dict[str, float] | None:
     """The pretext's own held-out score: in-clip accuracy (a2v, v2a; chance 1/K) of the last
     validation row of ``metrics.csv`` (K uniform viewpoints of the validation split), or None
     (no validation split, or a pretext without translation)."""
     path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return None
-    with path.open() as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("split") == "val"
-                and row.get("acc_avsa_a2v_in_clip")]
-    if not rows:
-        return None
-    return {key: round(float(rows[-1][f"acc_avsa_{key}_in_clip"]), 4) for key in ("a2v", "v2a")}
+    curve = validation_in_clip(read_metrics(path)) if path.is_file() else []
+    return {key: round(curve[-1][key], 4) for key in ("a2v", "v2a")} if curve else None
 
 
 def record_is_current(path: Path) -> bool:
@@ -228,7 +219,7 @@ def run_one(python: str, preset: Preset, experiment: str, seed: int) -> Path:
         **summarise_pairs(pair_file_path(binary_json), binary["pair_keys_digest"]),
         "minutes": round((time.perf_counter() - started) / 60.0, 1),
     }
-    in_clip = validation_in_clip(run_dir)
+    in_clip = validation_in_clip_of(run_dir)
     if in_clip is not None:
         record["val_in_clip_acc"] = in_clip
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -195,3 +195,17 @@ def test_the_avc_phase_reads_its_own_batch_size(shards, tmp_path):
     # 64 windows: 64 // 16 = 4 AVC steps, then 64 // 8 = 8 AVSA steps.
     assert steps == {"avc": 4, "avsa": 12}
     assert all(r["clips_per_s"] > 0 for r in result["history"])
+
+
+def test_validation_in_clip_reads_the_val_rows_that_carry_it(tmp_path):
+    from trainer.metrics import MetricsLog, read_metrics, validation_in_clip
+
+    log = MetricsLog(tmp_path, tensorboard=False)
+    log.write({"step": 10, "epoch": 1, "phase": "avc", "split": "val", "loss": 1.0})
+    log.write({"step": 20, "epoch": 2, "phase": "avsa", "split": "train", "loss": 1.0,
+               "acc_avsa_a2v_in_clip": 0.9, "acc_avsa_v2a_in_clip": 0.9})
+    log.write({"step": 20, "epoch": 2, "phase": "avsa", "split": "val", "loss": 1.0,
+               "acc_avsa_a2v_in_clip": 0.4, "acc_avsa_v2a_in_clip": 0.45})
+    log.close()
+    assert validation_in_clip(read_metrics(tmp_path / "metrics.csv")) == [
+        {"epoch": 2.0, "a2v": 0.4, "v2a": 0.45}]

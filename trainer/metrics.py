@@ -78,6 +78,15 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def validation_in_clip(rows: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
+    """The AVSA pretext's held-out score per epoch: ``{"epoch", "a2v", "v2a"}`` of every
+    validation row (of :func:`read_metrics`) that carries in-clip accuracies (top-1 among a
+    clip's K viewpoints, chance 1/K); empty without a validation split or translation."""
+    return [{"epoch": row["epoch"], "a2v": row["acc_avsa_a2v_in_clip"],
+             "v2a": row["acc_avsa_v2a_in_clip"]}
+            for row in rows if row.get("split") == "val" and "acc_avsa_a2v_in_clip" in row]
+
+
 def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
     """Loss terms and accuracies against the step (train rows as lines, val rows as dots of
     the same colour);
