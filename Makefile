@@ -62,10 +62,11 @@ DEMO_PREP  ?= viewpoints.crop_size=56 viewpoints.num_viewpoints=8 shards.clips_p
 DEMO_LOC   ?= protocol.n_clips=24
 DEMO_SHARDS ?= data/shards/demo
 DEMO_DETECTOR ?= --imgsz 256 --epochs 12 --warmup-epochs 1
-# Scenes: the synthetic EigenScape-layout stand-in with 10 s recordings, 5 s segments.
+# Scenes: the synthetic EigenScape-layout stand-in with 10 s recordings, scored in 5 s
+# segments as every eval-eigenscape on the stand-in (EIGEN_SYNTH_EVAL); DEMO_EIGEN adds keys.
 DEMO_EIGEN_DIR ?= data/eigenscape_synth_demo
 DEMO_EIGEN_SYNTH ?= --duration-s 10
-DEMO_EIGEN ?= protocol.segment_s=5
+DEMO_EIGEN ?=
 # SELD: the synthetic STARSS23-layout set; the heads stop early on a validation part of
 # dev-train within 2000 steps, one head seed (the default: 3000 steps, 3 seeds), so the demo
 # keeps its time budget.

@@ -18,7 +18,7 @@ MAKE_CMD=(make --no-print-directory)
 : "${DEMO_EXP:=foa_iv_yolo}"
 : "${DETECTOR:=assets/detector/synthetic_yolo.pt}"
 : "${DEMO_TRAIN:?}" "${DEMO_AVC:?}" "${DEMO_PREP:?}" "${DEMO_DETECTOR:?}"
-: "${DEMO_EIGEN_DIR:?}" "${DEMO_EIGEN_SYNTH:?}" "${DEMO_EIGEN:?}" "${DEMO_LOC:?}" "${DEMO_SELD:?}" "${DEMO_DIRECTION?}"
+: "${DEMO_EIGEN_DIR:?}" "${DEMO_EIGEN_SYNTH:?}" "${DEMO_EIGEN?}" "${DEMO_LOC:?}" "${DEMO_SELD:?}" "${DEMO_DIRECTION?}"
 LOGS=runs/demo_logs
 mkdir -p "$LOGS"
 
