@@ -225,9 +225,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              f"one step of {dist_info.world_size} rank(s) x {batch_size} clips")
         loaders[batch_size] = make_loader(train_sets[batch_size], cfg.data.num_workers, pin,
                                           cfg.run.seed)
-    for phase in set(phases):     # a bank too small fails now, not at the switch to AVSA
-        train_sets[phase_batch_size(phase, cfg.data)].check_viewpoints(
-            cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1)
+    for phase in set(phases) & set(TRANSLATION_PHASES):   # a bank too small fails now, not
+        train_sets[phase_batch_size(phase, cfg.data)].check_viewpoints(   # at the switch to AVSA
+            cfg.data.num_viewpoints)
     train_set = train_sets[phase_batch_size(phases[0], cfg.data)]
 
     def steps_in(phase: str) -> int:
