@@ -31,10 +31,10 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-from pipeline.features import AudioFeatureConfig, foa_features
+from pipeline.features import AudioFeatureConfig, audio_feature_config, foa_features
 from pipeline.foa import AMBISONIC_CONVENTIONS, fuma_to_ambix, hoa_to_foa, n3d_to_sn3d
-from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardIndex, audio_feature_config,
-                             open_shard, read_norm_stats, stored_crops, stored_features)
+from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardIndex, open_shard,
+                             read_norm_stats, stored_crops, stored_features)
 from pipeline.runtime import REPO_ROOT
 from trainer.checkpoint import load_trained_model
 from trainer.config import TrainConfig
@@ -76,7 +76,7 @@ def resolve_data_path(path: str | Path) -> Path:
 def feature_config_from_shards(shards_dir: str | Path) -> AudioFeatureConfig:
     """The audio feature parameters the shards under ``shards_dir`` were made with.
 
-    Reads the first indexed shard (:func:`pipeline.shards.audio_feature_config`). No shard at
+    Reads the first indexed shard (:func:`pipeline.features.audio_feature_config`). No shard at
     all gives the defaults, with a warning.
     """
     shards_dir = resolve_data_path(shards_dir)

@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.decode import AMBIX_CHANNEL_ORDER, check_channel_order
-from pipeline.features import DEFAULT_CONFIG, AudioFeatureConfig, stft
-from pipeline.shards import ShardIndex, audio_feature_config, open_shard
+from pipeline.features import DEFAULT_CONFIG, AudioFeatureConfig, audio_feature_config, stft
+from pipeline.shards import ShardIndex, open_shard
 from pipeline.spatial import direction_vector
 
 __all__ = [

@@ -20,12 +20,14 @@ Conventions (docs/CONVENTIONS.md): FOA is ambiX (ACN W, Y, Z, X; SN3D); angles a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -44,10 +46,12 @@ from pipeline.foa import (
     _require_angles,
     _require_foa,
 )
+from pipeline.shards.norm import read_norm_stats, write_norm_stats
 from pipeline.spatial import vector_to_direction
 
 __all__ = [
     "AudioFeatureConfig",
+    "audio_feature_config",
     "AMIN",
     "IV_EPSILON",
     "stft",
@@ -111,6 +115,21 @@ class AudioFeatureConfig:
 
 
 DEFAULT_CONFIG = AudioFeatureConfig()
+
+
+def audio_feature_config(attrs: Mapping[str, Any]) -> AudioFeatureConfig:
+    """The :class:`AudioFeatureConfig` a shard was made with, from its
+    attributes: the ``config`` attribute's ``audio`` section; shards without it (test
+    factories) give the defaults with their ``sample_rate``, ``n_mels`` and ``n_frames``."""
+    config = attrs.get("config")
+    if isinstance(config, (str, bytes)):
+        config = json.loads(config)
+    known = {f.name for f in dataclasses.fields(AudioFeatureConfig)}
+    if isinstance(config, Mapping) and isinstance(config.get("audio"), Mapping):
+        return AudioFeatureConfig(**{k: v for k, v in config["audio"].items() if k in known})
+    overrides = {key: type(getattr(AudioFeatureConfig, key))(attrs[key])
+                 for key in ("sample_rate", "n_mels", "n_frames") if key in attrs}
+    return AudioFeatureConfig(**overrides)
 
 
 # --------------------------------------------------------------------------- STFT, mel
@@ -562,16 +581,12 @@ class NormStats:
 
     def to_json(self, path) -> None:
         """Write ``norm_stats.json`` (the format of :func:`pipeline.shards.write_norm_stats`)."""
-        from pipeline.shards import write_norm_stats
-
         write_norm_stats(path, {key: (self.mean[key], self.std[key]) for key in self.mean},
                          self.count)
 
     @classmethod
     def from_json(cls, path) -> NormStats:
         """Read ``norm_stats.json`` (:func:`pipeline.shards.read_norm_stats`)."""
-        from pipeline.shards import read_norm_stats
-
         counts = json.loads(Path(path).read_text()).get("keys", {})
         stats = read_norm_stats(path)
         return cls(mean={k: v.mean for k, v in stats.items()},

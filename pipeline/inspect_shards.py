@@ -32,9 +32,10 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.crops import perspective_rays
+from pipeline.features import audio_feature_config
 from pipeline.manifest import file_name_of
-from pipeline.shards import (VIEWPOINT_SOURCES, ShardIndex, audio_feature_config, open_shard,
-                             stored_crops, stored_features)
+from pipeline.shards import (VIEWPOINT_SOURCES, ShardIndex, open_shard, stored_crops,
+                             stored_features)
 from pipeline.spatial import direction_to_equirect_pixel, direction_vector, vector_to_direction
 
 __all__ = ["steered_response_power_db", "intensity_doa", "render_sample", "main"]

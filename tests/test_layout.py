@@ -124,3 +124,16 @@ def test_shared_helpers_are_defined_once(name, home):
         if any(isinstance(node, ast.FunctionDef) and node.name == name
                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
     assert homes == [home], f"{name} is defined in {homes}; keep it in {home} and import it"
+
+
+def test_the_shard_contract_stands_alone():
+    """``pipeline.shards`` is most of what the trainer reads of the pipeline, so it imports no
+    other pipeline module but the config grammar (its command line's error handling): no cycle
+    with ``pipeline.features``, which imports it."""
+    outside = sorted(
+        f"{module_name(path, ROOT)}: {target}"
+        for path in (ROOT / "pipeline" / "shards").rglob("*.py")
+        for candidates in import_statements(path) for target in candidates[:1]
+        if _within(target, "pipeline") and not _within(target, "pipeline.shards")
+        and not _within(target, "pipeline.config"))
+    assert outside == [], outside

@@ -1,4 +1,4 @@
-"""Streaming training batches from HDF5 shards (schema v1, ``pipeline/shards.py``).
+"""Streaming training batches from HDF5 shards (schema v1, ``pipeline/shards/``).
 
 The trainer never decodes media: it reads the crops and audio features that preprocessing
 stored for each viewpoint, picks the channels an experiment needs, augments cheaply and yields

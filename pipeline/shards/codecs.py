@@ -1,0 +1,271 @@
+"""How crops and per-viewpoint features are coded in a shard and decoded on read: JPEG crops
+(:class:`StoredCrops`), uint8-quantised or float16 features (:class:`StoredFeatures`), and the
+exact moments of quantised codes that the normalisation statistics use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import cv2
+import h5py
+import numpy as np
+from numba import njit
+
+from pipeline.shards.schema import (CROP_CODECS, DB_FEATURES, FEATURE_CODECS,
+                                    ShardFormatError)
+
+
+def encode_jpeg_frames(frames_rgb: np.ndarray, quality: int = 95) -> np.ndarray:
+    """``(..., S, S, 3)`` uint8 RGB frames -> object array ``(...)`` of 1-D uint8 JPEG files
+    (OpenCV, baseline JPEG with 4:2:0 chroma, ``quality`` 1-100)."""
+    frames_rgb = np.asarray(frames_rgb)
+    if frames_rgb.dtype != np.uint8 or frames_rgb.ndim < 3 or frames_rgb.shape[-1] != 3:
+        raise ShardFormatError(f"expected uint8 frames shaped (..., S, S, 3), got "
+                               f"{frames_rgb.dtype} {frames_rgb.shape}")
+    lead = frames_rgb.shape[:-3]
+    flat = frames_rgb.reshape(-1, *frames_rgb.shape[-3:])
+    out = np.empty(len(flat), dtype=object)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    for index, frame in enumerate(flat):
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise ShardFormatError(f"JPEG encoding failed for a {frame.shape} frame")
+        out[index] = encoded.reshape(-1)
+    return out.reshape(lead)
+
+
+def decode_jpeg_frames(encoded, frame_shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`encode_jpeg_frames`: an object array ``(...)`` of JPEG files (or one
+    file as a 1-D uint8 array) -> uint8 RGB ``(..., *frame_shape)``."""
+    if isinstance(encoded, np.ndarray) and encoded.dtype != object:
+        return _decode_jpeg(encoded, frame_shape)                    # a single element
+    encoded = np.asarray(encoded, dtype=object)
+    out = np.empty((encoded.size, *frame_shape), dtype=np.uint8)
+    for index, data in enumerate(encoded.reshape(-1)):
+        out[index] = _decode_jpeg(data, frame_shape)
+    return out.reshape(*encoded.shape, *frame_shape)
+
+
+def _decode_jpeg(data: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
+    frame = cv2.imdecode(np.asarray(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if frame is None or frame.shape != tuple(frame_shape):
+        raise ShardFormatError(f"stored JPEG crop: expected a {tuple(frame_shape)} image, got "
+                               f"{None if frame is None else frame.shape}")
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class JpegCrops:
+    """One sample's crops ``(K, T, S, S, 3)`` already coded as the ``jpeg`` crop codec stores
+    them (:func:`encode_sample_crops`): an object array ``(K, T)`` of JPEG files. Preprocessing
+    encodes each window as it is made, so a shard in the making holds 0.6 MB of crops per sample
+    (16 + 16 viewpoints at 112 px) instead of 9.6 MB."""
+
+    files: np.ndarray
+    frame_shape: tuple[int, int, int]
+    quality: int
+
+
+@dataclass(frozen=True)
+class QuantisedFeature:
+    """One sample's feature ``(K, C, M, F)`` already coded as the ``uint8`` feature codec stores
+    it (:func:`encode_sample_feature`): ``codes`` uint8 and, for dB features, ``max_db (K,)``."""
+
+    codes: np.ndarray
+    max_db: np.ndarray | None
+    span_db: float
+
+
+def encode_sample_crops(view_crops: Iterable[np.ndarray], crop_codec: str,
+                        quality: int = 95) -> JpegCrops | np.ndarray:
+    """One sample's crops in the form :func:`write_shard` stores with ``crop_codec``:
+    :class:`JpegCrops` for ``jpeg``, a ``(K, T, S, S, 3)`` uint8 array for ``raw``.
+
+    ``view_crops``: a ``(K, T, S, S, 3)`` uint8 array, or the K views' ``(T, S, S, 3)`` crops
+    one by one (each is coded or copied before the next is taken, so an iterator may reuse one
+    buffer: :meth:`pipeline.crops.CropSampler.iter_crops`)."""
+    if crop_codec not in CROP_CODECS:
+        raise ValueError(f"crop_codec must be one of {CROP_CODECS}, got {crop_codec!r}")
+    if crop_codec == "raw":
+        return np.stack([np.array(view, dtype=np.uint8) for view in view_crops])
+    files, frame_shape = [], None
+    for view in view_crops:
+        files.append(encode_jpeg_frames(view, quality))
+        frame_shape = tuple(int(v) for v in np.shape(view)[1:])
+    if frame_shape is None:
+        raise ShardFormatError("expected the crops of at least one viewpoint, got none")
+    return JpegCrops(np.stack(files), frame_shape, int(quality))
+
+
+def encode_sample_feature(key: str, values: np.ndarray, feature_codec: str,
+                          span_db: float) -> QuantisedFeature | np.ndarray:
+    """One sample's feature ``key`` ``(K, C, M, F)`` in the form :func:`write_shard` stores with
+    ``feature_codec``: :class:`QuantisedFeature` for ``uint8``, float16 for ``float16``."""
+    if feature_codec not in FEATURE_CODECS:
+        raise ValueError(f"feature_codec must be one of {FEATURE_CODECS}, got "
+                         f"{feature_codec!r}")
+    if feature_codec == "float16":
+        return np.asarray(values).astype(np.float16)
+    codes, max_db = quantise_feature(key, np.asarray(values, dtype=np.float32)[None], span_db)
+    return QuantisedFeature(codes[0], None if max_db is None else max_db[0], float(span_db))
+
+
+class StoredCrops:
+    """A shard's crops dataset read as uint8 RGB ``(N, K, T, S, S, 3)`` whatever its codec:
+    ``shape`` and ``[...]`` index the ``(N, K, T)`` axes as an h5py dataset does (indices,
+    slices, increasing index lists) and decode JPEG-coded frames."""
+
+    def __init__(self, dataset: h5py.Dataset):
+        self.dataset = dataset
+        self.codec = str(dataset.attrs.get("codec", "raw"))
+        if self.codec not in CROP_CODECS:
+            raise ShardFormatError(f"{dataset.name}: unknown crop codec {self.codec!r}, expected "
+                                   f"one of {CROP_CODECS}")
+        self.frame_shape = (tuple(int(v) for v in dataset.attrs["frame_shape"])
+                            if self.codec == "jpeg" else tuple(dataset.shape[3:]))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.dataset.shape[:3]) + self.frame_shape
+
+    def __len__(self) -> int:
+        return int(self.dataset.shape[0])
+
+    def __getitem__(self, key) -> np.ndarray:
+        if self.codec == "raw":
+            return self.dataset[key]
+        return decode_jpeg_frames(self.dataset[key], self.frame_shape)
+
+
+def quantise_feature(key: str, values: np.ndarray, span_db: float
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float features ``(N, K, C, M, F)`` -> ``(uint8 codes, max_db (N, K) float32 or None)``.
+
+    dB features (:data:`DB_FEATURES`): ``q = round((max - x) / span_db * 255)`` with ``max``
+    per viewpoint; every value lies within ``span_db`` (top_db) of it, so the error is at most
+    ``span_db / 510`` (0.2 dB at 100 dB). Intensity vectors: ``q = round((x + 1) * 127.5)``,
+    error at most 1/255 (their components lie in [-1, 1])."""
+    values = np.asarray(values, dtype=np.float32)
+    if key in DB_FEATURES:
+        max_db = values.max(axis=(2, 3, 4)).astype(np.float32)
+        scaled = np.subtract(max_db[:, :, None, None, None], values)
+        scaled *= np.float32(255.0 / span_db)
+        scaled += np.float32(0.5)                  # round half up; values are >= 0 here
+        np.clip(scaled, 0.0, 255.0, out=scaled)
+        return scaled.astype(np.uint8), max_db
+    scaled = np.clip(values, -1.0, 1.0)
+    scaled += np.float32(1.0)
+    scaled *= np.float32(127.5)
+    scaled += np.float32(0.5)
+    return scaled.astype(np.uint8), None
+
+
+def dequantise_feature(codes: np.ndarray, max_db: np.ndarray | None,
+                       span_db: float) -> np.ndarray:
+    """Inverse of :func:`quantise_feature`: codes ``(..., C, M, F)`` and, for dB features,
+    ``max_db`` of shape ``codes.shape[:-3]`` -> float32."""
+    codes = np.asarray(codes, dtype=np.float32)
+    if max_db is None:
+        return codes * np.float32(1.0 / 127.5) - np.float32(1.0)
+    return (np.asarray(max_db, dtype=np.float32)[..., None, None, None]
+            - codes * np.float32(span_db / 255.0))
+
+
+def feature_code_moments(codes: np.ndarray, max_db: np.ndarray | None, span_db: float
+                         ) -> tuple[int, np.ndarray, np.ndarray]:
+    """Moments of the values :func:`dequantise_feature` gives for uint8 codes ``(N, K, C, M, F)``
+    (and ``max_db (N, K)`` for dB features), over N, K and F: ``(count, mean (C, M), m2 (C, M))``
+    float64, ``m2`` the sum of squared deviations (the terms of a Chan et al. merge).
+
+    Computed from exact integer sums of the codes and of their squares per viewpoint, channel
+    and band (one pass, no float copy): within a viewpoint the values are affine in the codes,
+    ``max_db - q span_db / 255`` or ``q / 127.5 - 1``; viewpoints are then merged. Equal to the
+    moments of the dequantised float32 values up to their float32 rounding (tested)."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    if codes.ndim != 5:
+        raise ValueError(f"expected codes shaped (N, K, C, M, F), got {codes.shape}")
+    n_samples, n_views, n_channels, n_bands, n_frames = codes.shape
+    sums = np.empty(codes.shape[:4], dtype=np.int64)
+    squares = np.empty(codes.shape[:4], dtype=np.int64)
+    _code_sums_kernel(codes.reshape(-1, n_frames), sums.reshape(-1), squares.reshape(-1))
+    if max_db is None:
+        offset, step = np.full((n_samples, n_views), -1.0), 1.0 / 127.5
+    else:
+        offset, step = np.asarray(max_db, dtype=np.float64), -float(span_db) / 255.0
+    if offset.shape != (n_samples, n_views):
+        raise ValueError(f"expected max_db shaped {(n_samples, n_views)}, got {offset.shape}")
+    view_mean = offset[:, :, None, None] + step * (sums / n_frames)               # (N, K, C, M)
+    view_m2 = step**2 * ((n_frames * squares - sums**2) / n_frames)                  # exact ints
+    group_mean = view_mean.reshape(-1, n_channels, n_bands)
+    mean = group_mean.mean(axis=0)
+    m2 = view_m2.reshape(-1, n_channels, n_bands).sum(axis=0) + n_frames * np.square(
+        group_mean - mean).sum(axis=0)
+    return n_samples * n_views * n_frames, mean, m2
+
+
+@njit(cache=True, nogil=True)
+def _code_sums_kernel(codes, sums, squares):  # pragma: no cover - numba
+    """Per row of ``codes (G, F)`` uint8: the sum and the sum of squares, int64."""
+    for row in range(codes.shape[0]):
+        total = 0
+        total_squares = 0
+        for frame in range(codes.shape[1]):
+            value = np.int64(codes[row, frame])
+            total += value
+            total_squares += value * value
+        sums[row] = total
+        squares[row] = total_squares
+
+
+class StoredFeatures:
+    """A shard's per-viewpoint feature dataset read as float32 ``(N, K, C, M, F)`` whatever its
+    codec; ``[...]`` indexes the ``(N, K)`` axes as h5py does (indices, slices, increasing
+    index lists)."""
+
+    def __init__(self, h5: h5py.File | h5py.Group, name: str):
+        self.dataset = h5[name]
+        self.codec = str(self.dataset.attrs.get("codec", "float16"))
+        if self.codec not in FEATURE_CODECS:
+            raise ShardFormatError(f"{name}: unknown feature codec {self.codec!r}, expected one "
+                                   f"of {FEATURE_CODECS}")
+        self.span_db = float(self.dataset.attrs.get("span_db", 0.0))
+        self.max_db = (h5[f"{name}_max_db"] if self.codec == "uint8"
+                       and name.rsplit("/", 1)[-1] in DB_FEATURES else None)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.dataset.shape)
+
+    def __len__(self) -> int:
+        return int(self.dataset.shape[0])
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple) and len(key) > 2:
+            raise IndexError(f"{self.dataset.name}: index the (N, K) axes only, got {key}")
+        values = self._read(self.dataset, key)
+        if self.codec == "float16":
+            return values.astype(np.float32)
+        return dequantise_feature(values, None if self.max_db is None else self.max_db[key],
+                                  self.span_db)
+
+    @staticmethod
+    def _read(dataset: h5py.Dataset, key) -> np.ndarray:
+        """``dataset[key]``, with a list of viewpoints of one sample read view by view: h5py's
+        point selection on a chunked, compressed dataset took 9.5 ms for 4 views of a bank of 16,
+        four plain reads 0.06 ms (bench/train.py)."""
+        if (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], (int, np.integer))
+                and isinstance(key[1], (list, np.ndarray))):
+            row, views = key
+            return np.stack([dataset[row, int(view)] for view in views])
+        return dataset[key]
+
+
+def stored_features(h5: h5py.File | h5py.Group, name: str) -> StoredFeatures:
+    """The feature dataset ``name`` (``views/<set>/<key>``) of an open shard, as float32."""
+    return StoredFeatures(h5, name)
+
+
+def stored_crops(h5: h5py.File | h5py.Group, name: str) -> StoredCrops:
+    """The crops dataset ``name`` (``views/<set>/crops``) of an open shard, decoded on read."""
+    return StoredCrops(h5[name])
