@@ -125,7 +125,7 @@ preprocess: $(STAMP) $(NEEDS_DETECTOR) ## Decode, detect, crop, rotate/beamform,
 	  detector.weights=$(DETECTOR) $(if $(LIMIT),paths.max_clips=$(LIMIT)) \
 	  $(if $(SCHEDULER),dask.scheduler=$(SCHEDULER)) $(ARGS)
 
-verify: $(STAMP) ## Check every shard's size and sha256 against its shards.jsonl (SHARDS=...)
+verify: $(STAMP) ## Check every shard's size and sha256 against shards.jsonl; a plain rerun of preprocessing rebuilds what it flags (SHARDS=...)
 	$(PY) -m pipeline.shards --verify $(SHARDS)
 
 channel-order: $(STAMP) ## Which channel order the stored FOA agrees with, against detections (SHARDS=...)

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 import math
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -33,10 +34,12 @@ from scipy.signal import resample_poly
 
 from pipeline.features import AudioFeatureConfig, audio_feature_config, foa_features
 from pipeline.foa import AMBISONIC_CONVENTIONS, fuma_to_ambix, hoa_to_foa, n3d_to_sn3d
-from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardIndex, open_shard,
-                             read_norm_stats, stored_crops, stored_features)
+from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardIndex, corrupt_shard,
+                             open_shard, read_norm_stats, shard_settings, stored_crops,
+                             stored_features)
+from pipeline.config import ConfigError
 from pipeline.runtime import REPO_ROOT
-from trainer.checkpoint import load_trained_model
+from trainer.checkpoint import load_checkpoint, load_trained_model
 from trainer.config import TrainConfig
 from trainer.data import AUDIO_FEATURES
 from trainer.distributed import resolve_device
@@ -180,6 +183,8 @@ class FrozenModel:
         feature_cfg: audio feature parameters of the training shards.
         norm: per-feature normalisation statistics (empty = none).
         device: where the network runs.
+        trained_on: the training shards' settings recorded in the checkpoint
+            (:func:`pipeline.shards.shard_settings`; empty for older checkpoints).
     """
 
     model: AVSpatialModel
@@ -187,6 +192,7 @@ class FrozenModel:
     feature_cfg: AudioFeatureConfig
     norm: dict[str, FeatureNorm]
     device: torch.device
+    trained_on: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def audio_input(self) -> str:
@@ -309,15 +315,38 @@ def load_frozen(ckpt_path: str | Path, device: str | torch.device = "auto",
         feature_cfg: audio feature parameters; default: read from the training shards.
     """
     device = resolve_device(device) if isinstance(device, str) else device
-    model, config = load_trained_model(ckpt_path, device)
+    checkpoint = load_checkpoint(ckpt_path, map_location="cpu")
+    model, config = load_trained_model(ckpt_path, device, checkpoint)
     fuse_batchnorm(model.eval().requires_grad_(False))
     norm = _norm_stats(config, norm_stats)
+    trained_on = checkpoint.get("shards") or {}
+    if feature_cfg is None and trained_on.get("audio"):   # as trained, whatever the folder holds now
+        feature_cfg = audio_feature_config({"config": {"audio": trained_on["audio"]}})
     feature_cfg = feature_cfg or feature_config_from_shards(config.data.shards_dir)
     log.info("loaded %s: experiment %s, audio input %s (%d channels), features %d mels x %d "
              "frames at %d Hz, normalisation %s, device %s", ckpt_path, config.experiment,
              config.data.audio_input, config.data.audio_channels, feature_cfg.n_mels,
              feature_cfg.n_frames, feature_cfg.sample_rate, sorted(norm) or "off", device)
-    return FrozenModel(model, config, feature_cfg, norm, device)
+    return FrozenModel(model, config, feature_cfg, norm, device, trained_on)
+
+
+def evaluation_shards(frozen: FrozenModel, shards_dir: str | Path | None = None) -> Path:
+    """The shard folder an evaluation reads (default: the model's training shards), refused
+    with a :class:`ConfigError` when its audio feature settings differ from those the model was
+    trained on (recorded in the checkpoint): features made otherwise would be scored silently
+    (other ``fmax_hz``/``top_db`` shift every value, other ``n_mels`` breaks the shapes)."""
+    path = resolve_data_path(shards_dir or frozen.config.data.shards_dir)
+    trained = frozen.trained_on.get("audio")
+    if trained:
+        now = shard_settings(path).get("audio") or {}
+        differ = [f"{key} {trained.get(key)} -> {now.get(key)}"
+                  for key in sorted(set(trained) | set(now)) if trained.get(key) != now.get(key)]
+        if differ:
+            raise ConfigError(
+                f"{path}: made with other audio feature settings than the shards the model was "
+                f"trained on ({frozen.trained_on.get('folder')}): {', '.join(differ)}; evaluate "
+                f"on shards made with the training settings, or retrain on these")
+    return path
 
 
 def run_dir_of(ckpt_path: str | Path) -> Path:
@@ -380,23 +409,40 @@ def iter_shard_batches(shards_dir: str | Path, split: str, view_source: str,
                 if remaining is not None:
                     stop = min(stop, start + remaining)
                 rows = slice(start, stop)
-                batch = {
-                    "crops": stored_crops(h5, f"{prefix}/crops")[rows, :k],
-                    "features": {key: stored_features(h5, f"{prefix}/{key}")[rows, :k]
-                                 for key in feature_keys},
-                    "azimuth_rad": h5[f"{prefix}/azimuth_rad"][rows, :k].astype(np.float32),
-                    "elevation_rad": h5[f"{prefix}/elevation_rad"][rows, :k].astype(np.float32),
-                    "foa": h5["foa_acn_sn3d"][rows].astype(np.float32),
-                    "clip_id": np.asarray(h5["clip_id"].asstr()[rows]),
-                    "window_index": h5["window_index"][rows].astype(np.int64),
-                    "shard": Path(path).name,
-                    "row": np.arange(start, stop),
-                }
-                for name in extra_fields:
-                    if name in h5:
-                        batch[name] = h5[name][rows]
+                try:
+                    batch = _read_rows(h5, prefix, rows, k, feature_keys, extra_fields)
+                except OSError as exc:                 # a chunk failing its checksum
+                    raise corrupt_shard(path, f"rows {start}-{stop - 1}", exc) from exc
+                batch.update(shard=Path(path).name, row=np.arange(start, stop))
                 yield batch
                 if remaining is not None:
                     remaining -= stop - start
                     if remaining <= 0:
                         return
+
+
+def other_shards_dir(run_dir: Path, frozen: FrozenModel, shards_dir: Path) -> Path:
+    """Where an evaluation's default output goes: the run folder for the model's own training
+    shards, ``<run>/on_<folder name>/`` for any other folder, so that an evaluation on other
+    shards never replaces the run's own."""
+    own = resolve_data_path(frozen.config.data.shards_dir).resolve()
+    return run_dir if Path(shards_dir).resolve() == own else run_dir / f"on_{Path(shards_dir).name}"
+
+
+def _read_rows(h5, prefix: str, rows: slice, k: int, feature_keys: Sequence[str],
+               extra_fields: Sequence[str]) -> dict[str, Any]:
+    """Rows ``rows`` of an open shard at its first ``k`` viewpoints of ``prefix``."""
+    batch = {
+        "crops": stored_crops(h5, f"{prefix}/crops")[rows, :k],
+        "features": {key: stored_features(h5, f"{prefix}/{key}")[rows, :k]
+                     for key in feature_keys},
+        "azimuth_rad": h5[f"{prefix}/azimuth_rad"][rows, :k].astype(np.float32),
+        "elevation_rad": h5[f"{prefix}/elevation_rad"][rows, :k].astype(np.float32),
+        "foa": h5["foa_acn_sn3d"][rows].astype(np.float32),
+        "clip_id": np.asarray(h5["clip_id"].asstr()[rows]),
+        "window_index": h5["window_index"][rows].astype(np.int64),
+    }
+    for name in extra_fields:
+        if name in h5:
+            batch[name] = h5[name][rows]
+    return batch

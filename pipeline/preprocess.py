@@ -11,8 +11,9 @@ failures of its clips. Only this driver appends to ``shards.jsonl`` and ``failur
 
 Resuming: a shard is skipped when ``shards.jsonl`` lists it with the current content hash and
 the same planned clips with the same manifest records (``records_hash``: a corrected
-``channel_order`` rebuilds the shard), and the file is on disk with the recorded size (and sha256 with
-``--verify``); a shard whose clips all failed is skipped when ``failures.jsonl`` holds a
+``channel_order`` rebuilds the shard), and the file is on disk with the recorded size (and
+sha256 with ``--verify-sha``, or when ``make verify`` flagged it in ``verify_failures.jsonl``:
+a plain rerun rebuilds what verify found); a shard whose clips all failed is skipped when ``failures.jsonl`` holds a
 failure for each of them. Leftover ``*.tmp`` files (a killed run) are deleted at start. A
 different content hash in ``out_dir`` is an error (new ``paths.out_dir`` or ``--force``).
 
@@ -54,8 +55,9 @@ from pipeline.locks import folder_lock
 from pipeline.manifest import Clip, read_manifest
 from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
 from pipeline.shards import (FAILURES_NAME, FIELDS_BY_NAME, INDEX_NAME, NORM_STATS_NAME,
-                             SAMPLE_FIELDS, ShardIndex, append_jsonl, feature_code_moments,
-                             file_sha256, open_shard, read_jsonl, stored_features, write_shard)
+                             SAMPLE_FIELDS, VERIFY_FAILURES_NAME, ShardIndex, append_jsonl,
+                             feature_code_moments, file_sha256, flagged_by_verify, open_shard,
+                             read_jsonl, stored_features, write_shard)
 
 __all__ = ["ShardPlan", "ShardResult", "RunSummary", "PreprocessStateError", "plan_shards",
            "process_shard", "run_preprocess", "default_detector_factory", "main"]
@@ -314,7 +316,8 @@ def _check_out_dir(out_dir: Path, cfg: PreprocessConfig, force: bool) -> None:
 
 
 def _wipe_results(out_dir: Path) -> None:
-    for pattern in ("*.h5", "*.tmp", INDEX_NAME, FAILURES_NAME, NORM_STATS_NAME, CONFIG_NAME):
+    for pattern in ("*.h5", "*.tmp", INDEX_NAME, FAILURES_NAME, NORM_STATS_NAME, CONFIG_NAME,
+                    VERIFY_FAILURES_NAME):
         for path in out_dir.glob(pattern):
             path.unlink()
 
@@ -332,6 +335,7 @@ def _done_shards(out_dir: Path, plans: Sequence[ShardPlan], content_hash: str,
     rebuilt, so that a fixed file, or a corrected ``paths.data_root``, lands)."""
     planned = {plan.name: plan for plan in plans}
     done: set[str] = set()
+    flagged = flagged_by_verify(out_dir)                 # what the last make verify found bad
     for record in read_jsonl(out_dir / INDEX_NAME):
         name = record["shard"]
         plan = planned.get(name)
@@ -356,8 +360,9 @@ def _done_shards(out_dir: Path, plans: Sequence[ShardPlan], content_hash: str,
         path = out_dir / name
         if not path.is_file() or path.stat().st_size != record["bytes"]:
             continue
-        if verify_sha and file_sha256(path) != record["sha256"]:
-            log.warning("%s: sha256 differs from the index, rebuilding it", name)
+        if (verify_sha or name in flagged) and file_sha256(path) != record["sha256"]:
+            log.warning("%s: sha256 differs from the index%s, rebuilding it", name,
+                        " (flagged by make verify)" if name in flagged else "")
             continue
         done.add(name)
     _rewrite_index(out_dir, done)
@@ -629,6 +634,7 @@ def _run_with_executor(cfg: PreprocessConfig, out_dir: Path, clips: list[Clip], 
     finally:
         bar.close()
     summary.norm_stats = _write_norm_stats(out_dir, executor, max_in_flight)
+    (out_dir / VERIFY_FAILURES_NAME).unlink(missing_ok=True)  # every flagged shard was rebuilt
     summary.failures_by_error = dict(failure_counts)
     summary.wall_s = time.perf_counter() - started
     for line in summary.lines():

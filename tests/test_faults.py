@@ -99,6 +99,61 @@ def test_training_never_replaces_a_run_silently(shards, tmp_path, capsys, caplog
     assert train_cli(shards, tmp_path, "run.overwrite=true") == 0     # on purpose: replaced
 
 
+def test_an_overwritten_run_keeps_no_evaluation_of_the_old_model(shards, tmp_path):
+    """run.overwrite=true retrains; the old model's evaluations (JSONs, caches, maps) must not
+    stay beside the new checkpoint, where make results would report them as the new one's."""
+    assert train_cli(shards, tmp_path) == 0
+    run_dir = tmp_path / "mine"
+    for stale in ("eval_binary.json", "eval_cache/features.npz", "localize/clip/map.png"):
+        (run_dir / stale).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / stale).write_text("the old model's")
+    assert train_cli(shards, tmp_path, "run.overwrite=true") == 0
+    left = {p.name for p in run_dir.iterdir()}
+    assert set(train.RUN_FILES) <= left <= {*train.RUN_FILES, "curves.png"}, left
+
+
+def test_evaluations_are_bound_to_the_training_shards(tmp_path, capsys):
+    """The checkpoint records the training shards' feature settings; an evaluation on shards
+    made otherwise is refused in one line, and one on other shards made alike writes beside
+    the run's own results, never over them."""
+    from evals.audio.binary import main as binary_main
+    from evals.frozen import evaluation_shards, load_frozen, other_shards_dir
+    from trainer.checkpoint import load_checkpoint
+
+    shards = tmp_path / "shards"
+    make_shards(shards, n_clips=8, windows_per_clip=1, samples_per_shard=8, seed=0)
+    assert train_cli(shards, tmp_path) == 0
+    ckpt = tmp_path / "mine" / "ckpt.pt"
+    recorded = load_checkpoint(ckpt)["shards"]
+    assert recorded["audio"]["n_mels"] == 32 and recorded["bank"] == {"random": 4, "yolo": 4}
+    assert recorded["folder"] == str(shards.resolve())
+
+    other_mels = tmp_path / "other_mels"
+    make_shards(other_mels, n_clips=4, windows_per_clip=1, n_mels=16, split="test")
+    capsys.readouterr()
+    assert binary_main([f"ckpt={ckpt}", f"shards_dir={other_mels}"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "other audio feature settings" in line and "n_mels 32 -> 16" in line
+
+    frozen = load_frozen(ckpt, "cpu")
+    alike = tmp_path / "alike"
+    make_shards(alike, n_clips=4, windows_per_clip=1, seed=5, split="test")
+    assert evaluation_shards(frozen, alike) == alike.resolve()
+    assert other_shards_dir(ckpt.parent, frozen, alike) == ckpt.parent / "on_alike"
+    assert other_shards_dir(ckpt.parent, frozen, shards) == ckpt.parent
+
+
+def test_resuming_on_rebuilt_shards_is_refused(tmp_path):
+    shards = tmp_path / "shards"
+    make_shards(shards, n_clips=8, windows_per_clip=1, samples_per_shard=8, seed=0)
+    assert train_cli(shards, tmp_path) == 0
+    shutil.rmtree(shards)
+    make_shards(shards, n_clips=8, windows_per_clip=1, samples_per_shard=8, seed=0, n_mels=16)
+    with pytest.raises(ConfigError, match="rebuilt with other settings"):
+        train.main(["--config", AVSA, *TINY, f"data.shards_dir={shards}",
+                    f"run.out_dir={tmp_path}", "run.name=mine", "run.init_from=resume"])
+
+
 def test_the_paper_preset_on_a_cpu_says_so_and_projects_the_run(shards, tmp_path, caplog):
     argv = ["--config", AVSA, f"data.shards_dir={shards}", f"run.out_dir={tmp_path}",
             "data.batch_size=2", "data.avc_batch_size=4", "data.num_workers=0",
@@ -168,6 +223,113 @@ def test_a_same_size_corruption_is_found_by_verify(tmp_path, shards):
     ShardIndex.load(folder)                                    # same size: the cheap check passes
     (problem,) = verify_shards(folder)
     assert victim.name in problem and "sha256 differs" in problem
+
+
+# ----------------------------------------------------------------------------- corruption (1)
+
+def _coded_shards(root: Path, split: str = "train", n_audio_samples: int = 240) -> Path:
+    """Shards coded as preprocessing codes them (JPEG crops, uint8 features, lzf)."""
+    make_shards(root, n_clips=8, windows_per_clip=1, samples_per_shard=8, seed=0, split=split,
+                n_audio_samples=n_audio_samples, compression="lzf", crop_codec="jpeg",
+                feature_codec="uint8")
+    return root
+
+
+def _flip(path: Path, offset: int, n_bytes: int = 16) -> None:
+    """Invert ``n_bytes`` bytes of ``path`` from ``offset``: the file keeps its size."""
+    data = bytearray(path.read_bytes())
+    for index in range(offset, offset + n_bytes):
+        data[index] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _corrupt(path: Path, field: str) -> None:
+    """Flip bytes inside every sample's stored ``field`` in the shard file: the first
+    viewpoint's chunk of ``audio`` (FOA) or ``features`` (uint8 log-mel), or the first JPEG
+    file of each viewpoint's ``crops`` (variable-length bytes outside the chunks)."""
+    import h5py
+
+    offsets = []
+    with h5py.File(path, "r") as h5:
+        if field == "crops":
+            files = h5["views/random/crops"][()]                   # (N, K, T) JPEG files
+            raw = path.read_bytes()
+            offsets = [raw.index(files[row, view, 0].tobytes()) + 200
+                       for row in range(files.shape[0]) for view in range(files.shape[1])]
+        else:
+            name = "foa_acn_sn3d" if field == "audio" else "views/random/logmel_foa"
+            dataset = h5[name]
+            for row in range(dataset.shape[0]):
+                coord = (row, *([0] * (dataset.ndim - 1)))
+                info = dataset.id.get_chunk_info_by_coord(coord)
+                offsets.append(info.byte_offset + info.size // 2)
+    for offset in offsets:
+        _flip(path, offset)
+
+
+@pytest.mark.parametrize("field", ["features", "crops"])
+def test_flipped_bytes_stop_training_with_the_shard_named(tmp_path, field):
+    """Same-size flips in stored features or JPEG crops (not caught by the index's size check)
+    fail their checksum on read: training stops naming the shard and the rebuild commands."""
+    from pipeline.shards import ShardCorruptError
+
+    folder = _coded_shards(tmp_path / "shards")
+    victim = sorted(folder.glob("*.h5"))[0]
+    _corrupt(victim, field)
+    ShardIndex.load(folder)                                    # same size: the cheap check passes
+    with pytest.raises(ShardCorruptError, match=f"{victim.name}.*make verify.*make preprocess"):
+        train.main(["--config", AVSA, *TINY, f"data.shards_dir={folder}",
+                    f"run.out_dir={tmp_path / 'runs'}", "data.num_viewpoints=4"])
+
+
+@pytest.mark.parametrize("field", ["audio", "features", "crops"])
+def test_flipped_bytes_stop_an_evaluator_with_the_shard_named(tmp_path, field):
+    """The AVSA-bin evaluator reads FOA audio, features and crops of every test sample."""
+    from evals.audio.binary import BinaryEvalConfig, extract_features
+    from evals.frozen import load_frozen
+    from pipeline.shards import ShardCorruptError
+    from tests.test_eval_binary import make_tiny_run
+
+    ckpt, shards = make_tiny_run(tmp_path)
+    folder = tmp_path / "coded"
+    _coded_shards(folder, split="test", n_audio_samples=24000)
+    shutil.copy(shards / "norm_stats.json", folder / "norm_stats.json")
+    _corrupt(sorted(folder.glob("test-*.h5"))[0], field)
+    frozen = load_frozen(ckpt, "cpu")
+    with pytest.raises(ShardCorruptError, match="test-00000.h5.*make verify"):
+        extract_features(frozen, folder, "test", BinaryEvalConfig(), 0)
+
+
+def test_verify_flags_and_a_plain_rerun_rebuilds(tmp_path, clips_root):
+    """make verify records the bad shard; the next plain preprocessing run rebuilds it (and
+    only it), after which verify passes and the record is gone."""
+    from pipeline.shards import VERIFY_FAILURES_NAME
+
+    cfg = tiny_config(clips_root, tmp_path / "out")
+    run_preprocess(cfg, progress=False, detector_factory=StubDetectorFactory())
+    out = Path(cfg.paths.out_dir)
+    victim = sorted(out.glob("*.h5"))[0]
+    _corrupt(victim, "features")
+    (problem,) = verify_shards(out)
+    assert victim.name in problem and (out / VERIFY_FAILURES_NAME).is_file()
+    summary = run_preprocess(cfg, progress=False, detector_factory=StubDetectorFactory())
+    assert summary.shards_written == 1
+    assert verify_shards(out) == [] and not (out / VERIFY_FAILURES_NAME).exists()
+
+
+def test_shards_without_checksums_warn_once(tmp_path, caplog):
+    import h5py
+
+    from pipeline.shards import open_shard
+
+    folder = _coded_shards(tmp_path / "old")
+    for path in folder.glob("*.h5"):
+        with h5py.File(path, "a") as h5:
+            del h5.attrs["checksums"]                  # as written before checksums existed
+    with caplog.at_level(logging.WARNING):
+        for path in list(folder.glob("*.h5")) * 2:
+            open_shard(path).close()
+    assert caplog.text.count("without checksums") == 1
 
 
 def test_a_torn_last_line_is_dropped_with_a_warning(tmp_path, caplog):

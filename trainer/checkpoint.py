@@ -77,10 +77,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
-def load_trained_model(ckpt_path: str | Path,
-                       device: str | torch.device = "cpu") -> tuple[AVSpatialModel, TrainConfig]:
-    """The trained model (eval mode, on ``device``) and the config it was trained with."""
-    checkpoint = load_checkpoint(ckpt_path, map_location="cpu")
+def load_trained_model(ckpt_path: str | Path, device: str | torch.device = "cpu",
+                       checkpoint: dict[str, Any] | None = None
+                       ) -> tuple[AVSpatialModel, TrainConfig]:
+    """The trained model (eval mode, on ``device``) and the config it was trained with
+    (``checkpoint``: the file's contents when the caller has read them already)."""
+    checkpoint = checkpoint or load_checkpoint(ckpt_path, map_location="cpu")
     # Checkpoints written before the authors' heads and transformer layers (no such arguments)
     # had shared heads, no output ReLU and the layers under ``<net>.transformer.layers``.
     model_args = {"separate_prediction_heads": False, "transformer_output_relu": False,

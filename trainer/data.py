@@ -73,8 +73,8 @@ from numba import njit
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.spatial import angular_distance_rad
-from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardFormatError,
-                             ShardIndex, open_shard, read_norm_stats, stored_crops,
+from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardFormatError, ShardIndex,
+                             corrupt_shard, open_shard, read_norm_stats, stored_crops,
                              stored_features)
 from trainer.config import DataConfig
 
@@ -146,14 +146,6 @@ def split_steps(total_steps: int, weights: Sequence[int]) -> list[int]:
 
 # ----------------------------------------------------------------------------- shard reading
 
-def unreadable_shard(path: str | Path, exc: BaseException) -> ShardFormatError:
-    """The error for a shard h5py cannot read, naming it and the commands that help."""
-    folder = Path(path).parent
-    return ShardFormatError(f"{path}: unreadable shard ({' '.join(str(exc).split())[:160]}); "
-                            f"check the folder with make verify SHARDS={folder} and rebuild "
-                            f"it with the preprocessing run that made it")
-
-
 class ShardReader:
     """Open shards lazily (inside the worker process) and read samples of one view source.
 
@@ -179,7 +171,7 @@ class ShardReader:
         try:
             h5 = open_shard(path)
         except OSError as exc:
-            raise unreadable_shard(path, exc) from exc
+            raise corrupt_shard(path, "the shard", exc) from exc
         self._check(path, h5)
         self._open[path] = h5
         self._small[path] = {
@@ -250,7 +242,7 @@ class ShardReader:
         try:
             return self._read(path, row, views, source)
         except OSError as exc:                    # h5py: corrupt chunk, truncated file
-            raise unreadable_shard(path, exc) from exc
+            raise corrupt_shard(path, "the shard", exc) from exc
 
     def _read(self, path: str, row: int, views: np.ndarray, source: str | None) -> dict[str, Any]:
         self.shard(path)                                # opens it, reads its small fields

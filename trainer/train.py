@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.config import ConfigError, dump_config, load_config, save_config, to_dict
+from pipeline.shards import shard_settings
 from trainer import distributed
 from trainer.checkpoint import (capture_rng_state, load_checkpoint, load_trained_model,
                                 restore_rng_state, save_checkpoint)
@@ -158,6 +160,23 @@ def refuse_to_replace_run(run_dir: Path, overwrite: bool, how_to_continue: str =
                           f"another run.name")
 
 
+def clear_replaced_run(run_dir: Path) -> None:
+    """Empty a run folder that ``run.overwrite=true`` replaces: its checkpoint, metrics and
+    every evaluation of the old model (JSONs, caches, localisation maps, plots) go, so that
+    ``make results`` can never report them as the new model's. Only a folder holding a run's
+    files (:data:`RUN_FILES`) is touched."""
+    if not any((run_dir / name).exists() for name in RUN_FILES):
+        return
+    entries = sorted(run_dir.iterdir())
+    log.warning("run.overwrite=true: removing the previous run in %s (%d entries: %s)",
+                run_dir, len(entries), ", ".join(p.name for p in entries[:8]))
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def format_duration(seconds: float) -> str:
     """``1 h 02 min`` / ``3 min 05 s`` / ``12 s``."""
     seconds = max(0, int(round(seconds)))
@@ -193,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     device, master = dist_info.device, dist_info.is_master
     logging.basicConfig(level=logging.INFO if master else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if master and cfg.run.overwrite and not resume:
+        clear_replaced_run(run_dir)              # no evaluation outlives the model it scored
     if master:
         print(f"# resolved config ({args.config or 'defaults'})\n{dump_config(cfg)}", flush=True)
     autocast_dtype = autocast_dtype_for(cfg.optim.precision, device)
@@ -235,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return min(steps, cfg.run.max_steps_per_epoch) if cfg.run.max_steps_per_epoch else steps
 
     val_set = ShardStream(cfg.data.shards_dir, cfg.data.val_split, training=False, **stream)
+    trained_on = shard_settings(cfg.data.shards_dir)   # in every checkpoint, for the evaluators
     val_loader = make_loader(val_set, cfg.data.num_workers, pin, cfg.run.seed)
     run_validation = cfg.run.val_max_steps > 0 and val_set.steps_per_epoch > 0
     total_steps = sum(steps_in(phase) for phase in phases)
@@ -256,6 +278,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if changed:
             raise ConfigError(f"{ckpt_path}: cannot resume with a different config; changed "
                               f"keys {changed} (only {sorted(RESUME_MAY_CHANGE)} may change)")
+        before = checkpoint.get("shards", {}).get("audio")
+        if before is not None and before != trained_on.get("audio"):
+            raise ConfigError(f"{ckpt_path}: the shards in {cfg.data.shards_dir} were rebuilt "
+                              f"with other settings since this run started (preprocessing "
+                              f"config hash {checkpoint['shards'].get('config_hash')} -> "
+                              f"{trained_on.get('config_hash')}); start the run over with "
+                              f"run.overwrite=true")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
@@ -415,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scaler": scaler.state_dict(), "epoch": epoch + 1, "step": step,
                         "phase": phase, "rng_states": rng_states,
-                        "history": list(metrics.rows)})
+                        "history": list(metrics.rows), "shards": trained_on})
                     log.info("saved %s (epoch %d, step %d)", ckpt_path, epoch + 1, step)
                 distributed.barrier()
 

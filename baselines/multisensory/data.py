@@ -59,7 +59,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.foa import rotation_matrix_to_front
 from pipeline.shards import (MAX_GT_OBJECTS, ShardFormatError, ShardIndex, open_shard,
-                             stored_crops)
+                             read_checked, stored_crops)
 from baselines.multisensory.config import SyncDataConfig
 
 __all__ = [
@@ -323,7 +323,7 @@ class SyncStream(IterableDataset):
         view = int(rng.integers(num_viewpoints)) if self.cfg.view_policy == "random" else 0
         azimuth = float(h5[f"{prefix}/azimuth_rad"][row, view])
         elevation = float(h5[f"{prefix}/elevation_rad"][row, view])
-        foa = h5["foa_acn_sn3d"][row]
+        foa = read_checked(h5["foa_acn_sn3d"], row)       # checksum failure: names the shard
         offset_s = float(h5["video_start_s"][row] - h5["audio_start_s"][row])
         geometry = window_geometry(foa.shape[-1], self.cfg.audio_window_s, offset_s,
                                    self.cfg.min_shift_s, self.cfg.max_shift_s)

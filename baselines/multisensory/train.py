@@ -39,7 +39,7 @@ from baselines.multisensory.config import MultisensoryConfig
 from baselines.multisensory.data import SyncStream, make_loader
 from baselines.multisensory.model import FusedNet, sync_labels, sync_logits
 from trainer.distributed import resolve_device
-from trainer.train import learning_rate, refuse_to_replace_run
+from trainer.train import clear_replaced_run, learning_rate, refuse_to_replace_run
 from baselines.multisensory.separation import (SeparationModel, evaluate_separation, make_mixtures,
                                                separation_loss)
 
@@ -172,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          f"{train_set.n_samples} samples (need >= {data.batch_size}) and "
                          f"'{data.val_split}' {val_set.n_samples} (need >= 1)")
     example = train_set.first_example()
+    if cfg.run.overwrite:
+        clear_replaced_run(run_dir)             # no evaluation outlives the model it scored
     save_config(cfg, run_dir / "config.yaml")   # every check passed: the run folder starts here
     train_loader = make_loader(train_set, data.num_workers)
     steps_per_epoch = train_set.steps_per_epoch

@@ -82,8 +82,8 @@ from pipeline.spatial import angular_distance_rad
 from trainer.config import TRANSLATION_PHASES
 from trainer.data import AUDIO_FEATURES
 from evals.cli import EvalIO, require_ckpt, run_evaluator
-from evals.frozen import (GT_FIELDS, FrozenModel, describe_run, iter_shard_batches,
-                          load_frozen, resolve_data_path, run_dir_of)
+from evals.frozen import (GT_FIELDS, FrozenModel, describe_run, evaluation_shards,
+                          iter_shard_batches, load_frozen, other_shards_dir, run_dir_of)
 
 log = logging.getLogger(__name__)
 
@@ -848,7 +848,7 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
     started = time.perf_counter()
     ckpt_path = Path(ckpt_path)
     frozen = load_frozen(ckpt_path, device, norm_stats)
-    shards_dir = resolve_data_path(shards_dir or frozen.config.data.shards_dir)
+    shards_dir = evaluation_shards(frozen, shards_dir)    # refused if made otherwise
     run_dir = run_dir_of(ckpt_path)
     cache_dir = run_dir / CACHE_DIR_NAME if use_cache else None
     pair_viewpoints = resolve_viewpoints(frozen, cfg.viewpoints)
@@ -913,8 +913,9 @@ def evaluate_binary(ckpt_path: str | Path, shards_dir: str | Path | None = None,
                      "(head: epoch %d of %d)", task.upper(), variant, scores["single_view"],
                      se["single_view" + suffix], train["video"].shape[1], scores["multi_view"],
                      se["multi_view" + suffix], by_kind, fit.best_epoch, fit.epochs_run)
-    out_path = Path(out_path) if out_path else run_dir / result_name(
-        pair_viewpoints, frozen.config.data.viewpoints)
+    out_path = Path(out_path) if out_path else (
+        other_shards_dir(run_dir, frozen, shards_dir)
+        / result_name(pair_viewpoints, frozen.config.data.viewpoints))
     pairs_path = write_pair_file(pair_file_path(out_path), test["clip_id"],
                                  test["window_index"], test["yaws_rad"], pair_correct, decidable)
     n_views = int(test["video"].shape[1])

@@ -58,8 +58,8 @@ from pipeline.shards import ShardIndex, open_shard, stored_crops
 from pipeline.spatial import (angular_distance_rad, direction_to_equirect_pixel, direction_vector,
                               equirect_pixel_to_direction, vector_to_direction, wrap_azimuth_rad)
 from evals.cli import EvalIO, require_ckpt, run_evaluator
-from evals.frozen import (FrozenModel, describe_run, iter_shard_batches, load_frozen,
-                          resolve_data_path, run_dir_of)
+from evals.frozen import (FrozenModel, describe_run, evaluation_shards, iter_shard_batches,
+                          load_frozen, other_shards_dir, resolve_data_path, run_dir_of)
 
 log = logging.getLogger(__name__)
 
@@ -451,6 +451,7 @@ def evaluate_localization(ckpt_path: str | Path, cfg: LocalizeConfig = LocalizeC
     the summary JSON; return the summary."""
     started = time.perf_counter()
     frozen = load_frozen(ckpt_path, device, norm_stats)
+    explicit_out = bool(out_dir)
     out_dir = Path(out_dir) if out_dir else run_dir_of(ckpt_path)
     train_shards = frozen.config.data.shards_dir
     if clip is not None:
@@ -458,7 +459,9 @@ def evaluate_localization(ckpt_path: str | Path, cfg: LocalizeConfig = LocalizeC
         clips: Any = [clip_from_video(clip, time_s, frozen, n_frames, crop_size, fps)]
         source, synthetic = str(clip), Path(clip).with_suffix(".json").is_file()
     else:
-        shards = resolve_data_path(shards_dir or train_shards)
+        shards = evaluation_shards(frozen, shards_dir)    # refused if made otherwise
+        if not explicit_out:
+            out_dir = other_shards_dir(out_dir, frozen, shards)
         clips = clips_from_shards(shards, split, cfg.n_clips, cfg.seed)
         source, synthetic = str(shards), True
     records = []

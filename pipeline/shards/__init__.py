@@ -22,20 +22,25 @@ What a reader needs, in the order a newcomer meets it:
 from pipeline.shards.codecs import (JpegCrops, QuantisedFeature, StoredCrops, StoredFeatures,
                                     decode_jpeg_frames, dequantise_feature,
                                     encode_jpeg_frames, encode_sample_crops,
-                                    encode_sample_feature, feature_code_moments,
-                                    quantise_feature, stored_crops, stored_features)
+                                    encode_sample_feature, feature_code_moments, files_crc32,
+                                    quantise_feature, read_checked, stored_crops,
+                                    stored_features)
 from pipeline.shards.doc import shards_document
-from pipeline.shards.index import (ShardIndex, append_jsonl, read_jsonl, record_as_dict,
-                                   verify_shards)
+from pipeline.shards.index import (ShardIndex, append_jsonl, flagged_by_verify, read_jsonl,
+                                   record_as_dict, shard_settings, verify_shards)
 from pipeline.shards.norm import FeatureNorm, read_norm_stats, write_norm_stats
-from pipeline.shards.schema import (CROP_CODECS, DB_FEATURES, FAILURES_NAME, FEATURE_CHANNELS,
-                                    FEATURE_CODECS, FIELDS_BY_NAME, INDEX_NAME, MAX_DETECTIONS,
-                                    MAX_GT_OBJECTS, NORM_STATS_NAME, NORM_STATS_SCHEMA_VERSION,
-                                    SAMPLE_FIELDS, SCHEMA_VERSION, VIEWPOINT_SOURCES, FieldSpec,
-                                    ShardFormatError, open_shard, schema_markdown)
+from pipeline.shards.schema import (CHECKSUMS, CROP_CODECS, DB_FEATURES, FAILURES_NAME,
+                                    FEATURE_CHANNELS, FEATURE_CODECS, FIELDS_BY_NAME, INDEX_NAME,
+                                    MAX_DETECTIONS, MAX_GT_OBJECTS, NORM_STATS_NAME,
+                                    NORM_STATS_SCHEMA_VERSION, SAMPLE_FIELDS, SCHEMA_VERSION,
+                                    VERIFY_FAILURES_NAME, VIEWPOINT_SOURCES, FieldSpec,
+                                    ShardCorruptError, ShardFormatError, corrupt_shard,
+                                    open_shard, rebuild_advice, schema_markdown)
 from pipeline.shards.writer import file_sha256, write_shard
 
 __all__ = [
+    "CHECKSUMS", "VERIFY_FAILURES_NAME", "ShardCorruptError", "corrupt_shard", "files_crc32",
+    "flagged_by_verify", "read_checked", "rebuild_advice", "shard_settings",
     "CROP_CODECS", "DB_FEATURES", "FAILURES_NAME", "FEATURE_CHANNELS", "FEATURE_CODECS",
     "FIELDS_BY_NAME", "INDEX_NAME", "MAX_DETECTIONS", "MAX_GT_OBJECTS", "NORM_STATS_NAME",
     "NORM_STATS_SCHEMA_VERSION", "SAMPLE_FIELDS", "SCHEMA_VERSION", "VIEWPOINT_SOURCES",

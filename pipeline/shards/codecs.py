@@ -4,6 +4,7 @@ exact moments of quantised codes that the normalisation statistics use."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -13,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from pipeline.shards.schema import (CROP_CODECS, DB_FEATURES, FEATURE_CODECS,
-                                    ShardFormatError)
+                                    ShardFormatError, corrupt_shard)
 
 
 def encode_jpeg_frames(frames_rgb: np.ndarray, quality: int = 95) -> np.ndarray:
@@ -111,13 +112,39 @@ def encode_sample_feature(key: str, values: np.ndarray, feature_codec: str,
     return QuantisedFeature(codes[0], None if max_db is None else max_db[0], float(span_db))
 
 
+def files_crc32(files: np.ndarray) -> np.ndarray:
+    """CRC-32 of each viewpoint's JPEG files: an object array ``(..., T)`` of 1-D uint8 files ->
+    uint32 ``(...)``, the CRC of the T files' bytes in order."""
+    files = np.asarray(files, dtype=object)
+    out = np.empty(files.shape[:-1], dtype=np.uint32)
+    for index in np.ndindex(out.shape):
+        crc = 0
+        for data in files[index]:
+            crc = zlib.crc32(np.ascontiguousarray(data, dtype=np.uint8), crc)
+        out[index] = crc
+    return out
+
+
+def read_checked(dataset: h5py.Dataset, key=()) -> np.ndarray:
+    """``dataset[key]``; a chunk that fails its Fletcher-32 checksum (or any h5py read error)
+    becomes a :class:`~pipeline.shards.schema.ShardCorruptError` naming the shard and the
+    commands that rebuild it."""
+    try:
+        return dataset[key]
+    except OSError as exc:
+        raise corrupt_shard(dataset.file.filename, dataset.name, exc) from exc
+
+
 class StoredCrops:
     """A shard's crops dataset read as uint8 RGB ``(N, K, T, S, S, 3)`` whatever its codec:
     ``shape`` and ``[...]`` index the ``(N, K, T)`` axes as an h5py dataset does (indices,
-    slices, increasing index lists) and decode JPEG-coded frames."""
+    slices, increasing index lists) and decode JPEG-coded frames. JPEG files are checked
+    against their viewpoint's stored CRC-32 (``<name>_crc32``) where the shard has one."""
 
-    def __init__(self, dataset: h5py.Dataset):
+    def __init__(self, dataset: h5py.Dataset, crc32: h5py.Dataset | None = None):
         self.dataset = dataset
+        self.crc32 = crc32
+        self._expected_crc32: np.ndarray | None = None          # (N, K), read on first use
         self.codec = str(dataset.attrs.get("codec", "raw"))
         if self.codec not in CROP_CODECS:
             raise ShardFormatError(f"{dataset.name}: unknown crop codec {self.codec!r}, expected "
@@ -134,8 +161,21 @@ class StoredCrops:
 
     def __getitem__(self, key) -> np.ndarray:
         if self.codec == "raw":
-            return self.dataset[key]
-        return decode_jpeg_frames(self.dataset[key], self.frame_shape)
+            return read_checked(self.dataset, key)
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) > 3:
+            raise IndexError(f"{self.dataset.name}: index the (N, K, T) axes only, got {key}")
+        files = read_checked(self.dataset, key[:2])          # whole viewpoints: their CRC
+        if self.crc32 is not None:
+            if self._expected_crc32 is None:             # one small read instead of one per key
+                self._expected_crc32 = read_checked(self.crc32)
+            bad = np.argwhere(files_crc32(files) != self._expected_crc32[key[:2]])
+            if bad.size:
+                raise corrupt_shard(self.dataset.file.filename, self.dataset.name,
+                                    f"CRC-32 of {len(bad)} viewpoint(s) at {key[:2]} differs")
+        if len(key) == 3:
+            files = files[..., key[2]]
+        return decode_jpeg_frames(files, self.frame_shape)
 
 
 def quantise_feature(key: str, values: np.ndarray, span_db: float
@@ -246,8 +286,8 @@ class StoredFeatures:
         values = self._read(self.dataset, key)
         if self.codec == "float16":
             return values.astype(np.float32)
-        return dequantise_feature(values, None if self.max_db is None else self.max_db[key],
-                                  self.span_db)
+        max_db = None if self.max_db is None else read_checked(self.max_db, key)
+        return dequantise_feature(values, max_db, self.span_db)
 
     @staticmethod
     def _read(dataset: h5py.Dataset, key) -> np.ndarray:
@@ -257,8 +297,8 @@ class StoredFeatures:
         if (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], (int, np.integer))
                 and isinstance(key[1], (list, np.ndarray))):
             row, views = key
-            return np.stack([dataset[row, int(view)] for view in views])
-        return dataset[key]
+            return np.stack([read_checked(dataset, (row, int(view))) for view in views])
+        return read_checked(dataset, key)
 
 
 def stored_features(h5: h5py.File | h5py.Group, name: str) -> StoredFeatures:
@@ -267,5 +307,7 @@ def stored_features(h5: h5py.File | h5py.Group, name: str) -> StoredFeatures:
 
 
 def stored_crops(h5: h5py.File | h5py.Group, name: str) -> StoredCrops:
-    """The crops dataset ``name`` (``views/<set>/crops``) of an open shard, decoded on read."""
-    return StoredCrops(h5[name])
+    """The crops dataset ``name`` (``views/<set>/crops``) of an open shard, decoded (and its JPEG
+    files checked) on read."""
+    crc32 = h5[f"{name}_crc32"] if f"{name}_crc32" in h5 else None
+    return StoredCrops(h5[name], crc32)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pipeline.shards.schema import (FAILURES_NAME, INDEX_NAME, MAX_DETECTIONS, MAX_GT_OBJECTS,
-                                    NORM_STATS_NAME, NORM_STATS_SCHEMA_VERSION,
-                                    VIEWPOINT_SOURCES, SCHEMA_VERSION, schema_markdown)
+from pipeline.shards.schema import (CHECKSUMS, FAILURES_NAME, INDEX_NAME, MAX_DETECTIONS,
+                                    MAX_GT_OBJECTS, NORM_STATS_NAME, NORM_STATS_SCHEMA_VERSION,
+                                    SCHEMA_VERSION, VERIFY_FAILURES_NAME, VIEWPOINT_SOURCES,
+                                    schema_markdown)
 
 
 def shards_document() -> str:
@@ -22,12 +23,21 @@ stored side by side so every experiment trains from the same shards. Symbols: `T
 `D` = {MAX_DETECTIONS} max detections, `O` = {MAX_GT_OBJECTS} max ground-truth objects,
 `h x w` keyframe size. Root attributes: `schema_version`, `n_samples`, `config_hash`, `config`
 (the resolved preprocessing config as JSON; its `audio` section gives the STFT and mel
-settings the evaluators reuse), `sample_rate`, `n_mels`, `n_frames`, `fps`, `crop_size` and
-`created_utc`. Compressed datasets (`shards.compression`: lzf by default, or gzip; with byte
+settings the evaluators reuse), `sample_rate`, `n_mels`, `n_frames`, `fps`, `crop_size`,
+`created_utc` and `checksums` (`{CHECKSUMS}`). Compressed datasets (`shards.compression`: lzf by default, or gzip; with byte
 shuffle) are chunked per sample, and per viewpoint for view data, so random access reads one
 chunk; JPEG-coded crops are chunked per sample and decoded by `stored_crops`; uint8 feature
 codes (`shards.feature_codec`) are stored uncompressed (lzf saved 3 % of their bytes) and
 dequantised by `stored_features`.
+
+**Integrity.** Every numeric dataset carries HDF5's Fletcher-32 checksum per chunk (bulk fields
+one chunk per sample and viewpoint, small fields one chunk), which HDF5 checks on every read:
+a flipped byte makes the read fail, and the readers (`stored_crops`, `stored_features`,
+`read_checked`, the trainer's stream) name the shard and the commands that rebuild it. JPEG
+crops, stored as variable-length bytes outside the chunks, carry a CRC-32 per viewpoint
+(`views/<set>/crops_crc32`), checked by `stored_crops`. The `clip_id` and `split` strings are
+not checksummed (the index lists each shard's clip ids). Shards without the `checksums`
+attribute (written before it existed) are read unchecked, with a warning.
 
 {schema_markdown()}
 
@@ -41,6 +51,9 @@ Beside the shards, in the same folder:
   [[M] x 4], "std": [[M] x 4], "count": n}}, "iv": ..., "logmel_beam": ...}}}}`
   (`read_norm_stats` / `write_norm_stats`).
 - `preprocess_config.yaml`: the resolved preprocessing config of the run.
+- `{VERIFY_FAILURES_NAME}`: written by `make verify` when it finds shards that differ from the
+  index (one record per shard, with the problem); the next preprocessing run rebuilds them and
+  removes the file.
 
 Shards are written to `<name>.h5.tmp` and renamed atomically: a visible shard is complete.
 """

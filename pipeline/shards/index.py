@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from pipeline.shards.schema import INDEX_NAME, ShardFormatError
+from pipeline.shards.schema import (INDEX_NAME, VERIFY_FAILURES_NAME, VIEWPOINT_SOURCES,
+                                    ShardFormatError, open_shard)
 from pipeline.shards.writer import file_sha256
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,57 @@ def record_as_dict(record: Any) -> dict[str, Any]:
     return asdict(record) if hasattr(record, "__dataclass_fields__") else dict(record)
 
 
-def verify_shards(root: str | Path) -> list[str]:
+def verify_shards(root: str | Path, record: bool = True) -> list[str]:
     """Every shard of a folder against its index (presence, size, sha256): the problems found
-    (empty when all match)."""
+    (empty when all match). With ``record``, the shards found bad are written to
+    ``verify_failures.jsonl`` in the folder (removed when none is), so that the next
+    preprocessing run rebuilds them (:func:`flagged_by_verify`)."""
     index = ShardIndex.load(root, check_sizes=False)
-    return [problem for record in index.records if (problem := index.problem(record, True))]
+    found = [(entry["shard"], problem) for entry in index.records
+             if (problem := index.problem(entry, True))]
+    if record:
+        _write_verify_failures(Path(root), found)
+    return [problem for _, problem in found]
+
+
+def _write_verify_failures(root: Path, found: list[tuple[str, str]]) -> None:
+    path = root / VERIFY_FAILURES_NAME
+    try:
+        if not found:
+            path.unlink(missing_ok=True)
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps({"shard": shard, "problem": problem}) + "\n"
+                               for shard, problem in found), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:                          # a read-only folder: report, do not fail
+        log.warning("%s: could not record the bad shards (%s); a plain preprocessing rerun "
+                    "will not know about them (use --verify-sha)", path, exc)
+
+
+def flagged_by_verify(root: str | Path) -> set[str]:
+    """Names of the shards the last ``make verify`` of ``root`` found bad."""
+    return {record["shard"] for record in read_jsonl(Path(root) / VERIFY_FAILURES_NAME)}
+
+
+def shard_settings(root: str | Path) -> dict[str, Any]:
+    """What a model trained on the shard folder ``root`` depends on, as plain JSON-able values
+    (recorded in every checkpoint, compared by the evaluators): ``{"folder": absolute path,
+    "config_hash": the preprocessing config's hash, "audio": the audio feature settings (the
+    ``audio`` section of the first shard's ``config`` attribute; shards without it give their
+    ``sample_rate``, ``n_mels`` and ``n_frames``), "bank": {viewpoint source: stored
+    viewpoints V}}``; ``{}`` when no shard is indexed."""
+    index = ShardIndex.load(root, check_sizes=False, must_exist=False)
+    if not index.records:
+        return {}
+    with open_shard(index.root / index.records[0]["shard"]) as h5:
+        config = h5.attrs.get("config")
+        audio = (json.loads(config).get("audio") if isinstance(config, (str, bytes)) else None)
+        if not isinstance(audio, dict):
+            audio = {key: h5.attrs[key].item() for key in ("sample_rate", "n_mels", "n_frames")
+                     if key in h5.attrs}
+        bank = {source: int(h5[f"views/{source}/azimuth_rad"].shape[1])
+                for source in VIEWPOINT_SOURCES if f"views/{source}/azimuth_rad" in h5}
+        config_hash = str(h5.attrs.get("config_hash", ""))
+    return {"folder": str(Path(root).resolve()), "config_hash": config_hash, "audio": audio,
+            "bank": bank}

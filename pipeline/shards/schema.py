@@ -9,10 +9,13 @@ generated from it (:mod:`pipeline.shards.doc`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 VIEWPOINT_SOURCES = ("random", "yolo")
@@ -22,6 +25,13 @@ INDEX_NAME = "shards.jsonl"
 FAILURES_NAME = "failures.jsonl"
 NORM_STATS_NAME = "norm_stats.json"
 NORM_STATS_SCHEMA_VERSION = 1
+#: Root attribute ``checksums`` of shards whose every read is checked: numeric datasets carry
+#: HDF5's Fletcher-32 filter (a chunk that fails it cannot be read), JPEG-coded crops a CRC-32
+#: per viewpoint (``views/<set>/crops_crc32``). Shards without it are read unchecked (a warning).
+CHECKSUMS = "fletcher32+crc32"
+#: ``make verify`` writes the shards it found corrupted here; a plain preprocessing rerun
+#: rebuilds them and removes the file.
+VERIFY_FAILURES_NAME = "verify_failures.jsonl"
 #: How crops are stored: ``jpeg`` (one JPEG file per frame, variable-length uint8, the default
 #: of preprocessing) or ``raw`` (uint8 arrays, gzip/lzf like the other fields). Readers go
 #: through :func:`stored_crops` and get uint8 RGB either way.
@@ -67,6 +77,9 @@ def _view_fields(source: str) -> list[FieldSpec]:
                   "as one JPEG per frame, a (N, K, T) variable-length uint8 dataset with "
                   "attrs codec, quality, frame_shape (shards.crop_codec=jpeg, the default), or "
                   "as this uint8 array (raw); read with stored_crops()", True),
+        FieldSpec(f"{prefix}/crops_crc32", "(N, K)", "uint32",
+                  "jpeg crop codec only: CRC-32 of the viewpoint's T JPEG files in order, "
+                  "checked on every read", optional=True),
         FieldSpec(f"{prefix}/logmel_foa", "(N, K, 4, M, F)", "float16",
                   "log-mel (dB) of the FOA rotated to the viewpoint, channels W, Y, Z, X", True),
         FieldSpec(f"{prefix}/iv", "(N, K, 3, M, F)", "float16",
@@ -122,6 +135,27 @@ class ShardFormatError(ValueError):
     """A shard does not match the schema (wrong version, missing field, wrong shape)."""
 
 
+class ShardCorruptError(ShardFormatError):
+    """Stored bytes fail their checksum (or h5py cannot read them): the shard is corrupted."""
+
+
+def rebuild_advice(path: str | Path) -> str:
+    """What to do about a bad shard: the commands that find every bad shard of its folder and
+    rebuild them."""
+    folder = Path(path).parent
+    return (f"run make verify SHARDS={folder} (it lists every bad shard of the folder), then "
+            f"rerun the preprocessing that made it (make preprocess SHARDS={folder} with the "
+            f"same settings), which rebuilds what verify flagged")
+
+
+def corrupt_shard(path: str | Path, what: str, exc: BaseException | str) -> ShardCorruptError:
+    """The error for stored bytes of ``path`` that cannot be trusted: a checksum that fails
+    (HDF5's Fletcher-32, h5py's ``OSError``, or a crop CRC-32) or an unreadable file."""
+    reason = " ".join(str(exc).split())[:160]
+    return ShardCorruptError(f"{path}: {what} is corrupted or unreadable ({reason}); "
+                             f"{rebuild_advice(path)}")
+
+
 def schema_markdown() -> str:
     """The schema as a Markdown table (used in the README)."""
     lines = ["| dataset | shape | dtype | meaning |", "|---|---|---|---|"]
@@ -138,4 +172,13 @@ def open_shard(path: str | Path) -> h5py.File:
         h5.close()
         raise ShardFormatError(f"{path}: schema version {version}, this code reads "
                                f"v{SCHEMA_VERSION}; re-run preprocessing")
+    folder = str(Path(path).resolve().parent)
+    if h5.attrs.get("checksums") != CHECKSUMS and folder not in _WARNED_UNCHECKED:
+        _WARNED_UNCHECKED.add(folder)
+        log.warning("%s: shards written without checksums (before they existed): a corrupted "
+                    "byte is read silently; make verify SHARDS=%s checks the whole files, and "
+                    "rebuilding the folder (a new out_dir) checks every read", folder, folder)
     return h5
+
+
+_WARNED_UNCHECKED: set[str] = set()             # folders warned about, once per process

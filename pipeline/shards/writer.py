@@ -12,26 +12,39 @@ import h5py
 import numpy as np
 
 from pipeline.shards.codecs import (JpegCrops, QuantisedFeature, encode_sample_crops,
-                                    encode_sample_feature)
-from pipeline.shards.schema import (CROP_CODECS, DB_FEATURES, FEATURE_CHANNELS, FEATURE_CODECS,
-                                    FIELDS_BY_NAME, SAMPLE_FIELDS, SCHEMA_VERSION, FieldSpec,
-                                    ShardFormatError)
+                                    encode_sample_feature, files_crc32)
+from pipeline.shards.schema import (CHECKSUMS, CROP_CODECS, DB_FEATURES, FEATURE_CHANNELS,
+                                    FEATURE_CODECS, FIELDS_BY_NAME, SAMPLE_FIELDS,
+                                    SCHEMA_VERSION, FieldSpec, ShardFormatError)
+
+
+def _checked(shape: tuple[int, ...]) -> dict[str, Any]:
+    """A small dataset stored as one chunk with HDF5's Fletcher-32 checksum (an empty one, which
+    cannot be chunked, stays contiguous: no bytes to check)."""
+    return {"chunks": tuple(shape), "fletcher32": True} if shape and all(shape) else {}
 
 
 def _dataset_kwargs(spec: FieldSpec, shape: tuple[int, ...], compression: str | None,
                     level: int) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    if spec.compressed and compression and len(shape) >= 2 and all(shape):
+    """Layout of a numeric dataset: every one carries a Fletcher-32 checksum per chunk, which
+    HDF5 checks on each read. Bulk fields (``spec.compressed``: audio, keyframes, raw crops,
+    features) are chunked per sample, and per viewpoint for view data, so random access reads
+    one chunk; ``compression`` applies to them; small fields are one chunk."""
+    if not spec.compressed or len(shape) < 2:
+        return _checked(shape)
+    kwargs = _checked(shape)
+    if not kwargs:
+        return kwargs
+    chunk = list(shape)
+    chunk[0] = 1
+    if spec.name.startswith("views/") and len(shape) >= 3:
+        chunk[1] = 1
+    kwargs["chunks"] = tuple(chunk)
+    if compression:
         kwargs["compression"] = compression
         if compression == "gzip":
             kwargs["compression_opts"] = level
         kwargs["shuffle"] = True
-        # One chunk per sample (and per viewpoint for view data) so random access is cheap.
-        chunk = list(shape)
-        chunk[0] = 1
-        if spec.name.startswith("views/") and len(shape) >= 3:
-            chunk[1] = 1
-        kwargs["chunks"] = tuple(chunk)
     return kwargs
 
 def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
@@ -68,6 +81,7 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
     with h5py.File(tmp, "w") as h5:
         h5.attrs["schema_version"] = SCHEMA_VERSION
         h5.attrs["n_samples"] = n_samples
+        h5.attrs["checksums"] = CHECKSUMS
         for key, value in attrs.items():
             h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
         for spec in SAMPLE_FIELDS:
@@ -153,8 +167,8 @@ def _write_uint8_feature(h5: h5py.File, spec: FieldSpec, key: str, value,
     dataset.attrs["codec"] = "uint8"
     dataset.attrs["span_db"] = float(span_db) if is_db else 0.0
     if is_db:
-        h5.create_dataset(f"{spec.name}_max_db",
-                          data=np.stack([row.max_db for row in coded]))
+        max_db = np.stack([row.max_db for row in coded])
+        h5.create_dataset(f"{spec.name}_max_db", data=max_db, **_checked(max_db.shape))
 
 
 def _write_jpeg_crops(h5: h5py.File, name: str, crops, quality: int) -> None:
@@ -176,6 +190,8 @@ def _write_jpeg_crops(h5: h5py.File, name: str, crops, quality: int) -> None:
         dataset[...] = encoded
     dataset.attrs["codec"] = "jpeg"
     dataset.attrs["quality"] = int(quality)
+    crc32 = files_crc32(encoded) if encoded.size else np.zeros(encoded.shape[:2], np.uint32)
+    h5.create_dataset(f"{name}_crc32", data=crc32, **_checked(crc32.shape))
     dataset.attrs["frame_shape"] = np.asarray(coded[0].frame_shape if coded else (0, 0, 3),
                                               dtype=np.int64)
 
