@@ -60,8 +60,10 @@ def _is_stale(holder: dict[str, Any]) -> bool:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, what: str) -> Iterator[Path]:
-    """Hold ``<folder>/.lock`` (the folder is created) while the block writes ``folder``."""
+    """Hold ``<folder>/.lock`` (the folder is created) while the block writes ``folder``.
+    Folders created here and left empty by the block (a failed start) are removed on exit."""
     folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]     # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     record = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
@@ -95,3 +97,7 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[Path]:
     finally:
         if (read_lock(folder) or {}).get("pid") == os.getpid():
             path.unlink(missing_ok=True)
+        for made in created:
+            if not made.is_dir() or any(made.iterdir()):
+                break
+            made.rmdir()

@@ -575,15 +575,18 @@ def run_preprocess(cfg: PreprocessConfig, *, force: bool = False, verify_sha: bo
         clips = kept
     if not clips:
         raise ManifestError(f"{cfg.paths.manifest}: expected clips, got an empty manifest")
-    if out_dir.is_dir():
-        _check_out_dir(out_dir, cfg, force)
-    executor = _open_executor(cfg)         # an unreachable scheduler is a failed start too
-    try:
-        with folder_lock(out_dir, "preprocessing"):      # one writer per shards folder
+    existed = out_dir.is_dir()
+    # One writer per shards folder, held before the folder's checks: --force must never wipe a
+    # folder that another run is writing (a failed start removes the folder it created).
+    with folder_lock(out_dir, "preprocessing"):
+        if existed:
+            _check_out_dir(out_dir, cfg, force)
+        executor = _open_executor(cfg)         # an unreachable scheduler is a failed start too
+        try:
             return _run_with_executor(cfg, out_dir, clips, executor, detector_factory,
                                       verify_sha, progress, started)
-    finally:
-        executor.close()
+        finally:
+            executor.close()
 
 
 def _run_with_executor(cfg: PreprocessConfig, out_dir: Path, clips: list[Clip], executor,

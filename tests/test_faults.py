@@ -9,6 +9,8 @@ import hashlib
 import json
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,32 @@ def test_training_never_replaces_a_run_silently(shards, tmp_path, capsys, caplog
     assert "cannot resume with a different config" in one_error_line(capsys.readouterr().err)
     assert tree_hash(run_dir) == before
     assert train_cli(shards, tmp_path, "run.overwrite=true") == 0     # on purpose: replaced
+
+
+def test_a_second_trainer_on_a_run_folder_is_refused(shards, tmp_path, capsys):
+    """Two trainings of one run name at once (both with run.overwrite=true) would write one
+    checkpoint: the second is refused in one line naming the holder; the folder is untouched."""
+    import json
+    import socket
+
+    from pipeline.locks import LOCK_NAME
+
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / LOCK_NAME).write_text(json.dumps({
+            "pid": holder.pid, "host": socket.gethostname(), "what": "training",
+            "command": "python -m trainer.train"}))
+        assert train_cli(shards, tmp_path, "run.overwrite=true") == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert "training is writing it" in line and f"pid {holder.pid}" in line
+        assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train_cli(shards, tmp_path, "run.overwrite=true") == 0     # holder gone: stale lock
+    assert not (run_dir / LOCK_NAME).exists()
 
 
 def test_an_overwritten_run_keeps_no_evaluation_of_the_old_model(shards, tmp_path):

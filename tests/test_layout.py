@@ -3,7 +3,8 @@ parsing every module's imports (``ast``), including imports inside functions.
 
 - ``pipeline`` imports nothing from ``trainer``, ``evals`` or ``baselines``;
 - ``trainer`` imports from ``pipeline`` only the shard contract, the config grammar and the
-  spatial conventions (``pipeline.shards``, ``pipeline.config``, ``pipeline.spatial``);
+  spatial conventions and the folder lock (``pipeline.shards``, ``pipeline.config``,
+  ``pipeline.spatial``, ``pipeline.locks``);
 - nothing imports ``evals`` or ``baselines`` (outside themselves);
 - no pipeline stage and no evaluator imports the data generator ``pipeline.synth`` (only make
   targets, tests and benchmarks call it); ground truth is read through ``pipeline.ground_truth``.
@@ -18,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "trainer", "evals", "baselines")
-TRAINER_MAY_IMPORT = {"pipeline.shards", "pipeline.config", "pipeline.spatial"}
+TRAINER_MAY_IMPORT = {"pipeline.shards", "pipeline.config", "pipeline.spatial", "pipeline.locks"}
 
 
 def import_statements(path: Path) -> list[list[str]]:

@@ -312,6 +312,24 @@ def test_a_shards_folder_being_written_is_refused(synth_root, tmp_path):
     assert not list(out.glob("*.h5")) and not (out / "shards.jsonl").exists()
 
 
+def test_force_never_wipes_a_folder_another_run_is_writing(synth_root, tmp_path):
+    """The lock is taken before --force's wipe: the other writer's shards stay."""
+    import json
+
+    from pipeline.locks import LOCK_NAME, FolderLockedError
+
+    out = tmp_path / "out"
+    run_preprocess(tiny_config(synth_root, out), progress=False,
+                   detector_factory=StubDetectorFactory())
+    shards_before = sorted(p.name for p in out.glob("*.h5"))
+    (out / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere",
+                                             "what": "preprocessing"}))
+    other = tiny_config(synth_root, out, "windows.max_per_clip=1")
+    with pytest.raises(FolderLockedError, match="preprocessing is writing it"):
+        run_preprocess(other, force=True, progress=False, detector_factory=StubDetectorFactory())
+    assert sorted(p.name for p in out.glob("*.h5")) == shards_before and shards_before
+
+
 def test_plan_shards_groups_each_split_by_sorted_id(synth_root):
     from pipeline.manifest import read_manifest
 

@@ -21,7 +21,9 @@ of steps; negatives are gathered from all ranks (``trainer/losses.py``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import random
 import shutil
 import time
@@ -35,6 +37,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.config import ConfigError, dump_config, load_config, save_config, to_dict
+from pipeline.locks import LOCK_NAME, folder_lock
 from pipeline.shards import shard_settings
 from trainer import distributed
 from trainer.checkpoint import (capture_rng_state, load_checkpoint, load_trained_model,
@@ -167,7 +170,7 @@ def clear_replaced_run(run_dir: Path) -> None:
     files (:data:`RUN_FILES`) is touched."""
     if not any((run_dir / name).exists() for name in RUN_FILES):
         return
-    entries = sorted(run_dir.iterdir())
+    entries = sorted(p for p in run_dir.iterdir() if p.name != LOCK_NAME)   # ours: kept
     log.warning("run.overwrite=true: removing the previous run in %s (%d entries: %s)",
                 run_dir, len(entries), ", ".join(p.name for p in entries[:8]))
     for entry in entries:
@@ -198,13 +201,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train one run; returns its folder, step count, checkpoint and metric rows. Errors
     propagate (tests and callers see them); ``cli`` turns known ones into one line."""
-    # ---------------------------------------------------------------- config and processes
     args = parse_args(argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
     run_dir = Path(cfg.run.out_dir) / (cfg.run.name or cfg.experiment)
+    check_run_dir(run_dir, cfg)                  # nothing is written before the checks pass
+    # One trainer per run folder: a second one (even with run.overwrite=true) is refused with
+    # the holder named; a lock left by a killed run is cleared. Under torchrun rank 0 holds it.
+    first_rank = os.environ.get("RANK", "0") == "0"
+    with folder_lock(run_dir, "training") if first_rank else contextlib.nullcontext():
+        return train_run(cfg, run_dir, args.config)
+
+
+def train_run(cfg: TrainConfig, run_dir: Path, config_path: str | None = None) -> dict[str, Any]:
+    """The run of :func:`main` once its folder is checked and held."""
+    # ---------------------------------------------------------------- processes
     ckpt_path = run_dir / "ckpt.pt"
     resume = cfg.run.init_from == "resume"
-    check_run_dir(run_dir, cfg)                  # nothing is written before the checks pass
     dist_info = distributed.setup(cfg.run.device)
     # Under DDP every rank checks before any rank writes: rank 0 must not write config.yaml
     # while another rank is still looking at the run folder (it would refuse its own run).
@@ -215,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if master and cfg.run.overwrite and not resume:
         clear_replaced_run(run_dir)              # no evaluation outlives the model it scored
     if master:
-        print(f"# resolved config ({args.config or 'defaults'})\n{dump_config(cfg)}", flush=True)
+        print(f"# resolved config ({config_path or 'defaults'})\n{dump_config(cfg)}", flush=True)
     autocast_dtype = autocast_dtype_for(cfg.optim.precision, device)
     use_scaler = autocast_dtype is torch.float16
     if device.type == "cuda":
