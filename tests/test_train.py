@@ -209,3 +209,13 @@ def test_validation_in_clip_reads_the_val_rows_that_carry_it(tmp_path):
     log.close()
     assert validation_in_clip(read_metrics(tmp_path / "metrics.csv")) == [
         {"epoch": 2.0, "a2v": 0.4, "v2a": 0.45}]
+
+
+def test_cpu_threads_leave_a_core_per_loader_worker():
+    from trainer.distributed import cpu_threads
+
+    assert cpu_threads(2, {}, cpu_count=2) == 1                    # the demo's 2 shared cores
+    assert cpu_threads(2, {}, cpu_count=16) == 14
+    assert cpu_threads(2, {"LOCAL_WORLD_SIZE": "4"}, cpu_count=16) == 2   # torchrun, 4 per node
+    assert cpu_threads(0, {}, cpu_count=1) == 1
+    assert cpu_threads(2, {"OMP_NUM_THREADS": "3"}, cpu_count=16) is None  # the user's choice

@@ -58,6 +58,20 @@ def setup(requested_device: str = "auto") -> DistInfo:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
+def cpu_threads(num_workers: int, environ: dict[str, str] | None = None,
+                cpu_count: int | None = None) -> int | None:
+    """Torch threads for a training process on the CPU, or None to leave torch's choice: the
+    cores of this process's share of the machine (``LOCAL_WORLD_SIZE`` processes under
+    torchrun) less one per DataLoader worker, at least 1. None when ``OMP_NUM_THREADS`` is set
+    (the user's choice stands). On 2 shared cores, threads that oversubscribe the cores made
+    small convolutions 25-100x slower (measured; the reason ``make demo`` runs one thread)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("OMP_NUM_THREADS"):
+        return None
+    share = (cpu_count or os.cpu_count() or 1) // max(1, int(environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, share - num_workers)
+
+
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

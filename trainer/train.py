@@ -40,6 +40,7 @@ from pipeline.config import ConfigError, dump_config, load_config, save_config, 
 from pipeline.locks import LOCK_NAME, folder_lock
 from pipeline.shards import shard_settings
 from trainer import distributed
+from trainer.distributed import cpu_threads
 from trainer.checkpoint import (capture_rng_state, load_checkpoint, load_trained_model,
                                 restore_rng_state, save_checkpoint)
 from trainer.config import TEMPORAL_PRETEXTS, TRANSLATION_PHASES, OptimConfig, TrainConfig
@@ -228,6 +229,11 @@ def train_run(cfg: TrainConfig, run_dir: Path, config_path: str | None = None) -
         clear_replaced_run(run_dir)              # no evaluation outlives the model it scored
     if master:
         print(f"# resolved config ({config_path or 'defaults'})\n{dump_config(cfg)}", flush=True)
+    threads = cpu_threads(cfg.data.num_workers) if device.type == "cpu" else None
+    if threads is not None:
+        torch.set_num_threads(threads)
+        log.info("%d torch thread(s): %d core(s) less %d loader worker(s) (set OMP_NUM_THREADS "
+                 "to choose)", threads, os.cpu_count() or 1, cfg.data.num_workers)
     autocast_dtype = autocast_dtype_for(cfg.optim.precision, device)
     use_scaler = autocast_dtype is torch.float16
     if device.type == "cuda":
