@@ -113,13 +113,21 @@ class _Record:
                                             f"got no file at {full}")
 
     def resolve(self, data_root: str | os.PathLike, field: str) -> Path:
-        """Absolute-or-root-relative path of a media field under ``data_root``."""
+        """Path of a media field under ``data_root``. Symbolic links are followed only while
+        they stay inside the data root: a link that leads out of it is a
+        :class:`ManifestError` (the file read would not be the dataset's)."""
         if field not in self.PATH_FIELDS:
             raise ValueError(f"field must be one of {self.PATH_FIELDS}, got {field!r}")
         value = getattr(self, field)
         if value is None:
             raise ManifestError(f"{self._label()}: {field} is not set")
-        return Path(data_root) / value
+        path = Path(data_root) / value
+        real, root = path.resolve(), Path(data_root).resolve()
+        if not real.is_relative_to(root):
+            raise ManifestError(f"{self._label()}: {field} {value} is a link to {real}, outside "
+                                f"the data root {root}; copy the file into the data root, or "
+                                f"point paths.data_root at a folder that holds it")
+        return path
 
 
 @dataclass(frozen=True)

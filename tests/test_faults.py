@@ -403,6 +403,24 @@ def test_a_failed_preprocessing_start_leaves_the_folder_usable(clips_root, tmp_p
     assert summary.clips_ok == 4 and summary.clips_failed == 0
 
 
+def test_a_link_out_of_the_data_root_is_refused_and_recorded(clips_root, tmp_path):
+    """A clip whose file is a symbolic link leading outside the data root is not read: it
+    lands in failures.jsonl with the reason, and every other clip lands."""
+    root = tmp_path / "data"
+    shutil.copytree(clips_root, root)
+    clips = read_manifest(root / "manifest.jsonl")
+    linked = root / clips[0].video_path
+    outside = tmp_path / "elsewhere.mp4"
+    shutil.move(linked, outside)
+    linked.symlink_to(outside)
+    out_dir = tmp_path / "shards"
+    cfg = tiny_config(root, out_dir, f"paths.manifest={root / 'manifest.jsonl'}")
+    summary = run_preprocess(cfg, progress=False, detector_factory=StubDetectorFactory())
+    assert summary.clips_failed == 1 and summary.clips_ok == len(clips) - 1
+    (failure,) = read_jsonl(out_dir / FAILURES_NAME)
+    assert failure["clip_id"] == clips[0].clip_id and "outside the data root" in failure["reason"]
+
+
 def test_failed_clips_are_retried_and_a_new_data_root_rebuilds(clips_root, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(clips_root, root)
