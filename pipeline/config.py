@@ -249,11 +249,45 @@ DEBUG_FLAG = "--debug"
 
 
 def known_error_types() -> tuple[type[BaseException], ...]:
-    """Errors raised on purpose, whose message says what is wrong and how to fix it: they are
-    printed as one line. Anything else is a bug and keeps its traceback."""
+    """Errors that may have been raised on purpose, with a message that says what is wrong and
+    how to fix it (:func:`is_user_error` decides for a plain ``ValueError``)."""
     from pipeline.errors import PipelineError
 
     return (PipelineError, ConfigError, ValueError, OSError)
+
+
+#: The project's own packages: a plain ``ValueError`` raised in them is a message to the user.
+PROJECT_PACKAGES = ("pipeline", "trainer", "evals", "baselines", "scripts", "bench")
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _in_project(filename: str) -> bool:
+    try:
+        relative = Path(filename).resolve().relative_to(_PROJECT_ROOT)
+    except ValueError:
+        return False
+    return relative.parts[:1] in [(name,) for name in PROJECT_PACKAGES]
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is printed as one line (else it is a bug and keeps its traceback): the
+    project's error types and their subclasses (``ConfigError``, ``PipelineError``,
+    ``ShardFormatError``, ...), ``OSError`` (files, permissions, disks: the user's machine),
+    and a plain ``ValueError`` only when raised by the project's own code. A plain
+    ``ValueError`` from inside a library (numpy, torch, h5py) is a bug in how the project called
+    it. A worker's re-raised error is judged by the last frame its message quotes."""
+    if not isinstance(exc, known_error_types()):
+        return False
+    if type(exc) is not ValueError:
+        return True
+    quoted = re.findall(r'File "([^"]+)"', str(exc))
+    if quoted:
+        return _in_project(quoted[-1])
+    frame = exc.__traceback__
+    last = None
+    while frame is not None:
+        last, frame = frame, frame.tb_next
+    return last is not None and _in_project(last.tb_frame.f_code.co_filename)
 
 
 def error_line(exc: BaseException) -> str:
@@ -280,7 +314,7 @@ def run_main(main, argv=None) -> int:
     try:
         code = main(argv)
     except known_error_types() as exc:
-        if debug:
+        if debug or not is_user_error(exc):
             raise
         print(error_line(exc) + "\n  (run again with --debug for the traceback)",
               file=sys.stderr, flush=True)

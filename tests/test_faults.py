@@ -564,6 +564,23 @@ def test_run_main_passes_unknown_errors_through():
         run_main(buggy, [])
 
 
+def test_a_library_value_error_keeps_its_traceback(capsys):
+    """A plain ValueError raised inside numpy is a bug in how we called it, not a message to
+    the user: it is not flattened into one error line. Ours still is."""
+    def library_bug(argv):
+        np.zeros(3).reshape(2, 2)                     # ValueError from numpy
+
+    def our_message(argv):
+        from pipeline.shards import encode_sample_crops
+
+        encode_sample_crops(np.zeros((1, 1, 2, 2, 3), np.uint8), "bmp")   # ours: a message
+
+    with pytest.raises(ValueError, match="reshape"):
+        run_main(library_bug, [])
+    assert run_main(our_message, []) == 2
+    assert "crop_codec must be one of" in one_error_line(capsys.readouterr().err)
+
+
 def test_yaml_errors_in_config_files_name_the_file(tmp_path):
     from trainer.config import TrainConfig
 
