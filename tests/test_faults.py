@@ -620,3 +620,23 @@ def test_a_folder_without_an_index_is_no_shards_for_every_reader(tmp_path):
     with pytest.raises(ShardFormatError, match=r"no shards"):
         verify_shards(tmp_path)
     assert ShardIndex.load(tmp_path, must_exist=False).records == []   # preprocessing's own
+
+
+def test_the_paper_preset_is_refused_where_its_steps_do_not_fit_in_memory(shards, tmp_path,
+                                                                           capsys):
+    """The authors' 112-clip AVC step holds about 21 GiB on the CPU: a machine with less is
+    told before the first step how much it needs and what fits; nothing is written."""
+    from trainer.distributed import available_memory_gib
+
+    need, crops = train.paper_cpu_memory_gib(
+        load_config(train.TrainConfig, AVSA, []), ["avc", "avsa"])
+    assert crops == 112 and 20 < need < 22
+    assert available_memory_gib("MemTotal: 25000000 kB\nMemAvailable: 8388608 kB\n") == 8.0
+    cfg = load_config(train.TrainConfig, AVSA, ["data.avc_batch_size=112"])
+    with pytest.raises(ConfigError, match=r"112 crops\) needs about 21 GiB.*8.0 GiB available"
+                                          r".*at most 35 crops"):
+        train.check_cpu_memory(cfg, ["avc", "avsa"], 8.0)
+    train.check_cpu_memory(cfg, ["avc", "avsa"], 64.0)                 # room: no refusal
+    train.check_cpu_memory(load_config(train.TrainConfig, AVSA, ["model.preset=tiny",
+                                                                  "model.feature_dim=64"]),
+                           ["avc"], 1.0)                               # tiny: not estimated

@@ -40,7 +40,7 @@ from pipeline.config import ConfigError, dump_config, load_config, save_config, 
 from pipeline.locks import LOCK_NAME, folder_lock
 from pipeline.shards import shard_settings
 from trainer import distributed
-from trainer.distributed import cpu_threads
+from trainer.distributed import available_memory_gib, cpu_threads, resolve_device
 from trainer.checkpoint import (capture_rng_state, load_checkpoint, load_trained_model,
                                 restore_rng_state, save_checkpoint)
 from trainer.config import TEMPORAL_PRETEXTS, TRANSLATION_PHASES, OptimConfig, TrainConfig
@@ -69,6 +69,40 @@ def phase_for_epoch(curriculum, epoch: int) -> str:
     if curriculum.pretext == "avsa" and epoch < curriculum.switch_epoch:
         return "avc"
     return curriculum.pretext
+
+
+#: Peak resident memory of one paper-preset training step on the CPU, fp32, measured with
+#: bench/gpu.py's step in a fresh process (AVC: 1.71 GiB at 2 clips, 2.74 at 8; AVSA with 4
+#: viewpoints: 2.48 at 1 clip, 3.66 at 3): about 1.9 GiB plus 0.17 GiB per crop of the step.
+PAPER_CPU_GIB_BASE, PAPER_CPU_GIB_PER_CROP = 1.9, 0.17
+
+
+def paper_cpu_memory_gib(cfg: TrainConfig, phases: Sequence[str]) -> tuple[float, int]:
+    """The largest phase's crops per step and the paper preset's estimated peak memory for it on
+    the CPU: ``(GiB, crops)``."""
+    windows = cfg.data.avts_windows_per_clip if cfg.curriculum.pretext in TEMPORAL_PRETEXTS else 1
+    crops = max(phase_batch_size(phase, cfg.data)
+                * (cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else windows)
+                for phase in phases)
+    return PAPER_CPU_GIB_BASE + PAPER_CPU_GIB_PER_CROP * crops, crops
+
+
+def check_cpu_memory(cfg: TrainConfig, phases: Sequence[str],
+                     available_gib: float | None) -> None:
+    """Refuse, before the first step, a paper-preset CPU run whose steps need more memory than
+    the machine has available (the authors' 112-clip AVC step: about 21 GiB), with the memory
+    it needs and the ways out."""
+    if cfg.model.preset != "paper" or available_gib is None:
+        return
+    need, crops = paper_cpu_memory_gib(cfg, phases)
+    if need > available_gib:
+        fits = max(1, int((available_gib - PAPER_CPU_GIB_BASE) / PAPER_CPU_GIB_PER_CROP))
+        raise ConfigError(
+            f"the paper preset's largest step ({crops} crops) needs about {need:.0f} GiB on the "
+            f"CPU (measured: {PAPER_CPU_GIB_BASE} GiB + {PAPER_CPU_GIB_PER_CROP} GiB per crop); "
+            f"this machine has {available_gib:.1f} GiB available. Use steps of at most {fits} "
+            f"crops (data.avc_batch_size, data.batch_size x data.num_viewpoints), a GPU, or the "
+            f"CPU recipe: {CPU_RECIPE}")
 
 
 def phase_batch_size(phase: str, data) -> int:
@@ -206,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = load_config(TrainConfig, args.config, args.overrides)
     run_dir = Path(cfg.run.out_dir) / (cfg.run.name or cfg.experiment)
     check_run_dir(run_dir, cfg)                  # nothing is written before the checks pass
+    if resolve_device(cfg.run.device).type == "cpu":
+        check_cpu_memory(cfg, [phase_for_epoch(cfg.curriculum, epoch)
+                               for epoch in range(cfg.curriculum.epochs)], available_memory_gib())
     # One trainer per run folder: a second one (even with run.overwrite=true) is refused with
     # the holder named; a lock left by a killed run is cleared. Under torchrun rank 0 holds it.
     first_rank = os.environ.get("RANK", "0") == "0"
