@@ -34,10 +34,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from pipeline.crops import CropSampler, resize_keyframe
-from pipeline.decode import (ambisonic_sanity, check_equirectangular, decode_audio,
-                             iter_frames_at_indices)
+from pipeline.decode import (AMBIX_CHANNEL_ORDER, ambisonic_sanity, check_equirectangular,
+                             decode_audio, iter_frames_at_indices, layout_contradictions)
 from pipeline.detect import Detections, detect_equirect, pad_detections
-from pipeline.errors import DecodeError, PipelineError
+from pipeline.errors import AmbisonicFormatError, DecodeError, PipelineError
 from pipeline.features import foa_features
 from pipeline.ffmpeg_bin import MediaInfo, probe
 from pipeline.manifest import Clip
@@ -98,6 +98,24 @@ class _Stage:
 # audio in bounded blocks
 
 
+def layout_contradiction_reason(foa_acn_sn3d: np.ndarray, declared_order: str | None,
+                                contradictions: list[str], start_s: float) -> str:
+    """Why a block's channel energies contradict its declared layout, with the file channel
+    that most likely holds W (in SN3D, W carries at least the energy of any dipole) and what
+    to do."""
+    declared_order = declared_order or AMBIX_CHANNEL_ORDER
+    energy = np.sum(np.asarray(foa_acn_sn3d, dtype=np.float64) ** 2, axis=1)    # W, Y, Z, X
+    loudest = AMBIX_CHANNEL_ORDER[int(np.argmax(energy))]
+    file_channel = declared_order.index(loudest)
+    likely = ("" if loudest == "W" else
+              f"; W is most likely the file's channel {file_channel} (declared {loudest}), as "
+              f"the loudest channel")
+    return (f"channel layout contradicted by the audio at {start_s:.1f} s (declared order "
+            f"{declared_order}): {'; '.join(contradictions)}{likely}. Find the order with make "
+            f"channel-order and re-import with --channel-order, or keep the clip with "
+            f"on_layout_contradiction=accept")
+
+
 class _BlockAudio:
     """Window audio of a clip, decoded in blocks of ``block_s`` (+ one window of overlap) and
     holding one block at a time. Times are seconds from the clip start."""
@@ -125,8 +143,13 @@ class _BlockAudio:
                 accept_hoa=self.cfg.decode.accept_hoa, info=self.info,
                 channel_order=self.clip.channel_order)
             self._block_index = index
-            for warning in ambisonic_sanity(self._block):
+            warnings = ambisonic_sanity(self._block)
+            for warning in warnings:
                 log.warning("clip %s: audio block at %.1f s: %s", self.clip.clip_id, start, warning)
+            contradictions = layout_contradictions(warnings)
+            if contradictions and self.cfg.on_layout_contradiction == "reject":
+                raise AmbisonicFormatError(layout_contradiction_reason(
+                    self._block, self.clip.channel_order, contradictions, start))
         return self._block
 
     def window(self, audio_start_s: float) -> np.ndarray:

@@ -193,6 +193,11 @@ class PreprocessConfig:
     dask: DaskConfig = field(default_factory=DaskConfig)
     # "skip": a rejected clip is recorded in failures.jsonl and the run goes on; "raise": stop.
     on_error: Literal["skip", "raise"] = "skip"
+    # A clip whose channel energies contradict its declared layout (a dipole louder than W,
+    # dipoles together far above W: a wrong channel order, FuMa or N3D read as ambiX):
+    # "reject" records it in failures.jsonl with the likely W channel; "accept" keeps it with a
+    # warning (a recording you have checked, e.g. with make channel-order).
+    on_layout_contradiction: Literal["reject", "accept"] = "reject"
 
     def validate(self) -> None:
         video_s = self.windows.video_frames / self.decode.fps
@@ -204,7 +209,7 @@ class PreprocessConfig:
     def content_dict(self) -> dict:
         """The fields that determine shard content, as a plain dict (see the module docstring)."""
         content = to_dict(self)
-        for key in ("paths", "dask", "on_error"):
+        for key in ("paths", "dask", "on_error", "on_layout_contradiction"):
             content.pop(key)
         content["detector"].pop("device")
         return content

@@ -421,6 +421,30 @@ def test_a_link_out_of_the_data_root_is_refused_and_recorded(clips_root, tmp_pat
     assert failure["clip_id"] == clips[0].clip_id and "outside the data root" in failure["reason"]
 
 
+def test_a_clip_whose_energies_contradict_its_channel_order_is_rejected(clips_root, tmp_path):
+    """A file whose W sits in channel 3 (W and X swapped, read as ambiX) lands in failures.jsonl
+    by default with the likely W channel; on_layout_contradiction=accept keeps it."""
+    from pipeline.decode import decode_audio
+
+    root = tmp_path / "data"
+    shutil.copytree(clips_root, root)
+    clips = read_manifest(root / "manifest.jsonl")
+    foa = decode_audio(root / clips[0].video_path, 24000)             # (4, n) ambiX W, Y, Z, X
+    sf.write(root / "swapped.wav", foa[[3, 1, 2, 0]].T, 24000, subtype="FLOAT")
+    clips[0] = dataclasses.replace(clips[0], audio_path="swapped.wav")
+    write_manifest(root / "manifest.jsonl", clips)
+    cfg = tiny_config(root, tmp_path / "shards", f"paths.manifest={root / 'manifest.jsonl'}")
+    summary = run_preprocess(cfg, progress=False, detector_factory=StubDetectorFactory())
+    assert summary.clips_failed == 1 and summary.clips_ok == len(clips) - 1
+    (failure,) = read_jsonl(tmp_path / "shards" / FAILURES_NAME)
+    assert failure["clip_id"] == clips[0].clip_id
+    assert "W is most likely the file's channel 3" in failure["reason"], failure["reason"]
+    accepted = tiny_config(root, tmp_path / "accepted", f"paths.manifest={root / 'manifest.jsonl'}",
+                           "on_layout_contradiction=accept")
+    summary = run_preprocess(accepted, progress=False, detector_factory=StubDetectorFactory())
+    assert summary.clips_failed == 0
+
+
 def test_failed_clips_are_retried_and_a_new_data_root_rebuilds(clips_root, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(clips_root, root)
