@@ -476,6 +476,15 @@ def _parse_fractions(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(f"expected 'train=0.8,val=0.1,test=0.1', got {text!r}") from exc
 
 
+def _channel_order_arg(text: str) -> str:
+    """``ambix`` or four letters W, X, Y, Z (what channels 0-3 of the files hold)."""
+    try:
+        return check_channel_order(AMBIX_CHANNEL_ORDER if text.lower() == "ambix"
+                                   else text.upper())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _yt360_channel_order_arg(text: str) -> str:
     try:
         return parse_yt360_channel_order(text)
@@ -516,6 +525,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sta.add_argument("--root", required=True, help="folder holding foa_dev/ and video_dev/")
     sta.add_argument("--workers", type=int, default=4)
 
+    for command in (fol, sta):
+        command.add_argument("--channel-order", type=_channel_order_arg,
+                             default=AMBIX_CHANNEL_ORDER,
+                             help="what channels 0-3 of the audio hold: 'ambix' = WYZX (default) "
+                                  "or any 4 letters W, X, Y, Z, e.g. the order make "
+                                  "channel-order recommends (docs/channel_order.md)")
     for command in (yt, eig, fol, sta):
         command.add_argument("--out", required=True, help="manifest path, e.g. data_manifests/x.jsonl")
     return parser
@@ -541,11 +556,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
         data_root = args.folder
     elif args.corpus == "starss23":
         records, problems = import_starss23(args.root, workers=args.workers)
+        records = [dataclasses.replace(r, channel_order=args.channel_order) for r in records]
         data_root = args.root
     else:
         records, problems = import_video_folder(args.folder, ambisonics=args.ambisonics,
                                                 split_fractions=args.split, split_by=args.split_by,
                                                 workers=args.workers)
+        records = [dataclasses.replace(r, channel_order=args.channel_order) for r in records]
         data_root = args.folder
     problems_path = _problems_path(Path(args.out))
     if not records:

@@ -29,10 +29,25 @@ def test_gpu_benchmark_step_runs_on_the_cpu_path(one_thread):
         assert row["viewpoints"] == (4 if phase == "avsa" else 1)
 
 
-def test_precision_auto_is_bf16_on_cuda_and_fp32_on_the_cpu():
+def test_precision_auto_is_bf16_on_cuda_and_on_amx_cpus(monkeypatch):
+    from trainer import train
+
     assert autocast_dtype_for("auto", torch.device("cuda")) is torch.bfloat16
+    monkeypatch.setattr(train, "cpu_has_amx_bf16", lambda: True)
+    assert autocast_dtype_for("auto", torch.device("cpu")) is torch.bfloat16
+    monkeypatch.setattr(train, "cpu_has_amx_bf16", lambda: False)
     assert autocast_dtype_for("auto", torch.device("cpu")) is None
     assert autocast_dtype_for("fp16", torch.device("cpu")) is torch.float16
+    assert autocast_dtype_for("fp32", torch.device("cuda")) is None
+
+
+def test_amx_is_read_from_the_cpu_flags():
+    from trainer.distributed import cpu_has_amx_bf16
+
+    amx = "processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert cpu_has_amx_bf16(amx)
+    assert not cpu_has_amx_bf16("flags\t\t: fpu sse avx512f avx512_bf16\n")   # no AMX
+    assert not cpu_has_amx_bf16("")
 
 
 def test_a_bf16_step_gives_finite_losses_close_to_fp32(one_thread):
