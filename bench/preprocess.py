@@ -22,7 +22,11 @@ In one run, on the same clips:
    several tasks);
 5. crop extraction (one grid per viewpoint + ``cv2.remap``) against ``py360convert.e2p`` per
    frame, on a real window (8 frames, 2 x 4 viewpoints, 112 px crops);
-6. bytes per sample on disk.
+6. bytes per sample on disk;
+7. a per-stage profile of one serial run (:func:`profile_stages`): CPU seconds per clip of
+   ffmpeg, decoding, window choice, crop grids, crops, JPEG coding, FOA rotation and features,
+   quantisation, keyframes, shard writing and norm statistics, so that two machines can be
+   compared stage by stage.
 
 Throughput "per core" is clips per CPU-second: the CPU time of this process plus its ffmpeg
 children (``resource.getrusage``), so a multi-threaded ffmpeg does not look faster than it is.
@@ -141,6 +145,60 @@ def bench_pipeline(cfg, out_dir: Path) -> dict:
             "cpu_s": meter.cpu, "clips_per_s": summary.clips_ok / meter.wall,
             "clips_per_cpu_s": summary.clips_ok / meter.cpu if meter.cpu > 0 else float("nan"),
             "bytes": n_bytes, "bytes_per_sample": n_bytes / max(summary.samples, 1)}
+
+
+#: Stages of the serial pipeline and the function whose cumulative CPU time is the stage's
+#: (module, function). None of them calls another: the crops generator is resumed by the
+#: coding loop between JPEG calls, quantisation follows the features.
+STAGES = (
+    ("ffmpeg decode (child processes)", None, None),
+    ("audio decode, Python side", "pipeline/decode.py", "decode_audio"),
+    ("video decode, Python side (pipe reads)", "pipeline/decode.py", "iter_frames_at_indices"),
+    ("window choice (RMS, plan)", "pipeline/windows.py", "plan_windows"),
+    ("crop grids", "pipeline/crops.py", "__init__"),
+    ("crops (cv2.remap)", "pipeline/crops.py", "iter_crops"),
+    ("JPEG coding", "pipeline/shards/codecs.py", "encode_jpeg_frames"),
+    ("FOA rotation, beams, features", "pipeline/features.py", "foa_features"),
+    ("feature quantisation", "pipeline/shards/codecs.py", "quantise_feature"),
+    ("keyframe resize", "pipeline/crops.py", "resize_keyframe"),
+    ("shard writing (HDF5, lzf, checksums)", "pipeline/shards/writer.py", "write_shard"),
+    ("norm statistics", "pipeline/preprocess.py", "shard_norm_moments"),
+)
+
+
+def profile_stages(cfg, out_dir: Path) -> dict:
+    """CPU seconds per clip of each stage of one serial run without YOLO: this process's CPU
+    time per stage function from ``cProfile`` (timer ``time.process_time``) and ffmpeg's from
+    ``getrusage`` of the children; "other" is the rest of the run's CPU time. Profiling adds
+    overhead (the run's CPU time under the profiler is reported beside it), so compare stages
+    across machines as shares, not as absolute figures."""
+    import cProfile
+    import pstats
+
+    from pipeline.preprocess import run_preprocess
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    profiler = cProfile.Profile(time.process_time)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with Meter() as meter:
+        profiler.enable()
+        summary = run_preprocess(cfg, progress=False)
+        profiler.disable()
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ffmpeg_s = ((children_after.ru_utime + children_after.ru_stime)
+                - (children_before.ru_utime + children_before.ru_stime))
+    stats = pstats.Stats(profiler).stats               # (file, line, name) -> (.., ct, callers)
+    cumulative: dict[str, float] = {}
+    for label, module, name in STAGES[1:]:
+        cumulative[label] = sum(entry[3] for (path, _, func), entry in stats.items()
+                                if func == name and path.replace("\\", "/").endswith(module))
+    clips = max(summary.clips_ok, 1)
+    per_clip = {STAGES[0][0]: ffmpeg_s / clips,
+                **{label: value / clips for label, value in cumulative.items()}}
+    per_clip["other (Python, index, manifests, ...)"] = max(
+        meter.cpu / clips - sum(per_clip.values()), 0.0)
+    return {"clips": summary.clips_ok, "cpu_s_under_profiler": meter.cpu,
+            "cpu_s_per_clip": {k: round(v, 4) for k, v in per_clip.items()}}
 
 
 def field_sizes(out_dir: Path) -> dict[str, float]:
@@ -363,6 +421,13 @@ def main(argv=None) -> int:
     results["pipeline_no_yolo_dask2"] = bench_pipeline(dask_cfg, args.out / "dask")
     print("pipeline, no YOLO, Dask 2 workers (wall):",
           f"{results['pipeline_no_yolo_dask2']['clips_per_s']:.2f} clips/s", flush=True)
+
+    results["stages"] = profile_stages(cfg, args.out / "profile")
+    total = sum(results["stages"]["cpu_s_per_clip"].values())
+    print(f"\n| stage (serial, no YOLO, under cProfile: {total:.2f} CPU-s per clip) | CPU-s per "
+          f"clip | share |\n|---|---|---|")
+    for label, value in results["stages"]["cpu_s_per_clip"].items():
+        print(f"| {label} | {value:.3f} | {100 * value / total:.0f} % |")
 
     results["crops"] = bench_crops(clips[0], args.data, cfg)
     print("crops:", json.dumps(results["crops"]), flush=True)
