@@ -27,6 +27,7 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -250,11 +251,60 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return train_run(cfg, run_dir, args.config)
 
 
-def train_run(cfg: TrainConfig, run_dir: Path, config_path: str | None = None) -> dict[str, Any]:
-    """The run of :func:`main` once its folder is checked and held."""
-    # ---------------------------------------------------------------- processes
-    ckpt_path = run_dir / "ckpt.pt"
-    resume = cfg.run.init_from == "resume"
+@dataclass
+class RunContext:
+    """What every part of a run reads: the config, the processes, the precision."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    dist_info: Any
+    autocast_dtype: torch.dtype | None
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist_info.device
+
+    @property
+    def master(self) -> bool:
+        return self.dist_info.is_master
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "ckpt.pt"
+
+
+@dataclass
+class RunData:
+    """The run's streams: one training stream and loader per batch size (the AVC phase may
+    read more single-crop clips per step than the AVSA phase reads clips of K crops), the
+    validation stream, and the training shards' settings recorded in every checkpoint."""
+
+    phases: list[str]
+    train_sets: dict[int, ShardStream]
+    loaders: dict[int, Any]
+    val_set: ShardStream
+    val_loader: Any
+    trained_on: dict[str, Any]
+
+    def train_set(self, phase: str, data_cfg) -> ShardStream:
+        return self.train_sets[phase_batch_size(phase, data_cfg)]
+
+    def loader(self, phase: str, data_cfg) -> Any:
+        return self.loaders[phase_batch_size(phase, data_cfg)]
+
+
+@dataclass
+class TrainState:
+    """Where the run stands: the next epoch, optimizer steps taken, the metric rows."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def start_processes(cfg: TrainConfig, run_dir: Path, config_path: str | None) -> RunContext:
+    """Join the process group, set up logging, threads and precision, clear a replaced run
+    (after every rank has checked the folder) and seed every generator."""
     dist_info = distributed.setup(cfg.run.device)
     # Under DDP every rank checks before any rank writes: rank 0 must not write config.yaml
     # while another rank is still looking at the run folder (it would refuse its own run).
@@ -262,7 +312,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, config_path: str | None = None) -
     device, master = dist_info.device, dist_info.is_master
     logging.basicConfig(level=logging.INFO if master else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    if master and cfg.run.overwrite and not resume:
+    if master and cfg.run.overwrite and cfg.run.init_from != "resume":
         clear_replaced_run(run_dir)              # no evaluation outlives the model it scored
     if master:
         print(f"# resolved config ({config_path or 'defaults'})\n{dump_config(cfg)}", flush=True)
@@ -271,24 +321,24 @@ def train_run(cfg: TrainConfig, run_dir: Path, config_path: str | None = None) -
         torch.set_num_threads(threads)
         log.info("%d torch thread(s): %d core(s) less %d loader worker(s) (set OMP_NUM_THREADS "
                  "to choose)", threads, os.cpu_count() or 1, cfg.data.num_workers)
-    autocast_dtype = autocast_dtype_for(cfg.optim.precision, device)
-    use_scaler = autocast_dtype is torch.float16
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
     # Same initial weights on every rank; then a distinct random stream per rank (dropout).
     random.seed(cfg.run.seed)
     np.random.seed(cfg.run.seed)
     torch.manual_seed(cfg.run.seed)
+    return RunContext(cfg, run_dir, dist_info, autocast_dtype_for(cfg.optim.precision, device))
 
-    # ---------------------------------------------------------------- data
+
+def open_data(ctx: RunContext) -> RunData:
+    """Streams and loaders of the run, checked before the first step (enough samples for a
+    step, a viewpoint bank large enough for every phase that reads K viewpoints)."""
+    cfg, dist_info = ctx.cfg, ctx.dist_info
     windows = (cfg.data.avts_windows_per_clip if cfg.curriculum.pretext in TEMPORAL_PRETEXTS
                else 1)
     stream = dict(data_cfg=cfg.data, windows_per_clip=windows, seed=cfg.run.seed,
                   rank=dist_info.rank, world_size=dist_info.world_size)
-    pin = device.type == "cuda"
-    # One stream (and loader) per batch size: the AVC phase may read more single-crop clips per
-    # step than the AVSA phase reads clips of K crops (data.avc_batch_size, the authors' 112).
+    pin = ctx.device.type == "cuda"
     phases = [phase_for_epoch(cfg.curriculum, epoch) for epoch in range(cfg.curriculum.epochs)]
     train_sets: dict[int, ShardStream] = {}
     loaders: dict[int, Any] = {}
@@ -304,216 +354,286 @@ def train_run(cfg: TrainConfig, run_dir: Path, config_path: str | None = None) -
     for phase in set(phases) & set(TRANSLATION_PHASES):   # a bank too small fails now, not
         train_sets[phase_batch_size(phase, cfg.data)].check_viewpoints(   # at the switch to AVSA
             cfg.data.num_viewpoints)
-    train_set = train_sets[phase_batch_size(phases[0], cfg.data)]
-
-    def steps_in(phase: str) -> int:
-        steps = train_sets[phase_batch_size(phase, cfg.data)].steps_per_epoch
-        return min(steps, cfg.run.max_steps_per_epoch) if cfg.run.max_steps_per_epoch else steps
-
     val_set = ShardStream(cfg.data.shards_dir, cfg.data.val_split, training=False, **stream)
     trained_on = shard_settings(cfg.data.shards_dir)   # in every checkpoint, for the evaluators
     val_loader = make_loader(val_set, cfg.data.num_workers, pin, cfg.run.seed)
-    run_validation = cfg.run.val_max_steps > 0 and val_set.steps_per_epoch > 0
-    total_steps = sum(steps_in(phase) for phase in phases)
+    return RunData(phases, train_sets, loaders, val_set, val_loader, trained_on)
 
-    # ---------------------------------------------------------------- model and optimizer
+
+def steps_in(phase: str, data: RunData, cfg: TrainConfig) -> int:
+    """Optimizer steps of one epoch of ``phase`` (``run.max_steps_per_epoch`` caps them)."""
+    steps = data.train_set(phase, cfg.data).steps_per_epoch
+    return min(steps, cfg.run.max_steps_per_epoch) if cfg.run.max_steps_per_epoch else steps
+
+
+def resume_state(ctx: RunContext, data: RunData, model, optimizer, scaler) -> TrainState:
+    """The state of the run's last checkpoint, loaded into the model, optimizer and scaler,
+    with every rank's random streams restored; refused when the config changed beyond
+    :data:`RESUME_MAY_CHANGE` or the shards were rebuilt with other feature settings."""
+    cfg, ckpt_path = ctx.cfg, ctx.ckpt_path
+    checkpoint = load_checkpoint(ckpt_path)
+    saved = flatten_dict(checkpoint["config"])
+    changed = [key for key, value in flatten_dict(to_dict(cfg)).items()
+               if saved.get(key) != value and key not in RESUME_MAY_CHANGE]
+    if changed:
+        raise ConfigError(f"{ckpt_path}: cannot resume with a different config; changed "
+                          f"keys {changed} (only {sorted(RESUME_MAY_CHANGE)} may change)")
+    before = checkpoint.get("shards", {}).get("audio")
+    if before is not None and before != data.trained_on.get("audio"):
+        raise ConfigError(f"{ckpt_path}: the shards in {cfg.data.shards_dir} were rebuilt "
+                          f"with other settings since this run started (preprocessing "
+                          f"config hash {checkpoint['shards'].get('config_hash')} -> "
+                          f"{data.trained_on.get('config_hash')}); start the run over with "
+                          f"run.overwrite=true")
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    rng_states = checkpoint["rng_states"]
+    if len(rng_states) == ctx.dist_info.world_size:
+        restore_rng_state(rng_states[ctx.dist_info.rank])
+    else:
+        log.warning("checkpoint has RNG states of %d ranks, running %d: not restored",
+                    len(rng_states), ctx.dist_info.world_size)
+    log.info("resumed %s at epoch %d, step %d", ckpt_path, checkpoint["epoch"],
+             checkpoint["step"])
+    return TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["history"])
+
+
+def forward_loss(ctx: RunContext, net, batch: dict[str, Any], phase: str) -> LossTerms:
+    """The phase's loss terms for one batch, under the run's autocast."""
+    dtype = ctx.autocast_dtype
+    with torch.autocast(ctx.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        outputs = net(batch["video"], batch["audio"], batch["azimuth_rad"],
+                      batch["elevation_rad"], translate=phase in TRANSLATION_PHASES)
+    return compute_loss(outputs, batch, phase, ctx.cfg)
+
+
+def reduce_terms(terms: LossTerms) -> dict[str, float]:
+    """Mean over ranks of the loss, its terms and accuracies (one collective)."""
+    names = ["loss", *terms.losses, *(f"acc_{k}" for k in terms.accuracies)]
+    values = torch.stack([terms.total().detach(), *[v.detach() for v in terms.losses.values()],
+                          *terms.accuracies.values()])
+    return dict(zip(names, distributed.all_reduce_mean(values).tolist()))
+
+
+class StepLog:
+    """The timing and logging bookkeeping of the training steps: sums over the steps since the
+    last row, busy and data-wait time, the projected end after the first steps, and one
+    metrics row (and log line) every ``run.log_interval`` steps and at the end of an epoch."""
+
+    def __init__(self, ctx: RunContext, metrics: MetricsLog | None, first_step: int,
+                 total_steps: int):
+        self.ctx, self.metrics = ctx, metrics
+        self.first_step, self.total_steps = first_step, total_steps
+        self.run_started = time.perf_counter()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps, self.busy_s, self.wait_s = 0, 0.0, 0.0
+
+    def add(self, values: dict[str, float], step: int, t_wait: float, t_step: float,
+            t_end: float, epoch: int, steps_left_in_epoch: int) -> None:
+        """One finished step: its values, when its wait for data began, its compute began and
+        it ended (``time.perf_counter``)."""
+        self.busy_s += t_end - t_step
+        self.wait_s += t_step - t_wait
+        self.steps += 1
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        if step in (self.first_step, self.first_step + 2):     # console only, not metrics
+            per_step = (t_end - self.run_started) / (step - self.first_step + 1)
+            log.info("step %d took %.1f s (%s per step so far): epoch %d ends in ~%s, the run "
+                     "(%d steps) in ~%s", step, t_end - t_wait, format_duration(per_step),
+                     epoch + 1, format_duration(per_step * steps_left_in_epoch),
+                     self.total_steps, format_duration(per_step * (self.total_steps - step)))
+
+    def write_row(self, step: int, epoch: int, phase: str, lr: float, batch_size: int,
+                  loss_names) -> None:
+        """The mean of the steps since the last row, as a metrics row and a log line."""
+        row = {k: v / self.steps for k, v in self.sums.items()}
+        total_s = self.busy_s + self.wait_s
+        row.update(step=step, epoch=epoch + 1, phase=phase, split="train", lr=lr,
+                   step_ms=1000 * total_s / self.steps,
+                   clips_per_s=self.steps * batch_size * self.ctx.dist_info.world_size / total_s,
+                   data_wait_pct=100 * self.wait_s / total_s)
+        terms_text = " ".join(f"{k} {row[k]:.3f}" for k in loss_names)
+        eta_s = ((time.perf_counter() - self.run_started) / (step - self.first_step + 1)
+                 * (self.total_steps - step))
+        log.info("epoch %d step %d/%d [%s] loss %.4f (%s) | %.0f ms/step, %.1f clips/s, data "
+                 "wait %.0f%% | run ends in ~%s", epoch + 1, step, self.total_steps, phase,
+                 row["loss"], terms_text, row["step_ms"], row["clips_per_s"],
+                 row["data_wait_pct"], format_duration(eta_s))
+        if self.metrics is not None:
+            self.metrics.write(row)
+        self._reset()
+
+
+def train_one_epoch(ctx: RunContext, data: RunData, state: TrainState, net, model, optimizer,
+                    scaler, phase: str, step_log: StepLog) -> None:
+    """One epoch of ``phase``: ``steps_in(phase)`` optimizer steps (learning-rate schedule,
+    gradient clipping, a non-finite loss stops the run); advances ``state.step``."""
+    cfg, epoch = ctx.cfg, state.epoch
+    viewpoints = cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1
+    train_set, steps_per_epoch = data.train_set(phase, cfg.data), steps_in(phase, data, cfg)
+    train_set.set_epoch(epoch, viewpoints, cfg.data.object_view_share
+                        if phase in TRANSLATION_PHASES else 0.0)
+    model.train()
+    progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1} {phase}",
+                    disable=None if ctx.master else True, leave=False, dynamic_ncols=True)
+    batches = iter(data.loader(phase, cfg.data))
+    for step_in_epoch in range(steps_per_epoch):
+        t_wait = time.perf_counter()
+        batch = to_device(next(batches), ctx.device)
+        t_step = time.perf_counter()
+        lr = learning_rate(state.step, step_log.total_steps, cfg.optim)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        terms = forward_loss(ctx, net, batch, phase)
+        loss = terms.total()
+        values = reduce_terms(terms)            # same on every rank: all stop together
+        if not np.isfinite(values["loss"]):
+            raise FloatingPointError(
+                f"non-finite loss {values['loss']} at step {state.step + 1} (epoch {epoch + 1}, "
+                f"phase {phase}); terms {values}. Lower optim.lr or check the data.")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                   cfg.optim.grad_clip or float("inf"))
+        scaler.step(optimizer)
+        scaler.update()
+        state.step += 1
+        values["grad_norm"] = float(grad_norm)  # also waits for the device
+        step_log.add(values, state.step, t_wait, t_step, time.perf_counter(), epoch,
+                     steps_per_epoch - step_in_epoch - 1)
+        progress.update(1)
+        if state.step % cfg.run.log_interval == 0 or step_in_epoch == steps_per_epoch - 1:
+            step_log.write_row(state.step, epoch, phase, lr, train_set.batch_size, terms.losses)
+    progress.close()
+    del batches
+
+
+def validate(ctx: RunContext, data: RunData, model, phase: str, state: TrainState,
+             metrics: MetricsLog | None) -> None:
+    """The phase's loss on the same validation batches every epoch (``run.val_max_steps``)."""
+    cfg = ctx.cfg
+    model.eval()
+    viewpoints = cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1
+    data.val_set.set_epoch(0, viewpoints)
+    val_sums: dict[str, float] = {}
+    n_val = min(data.val_set.steps_per_epoch, cfg.run.val_max_steps)
+    with torch.no_grad():
+        for _, batch in zip(range(n_val), data.val_loader):
+            values = reduce_terms(forward_loss(ctx, model, to_device(batch, ctx.device), phase))
+            for key, value in values.items():
+                val_sums[key] = val_sums.get(key, 0.0) + value / n_val
+    log.info("epoch %d validation [%s] loss %.4f over %d batches", state.epoch + 1, phase,
+             val_sums["loss"], n_val)
+    if metrics is not None:
+        metrics.write({**val_sums, "step": state.step, "epoch": state.epoch + 1, "phase": phase,
+                       "split": "val"})
+
+
+def phase_network(ctx: RunContext, model, phase: str):
+    """The network a phase trains: its translation networks train in the AVSA phases only,
+    and under DDP a new wrapper sees which parameters are used."""
+    for parameter in model.translation_parameters():
+        parameter.requires_grad_(phase in TRANSLATION_PHASES)
+    if not ctx.dist_info.is_distributed:
+        return model
+    return DistributedDataParallel(model, device_ids=[ctx.device.index]
+                                   if ctx.device.type == "cuda" else None)
+
+
+def train_run(cfg: TrainConfig, run_dir: Path, config_path: str | None = None) -> dict[str, Any]:
+    """The run of :func:`main` once its folder is checked and held, top to bottom: processes,
+    data, model, resume, the epochs (train, validate, checkpoint), the end of the run."""
+    ctx = start_processes(cfg, run_dir, config_path)
+    data = open_data(ctx)
+    total_steps = sum(steps_in(phase, data, cfg) for phase in data.phases)
+
     model_args = model_args_from_config(cfg.model, cfg.data.audio_channels)
-    model = build_model(cfg.model, cfg.data.audio_channels).to(device)
+    model = build_model(cfg.model, cfg.data.audio_channels).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr,
                                  weight_decay=cfg.optim.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    torch.manual_seed(cfg.run.seed + 1000 * dist_info.rank + 1)
-    start_epoch, step = 0, 0
-    history: list[dict[str, Any]] = []
-    if resume:
-        checkpoint = load_checkpoint(ckpt_path)
-        saved = flatten_dict(checkpoint["config"])
-        changed = [key for key, value in flatten_dict(to_dict(cfg)).items()
-                   if saved.get(key) != value and key not in RESUME_MAY_CHANGE]
-        if changed:
-            raise ConfigError(f"{ckpt_path}: cannot resume with a different config; changed "
-                              f"keys {changed} (only {sorted(RESUME_MAY_CHANGE)} may change)")
-        before = checkpoint.get("shards", {}).get("audio")
-        if before is not None and before != trained_on.get("audio"):
-            raise ConfigError(f"{ckpt_path}: the shards in {cfg.data.shards_dir} were rebuilt "
-                              f"with other settings since this run started (preprocessing "
-                              f"config hash {checkpoint['shards'].get('config_hash')} -> "
-                              f"{trained_on.get('config_hash')}); start the run over with "
-                              f"run.overwrite=true")
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        start_epoch, step, history = checkpoint["epoch"], checkpoint["step"], checkpoint["history"]
-        rng_states = checkpoint["rng_states"]
-        if len(rng_states) == dist_info.world_size:
-            restore_rng_state(rng_states[dist_info.rank])
-        else:
-            log.warning("checkpoint has RNG states of %d ranks, running %d: not restored",
-                        len(rng_states), dist_info.world_size)
-        log.info("resumed %s at epoch %d, step %d", ckpt_path, start_epoch, step)
-    if master:           # every check passed: the run folder is written from here on
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.autocast_dtype is torch.float16)
+    torch.manual_seed(cfg.run.seed + 1000 * ctx.dist_info.rank + 1)
+    state = (resume_state(ctx, data, model, optimizer, scaler)
+             if cfg.run.init_from == "resume" else TrainState())
+    if ctx.master:           # every check passed: the run folder is written from here on
         save_config(cfg, run_dir / "config.yaml")
-    metrics = MetricsLog(run_dir, rows=history) if master else None
+    metrics = MetricsLog(run_dir, rows=state.history) if ctx.master else None
+    log_run_start(ctx, data, model)
+
+    step_log = StepLog(ctx, metrics, state.step + 1, total_steps)
+    net, net_phase = model, None
+    with logging_redirect_tqdm():
+        for state.epoch in range(state.epoch, cfg.curriculum.epochs):
+            phase = phase_for_epoch(cfg.curriculum, state.epoch)
+            if phase != net_phase:
+                net, net_phase = phase_network(ctx, model, phase), phase
+            log.info("epoch %d/%d: phase %s (%d viewpoint(s) per clip)", state.epoch + 1,
+                     cfg.curriculum.epochs, phase.upper(),
+                     cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1)
+            train_one_epoch(ctx, data, state, net, model, optimizer, scaler, phase, step_log)
+            if cfg.run.val_max_steps > 0 and data.val_set.steps_per_epoch > 0:
+                validate(ctx, data, model, phase, state, metrics)
+            finished = state.epoch + 1 == cfg.curriculum.epochs
+            if (state.epoch + 1) % cfg.run.ckpt_interval_epochs == 0 or finished:
+                save_run_checkpoint(ctx, data, state, phase, model, model_args, optimizer,
+                                    scaler, metrics)
+    return finish_run(ctx, state, metrics)
+
+
+def log_run_start(ctx: RunContext, data: RunData, model) -> None:
+    cfg = ctx.cfg
+    train_set = data.train_set(data.phases[0], cfg.data)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.2fM parameters, %d audio channels; %d train samples (%d per epoch: "
              + ("%d clips x %d visits" % (train_set.n_clips, train_set.samples_per_clip)
                 if train_set.samples_per_clip else "every window") + "), %d steps/epoch "
              "x %d rank(s), device %s%s", cfg.model.preset, n_params / 1e6,
              cfg.data.audio_channels, train_set.n_samples, train_set.n_units,
-             steps_in(phases[0]),
-             dist_info.world_size, device,
-             f", autocast {autocast_dtype}" if autocast_dtype is not None else ", fp32")
-    if device.type == "cpu" and cfg.model.preset == "paper":
+             steps_in(data.phases[0], data, cfg), ctx.dist_info.world_size, ctx.device,
+             f", autocast {ctx.autocast_dtype}" if ctx.autocast_dtype is not None else ", fp32")
+    if ctx.device.type == "cpu" and cfg.model.preset == "paper":
         log.warning("the paper preset (R(2+1)D-18, %d clips x %d viewpoints per step) on a CPU "
                     "takes seconds to minutes per step; the time of the first step and the "
                     "projected run follow. For a CPU run use the demo's recipe: make train "
                     "EXP=%s ARGS=\"%s\"", cfg.data.batch_size, cfg.data.num_viewpoints,
                     cfg.experiment, CPU_RECIPE)
-    first_step = step + 1
-    run_started = time.perf_counter()
 
-    def forward_loss(net, batch, phase) -> LossTerms:
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
-                            enabled=autocast_dtype is not None):
-            outputs = net(batch["video"], batch["audio"], batch["azimuth_rad"],
-                          batch["elevation_rad"], translate=phase in TRANSLATION_PHASES)
-        return compute_loss(outputs, batch, phase, cfg)
 
-    def reduce_terms(terms: LossTerms) -> dict[str, float]:
-        """Mean over ranks of the loss, its terms and accuracies (one collective)."""
-        names = ["loss", *terms.losses, *(f"acc_{k}" for k in terms.accuracies)]
-        values = torch.stack([terms.total().detach(), *[v.detach() for v in terms.losses.values()],
-                              *terms.accuracies.values()])
-        return dict(zip(names, distributed.all_reduce_mean(values).tolist()))
+def save_run_checkpoint(ctx: RunContext, data: RunData, state: TrainState, phase: str, model,
+                        model_args, optimizer, scaler, metrics: MetricsLog | None) -> None:
+    """The end-of-epoch checkpoint: weights, optimizer, every rank's random streams, the
+    metric rows and the training shards' settings (written by rank 0)."""
+    rng_states = distributed.all_gather_object(capture_rng_state())
+    if ctx.master:
+        save_checkpoint(ctx.ckpt_path, {
+            "model_args": model_args, "config": to_dict(ctx.cfg),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "epoch": state.epoch + 1, "step": state.step,
+            "phase": phase, "rng_states": rng_states,
+            "history": list(metrics.rows), "shards": data.trained_on})
+        log.info("saved %s (epoch %d, step %d)", ctx.ckpt_path, state.epoch + 1, state.step)
+    distributed.barrier()
 
-    # ---------------------------------------------------------------- training loop
-    net, net_phase = model, None
-    with logging_redirect_tqdm():
-        for epoch in range(start_epoch, cfg.curriculum.epochs):
-            phase = phase_for_epoch(cfg.curriculum, epoch)
-            if phase != net_phase:   # translation nets train in AVSA only; DDP sees used params
-                for parameter in model.translation_parameters():
-                    parameter.requires_grad_(phase in TRANSLATION_PHASES)
-                net = (DistributedDataParallel(model, device_ids=[device.index]
-                                               if device.type == "cuda" else None)
-                       if dist_info.is_distributed else model)
-                net_phase = phase
-            viewpoints = cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1
-            log.info("epoch %d/%d: phase %s (%d viewpoint(s) per clip)", epoch + 1,
-                     cfg.curriculum.epochs, phase.upper(), viewpoints)
-            train_set = train_sets[phase_batch_size(phase, cfg.data)]
-            train_loader = loaders[phase_batch_size(phase, cfg.data)]
-            steps_per_epoch = steps_in(phase)
-            train_set.set_epoch(epoch, viewpoints, cfg.data.object_view_share
-                                if phase in TRANSLATION_PHASES else 0.0)
-            model.train()
-            sums: dict[str, float] = {}
-            interval_steps, busy_s, wait_s = 0, 0.0, 0.0
-            progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1} {phase}",
-                            disable=None if master else True, leave=False, dynamic_ncols=True)
-            batches = iter(train_loader)
-            for step_in_epoch in range(steps_per_epoch):
-                t_wait = time.perf_counter()
-                batch = to_device(next(batches), device)
-                t_step = time.perf_counter()
-                lr = learning_rate(step, total_steps, cfg.optim)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
 
-                terms = forward_loss(net, batch, phase)
-                loss = terms.total()
-                values = reduce_terms(terms)            # same on every rank: all stop together
-                if not np.isfinite(values["loss"]):
-                    raise FloatingPointError(
-                        f"non-finite loss {values['loss']} at step {step + 1} (epoch {epoch + 1}, "
-                        f"phase {phase}); terms {values}. Lower optim.lr or check the data.")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                           cfg.optim.grad_clip or float("inf"))
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                values["grad_norm"] = float(grad_norm)  # also waits for the device
-                t_end = time.perf_counter()
-                busy_s += t_end - t_step
-                wait_s += t_step - t_wait
-                interval_steps += 1
-                for key, value in values.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                progress.update(1)
-                if step == first_step or step == first_step + 2:   # console only, not metrics
-                    per_step = (t_end - run_started) / (step - first_step + 1)
-                    log.info("step %d took %.1f s (%s per step so far): epoch %d ends in ~%s, "
-                             "the run (%d steps) in ~%s", step, t_end - t_wait,
-                             format_duration(per_step), epoch + 1,
-                             format_duration(per_step * (steps_per_epoch - step_in_epoch - 1)),
-                             total_steps, format_duration(per_step * (total_steps - step)))
-                last = step_in_epoch == steps_per_epoch - 1
-                if step % cfg.run.log_interval == 0 or last:
-                    row = {k: v / interval_steps for k, v in sums.items()}
-                    total_s = busy_s + wait_s
-                    row.update(step=step, epoch=epoch + 1, phase=phase, split="train", lr=lr,
-                               step_ms=1000 * total_s / interval_steps,
-                               clips_per_s=interval_steps * train_set.batch_size
-                               * dist_info.world_size / total_s,
-                               data_wait_pct=100 * wait_s / total_s)
-                    terms_text = " ".join(f"{k} {row[k]:.3f}" for k in terms.losses)
-                    eta_s = (time.perf_counter() - run_started) / (step - first_step + 1) * (
-                        total_steps - step)
-                    log.info("epoch %d step %d/%d [%s] loss %.4f (%s) | %.0f ms/step, %.1f "
-                             "clips/s, data wait %.0f%% | run ends in ~%s", epoch + 1, step,
-                             total_steps, phase, row["loss"], terms_text, row["step_ms"],
-                             row["clips_per_s"], row["data_wait_pct"], format_duration(eta_s))
-                    if metrics is not None:
-                        metrics.write(row)
-                    sums, interval_steps, busy_s, wait_s = {}, 0, 0.0, 0.0
-            progress.close()
-            del batches
-
-            # ------------------------------------------------------------ validation
-            if run_validation:
-                model.eval()
-                val_set.set_epoch(0, viewpoints)       # the same validation batches every epoch
-                val_sums: dict[str, float] = {}
-                n_val = min(val_set.steps_per_epoch, cfg.run.val_max_steps)
-                with torch.no_grad():
-                    for _, batch in zip(range(n_val), val_loader):
-                        values = reduce_terms(forward_loss(model, to_device(batch, device), phase))
-                        for key, value in values.items():
-                            val_sums[key] = val_sums.get(key, 0.0) + value / n_val
-                log.info("epoch %d validation [%s] loss %.4f over %d batches", epoch + 1, phase,
-                         val_sums["loss"], n_val)
-                if metrics is not None:
-                    metrics.write({**val_sums, "step": step, "epoch": epoch + 1, "phase": phase,
-                                   "split": "val"})
-
-            # ------------------------------------------------------------ checkpoint
-            finished = epoch + 1 == cfg.curriculum.epochs
-            if (epoch + 1) % cfg.run.ckpt_interval_epochs == 0 or finished:
-                rng_states = distributed.all_gather_object(capture_rng_state())
-                if master:
-                    save_checkpoint(ckpt_path, {
-                        "model_args": model_args, "config": to_dict(cfg),
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scaler": scaler.state_dict(), "epoch": epoch + 1, "step": step,
-                        "phase": phase, "rng_states": rng_states,
-                        "history": list(metrics.rows), "shards": trained_on})
-                    log.info("saved %s (epoch %d, step %d)", ckpt_path, epoch + 1, step)
-                distributed.barrier()
-
-    # ---------------------------------------------------------------- end of run
-    result = {"run_dir": str(run_dir), "step": step, "checkpoint": str(ckpt_path),
+def finish_run(ctx: RunContext, state: TrainState, metrics: MetricsLog | None) -> dict[str, Any]:
+    """Close the metrics, plot the curves, leave the process group; the run's summary."""
+    result = {"run_dir": str(ctx.run_dir), "step": state.step, "checkpoint": str(ctx.ckpt_path),
               "history": list(metrics.rows) if metrics is not None else []}
     if metrics is not None:
         metrics.close()
-        curves = plot_curves(metrics.rows, run_dir / "curves.png", title=str(run_dir.name))
+        curves = plot_curves(metrics.rows, ctx.run_dir / "curves.png",
+                             title=str(ctx.run_dir.name))
         log.info("wrote %s", curves)
     distributed.cleanup()
-    if master:
-        log.info("==> run %s: %s, %s, %s, config.yaml", run_dir, ckpt_path.name, "metrics.csv",
-                 "curves.png")
+    if ctx.master:
+        log.info("==> run %s: %s, %s, %s, config.yaml", ctx.run_dir, ctx.ckpt_path.name,
+                 "metrics.csv", "curves.png")
     return result
 
 
