@@ -25,7 +25,7 @@ from typing import Iterator
 
 import numpy as np
 
-from pipeline.spatial import components_to_direction, direction_to_equirect_pixel
+from pipeline.spatial import components_to_direction, direction_to_equirect_pixel, view_basis
 
 try:  # OpenCV comes with ultralytics; it is the fast path and required by the pipeline.
     import cv2
@@ -49,8 +49,7 @@ def _ray_components(azimuth_rad, elevation_rad, fov_rad, crop_size: int
     el = np.atleast_1d(np.asarray(elevation_rad, dtype=np.float64))
     fov = np.atleast_1d(np.asarray(fov_rad, dtype=np.float64))
     az, el, fov = np.broadcast_arrays(az, el, fov)
-    cos_el, sin_el = np.cos(el), np.sin(el)
-    cos_az, sin_az = np.cos(az), np.sin(az)
+    forward, right, up = view_basis(az, el)                             # (K, 3) each
     half = np.tan(fov / 2.0)
     steps = np.linspace(-1.0, 1.0, crop_size)
     column_step = steps[None, None, :]     # columns go right
@@ -60,10 +59,8 @@ def _ray_components(azimuth_rad, elevation_rad, fov_rad, crop_size: int
         return ((forward[:, None, None] + column_step * (right * half)[:, None, None])
                 - row_step * (up * half)[:, None, None])
 
-    # forward d(az, el), right d(az - pi/2, 0), up r x d
-    return (component(cos_el * cos_az, sin_az, -sin_el * cos_az),
-            component(cos_el * sin_az, -cos_az, -sin_el * sin_az),
-            component(sin_el, np.zeros_like(az), cos_el))
+    return tuple(np.ascontiguousarray(component(forward[:, i], right[:, i], up[:, i]))
+                 for i in range(3))
 
 
 def perspective_rays(azimuth_rad, elevation_rad, fov_rad, crop_size: int) -> np.ndarray:

@@ -22,7 +22,8 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from pipeline.spatial import direction_vector, equirect_pixel_to_direction, wrap_azimuth_rad
+from pipeline.spatial import (direction_vector, equirect_pixel_to_direction, view_basis,
+                              wrap_azimuth_rad)
 
 GT_FORMAT = "spatial-avsa-synth-gt"
 GT_VERSION = 1
@@ -209,11 +210,10 @@ def object_footprint(
     row_stop = min(int(math.ceil(_row_of_elevation(bottom_el, height))) + 2, height)
     dirs = pixel_directions(width, height)[row_start:row_stop]
 
-    sin_az, cos_az = math.sin(azimuth_rad), math.cos(azimuth_rad)
-    sin_el, cos_el = math.sin(elevation_rad), math.cos(elevation_rad)
-    centre = np.array([cos_el * cos_az, cos_el * sin_az, sin_el], dtype=np.float32)
-    east = np.array([-sin_az, cos_az, 0.0], dtype=np.float32)  # toward +azimuth (image left)
-    north = np.array([-sin_el * cos_az, -sin_el * sin_az, cos_el], dtype=np.float32)
+    forward, right, up = view_basis(azimuth_rad, elevation_rad)
+    centre = forward.astype(np.float32)
+    east = (-right).astype(np.float32)         # toward +azimuth (image left)
+    north = up.astype(np.float32)
     along = dirs @ centre
     x, y = dirs @ east, dirs @ north
     tangent_norm = np.hypot(x, y)

@@ -22,6 +22,7 @@ __all__ = [
     "equirect_pixel_to_direction",
     "direction_to_equirect_pixel",
     "angular_distance_rad",
+    "view_basis",
 ]
 
 
@@ -106,3 +107,16 @@ def angular_distance_rad(azimuth1_rad, elevation1_rad, azimuth2_rad, elevation2_
     b = direction_vector(azimuth2_rad, elevation2_rad)
     cross_norm = np.linalg.norm(np.cross(a, b), axis=-1)
     return np.arctan2(cross_norm, np.sum(a * b, axis=-1))
+
+
+def view_basis(azimuth_rad, elevation_rad) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(forward, right, up)`` unit vectors ``(..., 3)`` of a viewpoint looking at
+    ``(azimuth_rad, elevation_rad)`` (x front, y left, z up): ``forward = d(az, el)``,
+    ``right = d(az - pi/2, 0)`` (toward decreasing azimuth, the image's right), ``up = right x
+    forward`` (toward increasing elevation); a right-handed camera frame. Broadcasts."""
+    az = np.asarray(azimuth_rad, dtype=np.float64)
+    el = np.asarray(elevation_rad, dtype=np.float64)
+    forward = direction_vector(az, el)
+    right = np.stack([np.sin(az), -np.cos(az), np.zeros_like(az)], axis=-1)
+    up = np.stack([-np.sin(el) * np.cos(az), -np.sin(el) * np.sin(az), np.cos(el)], axis=-1)
+    return forward, right, up

@@ -114,7 +114,8 @@ def test_allowed_imports_pass(tmp_path):
 
 #: Functions with one home: defined there only, imported everywhere else.
 ONE_HOME = {"resolve_device": "trainer/distributed.py",
-            "angular_distance_rad": "pipeline/spatial.py"}
+            "angular_distance_rad": "pipeline/spatial.py",
+            "view_basis": "pipeline/spatial.py"}
 
 
 @pytest.mark.parametrize("name, home", sorted(ONE_HOME.items()))

@@ -31,12 +31,11 @@ from scipy.ndimage import map_coordinates
 
 from pipeline.shards import open_shard
 from pipeline.spatial import (angular_distance_rad, direction_vector, equirect_pixel_to_direction,
-                              vector_to_direction)
+                              vector_to_direction, view_basis)
 from baselines.multisensory.model import FusedNet, sync_labels
 
 __all__ = [
     "cam_from_patch_logits",
-    "view_basis",
     "cell_to_crop_pixel",
     "crop_pixel_to_direction",
     "direction_to_crop_pixel",
@@ -55,15 +54,6 @@ __all__ = [
 def cam_from_patch_logits(patch_logits: torch.Tensor) -> torch.Tensor:
     """(N, T, h, w) per-patch logits -> (N, h, w) CAM: magnitude, averaged over time."""
     return patch_logits.abs().mean(dim=1)
-
-
-def view_basis(azimuth_rad, elevation_rad) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(forward, right, up) unit vectors (..., 3) of a viewpoint (x front, y left, z up)."""
-    az, el = np.asarray(azimuth_rad, dtype=np.float64), np.asarray(elevation_rad, dtype=np.float64)
-    forward = direction_vector(az, el)
-    right = np.stack([np.sin(az), -np.cos(az), np.zeros_like(az)], axis=-1)
-    up = np.stack([-np.sin(el) * np.cos(az), -np.sin(el) * np.sin(az), np.cos(el)], axis=-1)
-    return forward, right, up
 
 
 def cell_to_crop_pixel(cell_row, cell_col, grid_shape: tuple[int, int],
