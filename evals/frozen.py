@@ -13,7 +13,7 @@ What a checkpoint does not hold, and where it comes from:
 
 Audio inputs (``data.audio_input``): ``foa`` = 4 log-mel channels of the FOA rotated toward
 each viewpoint, ``foa_iv`` = those plus the 3 intensity-vector channels, ``beamform`` = the
-log-mel of a first-order beam toward the viewpoint; see :data:`trainer.data.AUDIO_FEATURES`.
+log-mel of a first-order beam toward the viewpoint; see :data:`trainer.config.AUDIO_FEATURES`.
 Video inputs are crops ``(T, S, S, 3)`` uint8 RGB, fed as float ``[0, 1]`` (the video encoder
 applies its own mean/std).
 """
@@ -40,8 +40,7 @@ from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardIndex, corrupt_s
 from pipeline.config import ConfigError
 from pipeline.runtime import REPO_ROOT
 from trainer.checkpoint import load_checkpoint, load_trained_model
-from trainer.config import TrainConfig
-from trainer.data import AUDIO_FEATURES
+from trainer.config import AUDIO_FEATURES, TrainConfig
 from trainer.distributed import resolve_device
 from trainer.models import AVSpatialModel, fuse_batchnorm
 

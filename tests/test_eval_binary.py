@@ -19,8 +19,8 @@ from pipeline.foa import encode_plane_wave
 from pipeline.spatial import angular_distance_rad, wrap_azimuth_rad
 from pipeline.synth.shard_factory import make_shards
 from trainer.checkpoint import save_checkpoint
-from trainer.config import TrainConfig
-from trainer.data import AUDIO_FEATURES, ShardStream
+from trainer.config import AUDIO_FEATURES, TrainConfig
+from trainer.data import ShardStream
 from evals.audio.binary import (BinaryEvalConfig, PairSet, accuracy_with_se,
                                 cluster_robust_se, control_scores, encode_batch,
                                 evaluate_binary, extract_features, mismatched_partners,

@@ -9,8 +9,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline.config import ConfigError
+from pipeline.shards import FEATURE_CHANNELS
 
-AudioInput = Literal["foa", "foa_iv", "beamform"]
+#: The audio input kinds (``data.audio_input``) and the stored features each stacks, in order:
+#: the one table of them (the channel counts come from the shard schema's FEATURE_CHANNELS).
+AUDIO_FEATURES: dict[str, tuple[str, ...]] = {
+    "foa": ("logmel_foa",),                   # log-mel of the rotated FOA, 4 channels
+    "foa_iv": ("logmel_foa", "iv"),           # + intensity vectors (Wang et al.), 7 channels
+    "beamform": ("logmel_beam",),             # log-mel of a beam toward the crop, 1 channel
+}
+AudioInput = Literal[tuple(AUDIO_FEATURES)]  # type: ignore[valid-type]
 ViewpointSource = Literal["random", "yolo"]
 Pretext = Literal["avc", "avsa", "avts", "avc_transf", "avts_transf"]
 #: AVSA proposal sets (``loss.avsa_candidates``, :func:`trainer.losses.avsa_loss`).
@@ -20,7 +28,8 @@ TRANSLATION_PHASES = ("avsa", "avc_transf", "avts_transf")
 #: Pretexts whose batches bring >= 2 windows of every clip (same-clip negatives).
 TEMPORAL_PRETEXTS = ("avts", "avts_transf")
 
-AUDIO_CHANNELS = {"foa": 4, "foa_iv": 7, "beamform": 1}
+AUDIO_CHANNELS = {kind: sum(FEATURE_CHANNELS[key] for key in keys)
+                  for kind, keys in AUDIO_FEATURES.items()}
 
 
 @dataclass(frozen=True)

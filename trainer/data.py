@@ -76,13 +76,11 @@ from pipeline.spatial import angular_distance_rad
 from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardFormatError, ShardIndex,
                              corrupt_shard, open_shard, read_norm_stats, stored_crops,
                              stored_features)
-from trainer.config import DataConfig
+from trainer.config import AUDIO_FEATURES, DataConfig
 
 log = logging.getLogger(__name__)
 
 # Stored feature datasets (under views/<source>/) feeding each audio input, in channel order.
-AUDIO_FEATURES = {"foa": ("logmel_foa",), "foa_iv": ("logmel_foa", "iv"),
-                  "beamform": ("logmel_beam",)}
 DECIBEL_FEATURES = ("logmel_foa", "logmel_beam")    # volume jitter adds dB to these
 IV_Y_CHANNEL = 1                                     # iv channels are I_x, I_y, I_z
 SHARDS_IN_FLIGHT = 4                                 # parts shuffled together by one worker

@@ -79,8 +79,7 @@ from pipeline.features import foa_features
 from pipeline.foa import rotation_matrix_to_front
 from pipeline.shards import ShardIndex, StoredFeatures, open_shard
 from pipeline.spatial import angular_distance_rad
-from trainer.config import TRANSLATION_PHASES
-from trainer.data import AUDIO_FEATURES
+from trainer.config import AUDIO_FEATURES, TRANSLATION_PHASES
 from evals.cli import EvalIO, require_ckpt, run_evaluator
 from evals.frozen import (GT_FIELDS, FrozenModel, describe_run, evaluation_shards,
                           iter_shard_batches, load_frozen, other_shards_dir, run_dir_of)

@@ -68,7 +68,8 @@ from pipeline.foa import dipole_rotation_matrix
 from pipeline.ground_truth import is_synthetic_dataset
 from pipeline.shards import NORM_STATS_NAME, ShardIndex, open_shard, read_norm_stats
 from pipeline.spatial import direction_vector
-from trainer.data import AUDIO_FEATURES, IV_Y_CHANNEL
+from trainer.config import AUDIO_FEATURES
+from trainer.data import IV_Y_CHANNEL
 from evals.audio.binary import (BinaryEvalConfig, accuracy_with_se, mismatched_partners,
                                 rotate_by_yaw, scored_subset, views_showing_sounding_object,
                                 window_yaws_rad)

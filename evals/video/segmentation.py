@@ -566,7 +566,7 @@ def run_segmentation_eval(cfg: SegmentationEvalConfig) -> dict:
     cfg.validate()
     from trainer.checkpoint import load_trained_model
     from pipeline.shards import read_norm_stats
-    from trainer.data import AUDIO_FEATURES
+    from trainer.config import AUDIO_FEATURES
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
