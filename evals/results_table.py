@@ -12,7 +12,8 @@ writes three tables, each run row followed by the published anchor row of its ex
   ``eval_separation.json`` of :mod:`baselines.multisensory.train` (anchor:
   :data:`MULTISENSORY_PUBLISHED`).
 
-Cells of runs evaluated on synthetic data are marked ``(synthetic)``. Every number is an
+Rows of runs evaluated on synthetic data say ``(synthetic)`` once, after the run's name
+(cells marked ``*`` in a row that mixes synthetic and other scores). Every number is an
 accuracy, hit rate, mIoU or pixel accuracy in percent, except the separation scores (SI-SDR
 improvements in dB, in columns labelled so).
 """
@@ -453,10 +454,22 @@ def collect_multisensory(runs_dir: Path, repo_root: Path | None = None) -> list[
 
 
 def _cell(value: float | str | None, synthetic: bool = False) -> str:
+    """A score as a cell; ``synthetic`` marks it ``*`` (used where its row mixes synthetic and
+    other scores: :func:`_row_cells`)."""
     if value is None:
         return "–"
     text = value if isinstance(value, str) else f"{value:.2f}"
-    return text + (" (synthetic)" if synthetic else "")
+    return text + ("*" if synthetic else "")
+
+
+def _row_cells(values: Sequence, synthetic: Sequence[bool]) -> tuple[list[str], str]:
+    """A row's cells and the mark for its label: a row whose scores are all synthetic says so
+    once, as `` (synthetic)`` after its label; a row that mixes marks its synthetic cells
+    ``*``."""
+    scored = [flag for value, flag in zip(values, synthetic) if value is not None]
+    if scored and all(scored):
+        return [_cell(value) for value in values], " (synthetic)"
+    return [_cell(value, flag) for value, flag in zip(values, synthetic)], ""
 
 
 def _runs_markdown(runs: Sequence[RunScores], columns: Sequence[tuple[str, str]],
@@ -467,9 +480,10 @@ def _runs_markdown(runs: Sequence[RunScores], columns: Sequence[tuple[str, str]]
     header = ["run", "experiment", *[h for _, h in columns], "config"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for index, run in enumerate(runs):
-        cells = [_cell(run.scores[key], run.synthetic[key]) for key, _ in columns]
+        cells, mark = _row_cells([run.scores[key] for key, _ in columns],
+                                 [run.synthetic[key] for key, _ in columns])
         configs = ", ".join(f"`{path}`" for path in (run.config_path, *run.eval_configs))
-        lines.append(f"| {run.name} | {run.experiment} | " + " | ".join(cells)
+        lines.append(f"| {run.name}{mark} | {run.experiment} | " + " | ".join(cells)
                      + f" | {configs} |")
         anchors = published.get(run.experiment)
         last_of_run = index + 1 == len(runs) or runs[index + 1].run_dir != run.run_dir
@@ -497,9 +511,9 @@ def downstream_markdown(rows: Sequence[DownstreamScores]) -> str:
               *[h for _, h in DOWNSTREAM_COLUMNS], "results"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, row in enumerate(rows):
-        cells = [_cell(row.scores[key], row.synthetic and key != "chance_top1")
-                 for key, _ in DOWNSTREAM_COLUMNS]
-        lines.append(f"| {row.run_dir.name} | {row.experiment} | {row.task} | {row.split} | "
+        cells, mark = _row_cells([row.scores[key] for key, _ in DOWNSTREAM_COLUMNS],
+                                 [row.synthetic for _ in DOWNSTREAM_COLUMNS])
+        lines.append(f"| {row.run_dir.name}{mark} | {row.experiment} | {row.task} | {row.split} | "
                      f"{row.setting} | " + " | ".join(cells) + f" | `{row.results_path}` |")
         def is_action_of_this_run(other: DownstreamScores) -> bool:
             return (other.task.endswith(ACTION_METRIC) and other.run_dir == row.run_dir
@@ -625,8 +639,9 @@ def render_report(runs: Sequence[RunScores], runs_dir: Path,
               "against another clip's crops (a map that uses the picture falls there). "
               "`<run> · random viewpoints`: the binary tasks of a run trained on other "
               "viewpoints (YOLO) scored on uniformly drawn ones, Morgado et al.'s protocol. "
-              "`(synthetic)`: measured on the synthetic data set, not comparable with "
-              "the published number below it.")
+              "`(synthetic)` after a run: its scores were measured on the synthetic data set, not "
+              "comparable with the published numbers below them; `*`: that cell only, in a row "
+              "that mixes.")
     body = markdown_table(runs) if runs else f"_No evaluated runs found under `{runs_dir}`._"
     downstream_legend = (
         "Percent. Action recognition (evals.video.action): top-1 accuracy of single "
@@ -635,8 +650,8 @@ def render_report(runs: Sequence[RunScores], runs_dir: Path,
         "`linear` (frozen encoder, Wang et al. 2022 \"without fine-tuning\"). 360° segmentation "
         "(evals.video.segmentation): mIoU and pixel accuracy of the FPN head on frozen "
         "features (protocol column: input features) vs labelling every pixel with the most "
-        "frequent training class. `(synthetic)`: synthetic action set or synthetic ground "
-        "truth, not comparable with the published numbers.")
+        "frequent training class. `(synthetic)` after a run: synthetic action set or synthetic "
+        "ground truth, not comparable with the published numbers.")
     multisensory_legend = (
         "Sync accuracy, CAM hit rates in percent; separation columns in dB. Sync acc.: held-out "
         "synchronised vs shifted audio (chance 50 %); mismatched video: the same pairs scored "

@@ -70,11 +70,14 @@ def test_markdown_puts_published_numbers_under_each_run(tmp_path):
     out = write_results(make_runs(tmp_path), tmp_path / "results.md")
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    avsa_row = next(i for i, line in enumerate(rows) if line.startswith("| avsa | avsa |"))
-    assert "81.50 (synthetic)" in rows[avsa_row] and "61.00 (synthetic)" in rows[avsa_row]
-    assert "37.50 (synthetic) | 12.50 (synthetic)" in rows[avsa_row] and "– / 40.00 (synthetic)" in rows[avsa_row]
+    # A row of synthetic scores says so once, after the run's name, not in every cell.
+    avsa_row = next(i for i, line in enumerate(rows)
+                    if line.startswith("| avsa (synthetic) | avsa |"))
+    assert "| 81.50 |" in rows[avsa_row] and "| 61.00 |" in rows[avsa_row]
+    assert "37.50 | 12.50" in rows[avsa_row] and "– / 40.00" in rows[avsa_row]
+    assert rows[avsa_row].count("synthetic") == 1
     # The run's row on random viewpoints follows it; the published anchors come once, last.
-    assert rows[avsa_row + 1].startswith("| avsa · random viewpoints | avsa | 55.00 (synthetic)")
+    assert rows[avsa_row + 1].startswith("| avsa · random viewpoints (synthetic) | avsa | 55.00 |")
     published = rows[avsa_row + 2]
     assert published.startswith("| ↳ published | avsa |")
     assert sum(line.startswith("| ↳ published | avsa |") for line in rows) == 1
@@ -230,31 +233,30 @@ def test_markdown_reports_downstream_and_multisensory_tables(tmp_path):
                in line and line.startswith("| avsa |"))
     assert "| 60.00 | 65.50 | 0.99 |" in rows[ucf]
     hmdb = next(line for line in rows if "HMDB-51" in line)
-    assert "50.00 (synthetic) | 75.00 (synthetic) | 16.67 |" in hmdb
-    seg = next(line for line in rows if line.startswith("| avsa | avsa | 360° segmentation"))
-    assert "40.00 (synthetic) | 80.00 (synthetic) | 10.00 / 70.00 (background) (synthetic)" in seg
+    assert "(synthetic) |" in hmdb and "| 50.00 | 75.00 | 16.67 |" in hmdb
+    seg = next(line for line in rows
+               if line.startswith("| avsa (synthetic) | avsa | 360° segmentation"))
+    assert "| 40.00 | 80.00 | 10.00 / 70.00 (background) |" in seg
     # The published action-recognition numbers follow each run's action rows.
     published = [line for line in rows if line.startswith("| ↳ published |")]
     assert len(published) == 2
     assert "| avsa |" in published[0] and "68.52 / 73.80" in published[0]
     assert "Morgado et al. 2020" in published[0] and rows.index(published[0]) == ucf + 2
-    assert rows[ucf + 3].startswith("| avsa | avsa | 360° segmentation")
+    assert rows[ucf + 3].startswith("| avsa (synthetic) | avsa | 360° segmentation")
     assert "| scratch |" in published[1] and "54.85 / 59.95" in published[1]
     assert all(line.count("|") == rows[0].count("|") for line in rows)
 
     rows = [line for line in section(text, "Multisensory baseline (Owens & Efros 2018)")
             .splitlines() if line.startswith("| ")]
     assert "[dB]" in rows[0] and "chance 50" in rows[0]
-    multi = next(i for i, line in enumerate(rows) if line.startswith("| multisensory |"))
-    assert "| 71.25 (synthetic) | 50.50 (synthetic) | 40.00 (synthetic) | 30.00 (synthetic) |" \
-        in rows[multi]
+    multi = next(i for i, line in enumerate(rows) if line.startswith("| multisensory (synthetic) |"))
+    assert "| 71.25 | 50.50 | 40.00 | 30.00 |" in rows[multi]
     assert rows[multi + 1].startswith("| ↳ published | multisensory | 59.90 |")
     assert OWENS_2018 in rows[multi + 1]
     foa = next(i for i, line in enumerate(rows) if line.startswith("| multisensory_foa |"))
     assert "| 66.00 | 49.00 | – |" in rows[foa] and "59.90" in rows[foa + 1]
-    separation = next(line for line in rows if line.startswith("| separation |"))
-    assert "| 5.50 (synthetic) | 4.00 (synthetic) | 1.50 (synthetic) | 3.25 (synthetic) |" \
-        in separation
+    separation = next(line for line in rows if line.startswith("| separation (synthetic) |"))
+    assert "| 5.50 | 4.00 | 1.50 | 3.25 |" in separation
     assert not any(line.startswith("| ↳ published | separation") for line in rows)
     assert all(line.count("|") == rows[0].count("|") for line in rows)
     assert "| multisensory | sync acc. (chance 50) | 59.90 |" in section(text,
@@ -279,7 +281,7 @@ def test_missing_downstream_and_multisensory_files_are_skipped(tmp_path):
     assert "_No downstream results found" in section(text, "Downstream tasks")
     assert "_No multisensory runs found" in section(text, "Multisensory baseline (Owens & Efros "
                                                           "2018)")
-    assert "| avsa | avsa |" in text.split("## Downstream tasks")[0]
+    assert "| avsa (synthetic) | avsa |" in text.split("## Downstream tasks")[0]
 
 
 def test_seld_results_get_one_row_per_arm_with_mean_and_sd(tmp_path):
