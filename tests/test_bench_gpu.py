@@ -29,16 +29,13 @@ def test_gpu_benchmark_step_runs_on_the_cpu_path(one_thread):
         assert row["viewpoints"] == (4 if phase == "avsa" else 1)
 
 
-def test_precision_auto_is_bf16_on_cuda_and_on_amx_cpus(monkeypatch):
-    from trainer import train
-
+def test_precision_auto_is_bf16_on_cuda_and_fp32_on_the_cpu():
+    """fp32 on every CPU, AMX ones included: the demo's AVC model scored 2.2 points lower in
+    bf16 (docs/RESULTS.md), so bf16 on the CPU stays an explicit choice."""
     assert autocast_dtype_for("auto", torch.device("cuda")) is torch.bfloat16
-    monkeypatch.setattr(train, "cpu_has_amx_bf16", lambda: True)
-    assert autocast_dtype_for("auto", torch.device("cpu")) is torch.bfloat16
-    monkeypatch.setattr(train, "cpu_has_amx_bf16", lambda: False)
     assert autocast_dtype_for("auto", torch.device("cpu")) is None
+    assert autocast_dtype_for("bf16", torch.device("cpu")) is torch.bfloat16
     assert autocast_dtype_for("fp16", torch.device("cpu")) is torch.float16
-    assert autocast_dtype_for("fp32", torch.device("cuda")) is None
 
 
 def test_amx_is_read_from_the_cpu_flags():
@@ -68,3 +65,4 @@ def test_a_bf16_step_gives_finite_losses_close_to_fp32(one_thread):
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
         model.zero_grad()
     assert abs(losses["bf16"] - losses["fp32"]) < 0.05 * abs(losses["fp32"])
+
