@@ -153,7 +153,7 @@ class Clip(_Record):
             for YT-360; docs/channel_order.md); undone on decoding. None (manifests written
             before this field) means the order of ``ambisonics`` itself.
         labels_path: optional frame-wise event labels (STARSS23 metadata CSV, 100 ms frames;
-            :mod:`pipeline.starss23`), relative to the data root, kept for downstream tasks.
+            :mod:`pipeline.importers.starss23`), relative to the data root, kept for downstream tasks.
     """
 
     ID_FIELD: ClassVar[str] = "clip_id"

@@ -18,7 +18,7 @@ from evals.audio.seld import (ARMS, RecordingData, SeldHead, SeldProtocol, SeldR
 from evals.frozen import load_frozen
 from pipeline.foa import encode_plane_wave
 from pipeline.spatial import direction_vector
-from pipeline.starss23 import LabelRow, Starss23Recording
+from pipeline.importers.starss23 import LabelRow, Starss23Recording
 from pipeline.synth.cli import generate_starss23
 from pipeline.synth.starss23 import Starss23SynthConfig
 from tests.test_eval_binary import make_tiny_run

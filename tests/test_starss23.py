@@ -12,7 +12,7 @@ import soundfile as sf
 
 from pipeline.features import AudioFeatureConfig, doa_from_intensity
 from pipeline.spatial import angular_distance_rad
-from pipeline.starss23 import (LABEL_HOP_S, LabelRow, read_label_csv, scan_layout,
+from pipeline.importers.starss23 import (LABEL_HOP_S, LabelRow, read_label_csv, scan_layout,
                                write_label_csv)
 from pipeline.synth.cli import ResumeMismatchError, generate_starss23
 from pipeline.synth.starss23 import Starss23SynthConfig, label_rows, recording_name

@@ -56,7 +56,7 @@ from evals.frozen import (FrozenModel, describe_run, load_frozen, read_ambisonic
                           resample_foa, run_dir_of)
 from pipeline.config import ConfigError
 from pipeline.spatial import angular_distance_rad, direction_vector, vector_to_direction
-from pipeline.starss23 import class_names_of
+from pipeline.importers.starss23 import class_names_of
 
 log = logging.getLogger("evals.direction")
 

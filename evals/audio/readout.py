@@ -2,7 +2,7 @@
 evaluation (:mod:`evals.audio.seld`) and the direction probe (:mod:`evals.audio.direction`).
 
 A read-out turns one FOA recording (ambiX: ACN W, Y, Z, X, SN3D, at the model's sample rate)
-into one fixed-length vector per 100 ms label frame (``pipeline.starss23.LABEL_HOP_S``).
+into one fixed-length vector per 100 ms label frame (``pipeline.importers.starss23.LABEL_HOP_S``).
 
 - :func:`multiview_frames` (the ``encoder`` / ``random_encoder`` arms): the sound field of each
   1 s window (non-overlapping, the last zero-padded) is rotated toward K viewpoints spread over
@@ -29,7 +29,7 @@ import torch
 
 from evals.frozen import FrozenModel
 from pipeline.features import AudioFeatureConfig, foa_features
-from pipeline.starss23 import LABEL_HOP_S
+from pipeline.importers.starss23 import LABEL_HOP_S
 
 #: Hand-made feature settings: 64 mel bands, 20 ms hop (n_fft 1024), 24 kHz, 1 s windows of 50
 #: STFT frames, 5 per label frame.

@@ -81,7 +81,7 @@ from evals.cli import EvalIO, run_evaluator
 from evals.frozen import (FrozenModel, describe_run, load_frozen, read_ambisonic_segment,
                           resample_foa, run_dir_of)
 from pipeline.spatial import direction_vector, vector_to_direction
-from pipeline.starss23 import (LABEL_HOP_S, LabelRow, Starss23Recording, class_names_of,
+from pipeline.importers.starss23 import (LABEL_HOP_S, LabelRow, Starss23Recording, class_names_of,
                                read_label_csv, scan_layout)
 from trainer.models import build_model
 

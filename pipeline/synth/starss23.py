@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 
 from pipeline.ground_truth import envelope, object_track_at, write_synthetic_marker
-from pipeline.starss23 import (AUDIO_FOLDER, LABEL_FOLDER, LABEL_HOP_S, STARSS23_SPLITS,
+from pipeline.importers.starss23 import (AUDIO_FOLDER, LABEL_FOLDER, LABEL_HOP_S, STARSS23_SPLITS,
                                VIDEO_FOLDER, LabelRow, write_label_csv)
 from pipeline.synth.audio import scene_foa
 from pipeline.synth.render import render_frames

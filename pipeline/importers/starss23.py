@@ -1,5 +1,6 @@
 """STARSS23 as distributed (Sony-TAu Realistic Spatial Soundscapes 2023, DCASE 2023/2024 task 3):
-its folder layout and its frame-wise label files.
+its folder layout, its frame-wise label files, and its importer (:func:`import_starss23`: clips
+for pretraining with their labels kept).
 
 Layout (the development set; the synthetic stand-in of :mod:`pipeline.synth.starss23` writes the
 same)::
@@ -26,6 +27,7 @@ report them instead of dropping them silently.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -33,9 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from pipeline.ffmpeg_bin import probe
 from pipeline.ground_truth import SYNTHETIC_MARKER_NAME, is_synthetic_dataset
+from pipeline.importers.common import ImportProblem, _build_all, _clip_from_probe, _log_summary
+from pipeline.manifest import Clip
 
 __all__ = [
+    "import_starss23",
     "LABEL_HOP_S",
     "STARSS23_CLASSES",
     "STARSS23_SPLITS",
@@ -239,3 +245,46 @@ def scan_layout(root: str | os.PathLike, require_video: bool = False
     for key in sorted(set(video) - set(audio) - set(labels)):
         problems.append(LayoutProblem(video[key], "video without audio or label file"))
     return recordings, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# the importer
+
+
+def import_starss23(root: str | os.PathLike, *, workers: int = 4,
+                    dataset: str | None = None) -> tuple[list[Clip], list[ImportProblem]]:
+    """Clips of a STARSS23 development set (``foa_dev/``, ``video_dev/``, ``metadata_dev/``;
+    the layout above) for pretraining, with their labels kept (``labels_path``).
+
+    A clip pairs ``video_dev/<split>/<name>.mp4`` with ``foa_dev/<split>/<name>.wav`` (ambiX,
+    ACN/SN3D) and ``metadata_dev/<split>/<name>.csv``. The official split is kept in the paths
+    and mapped to this project's splits: ``dev-train-*`` -> train, ``dev-test-*`` -> test.
+    Files missing a partner, label files with malformed rows (each row named), unreadable media
+    and non-2:1 video become problems; a recording with bad rows is still imported (its good
+    rows are usable), the rows are listed. ``dataset`` defaults to ``starss23`` (or
+    ``starss23_synth`` for a folder written by ``pipeline.synth.cli starss23``).
+    """
+    root = Path(root)
+    class_names, synthetic = class_names_of(root)
+    dataset = dataset or ("starss23_synth" if synthetic else "starss23")
+    recordings, layout_problems = scan_layout(root, require_video=True)
+    problems = [ImportProblem(p.item, p.reason) for p in layout_problems]
+    for recording in recordings:
+        _, row_problems = read_label_csv(root / recording.labels_path, len(class_names),
+                                         name=recording.labels_path)
+        problems += [ImportProblem(p.item, "label row skipped: " + p.reason)
+                     for p in row_problems]
+
+    def build(recording) -> Clip:
+        clip = _clip_from_probe(recording.name, recording.video_path, recording.audio_path,
+                                probe(root / recording.video_path),
+                                probe(root / recording.audio_path),
+                                split="train" if recording.is_train else "test",
+                                ambisonics="ambix", dataset=dataset)
+        return dataclasses.replace(clip, labels_path=recording.labels_path)
+
+    clips, build_problems = _build_all(recordings, build, key=lambda r: r.video_path,
+                                       workers=workers)
+    problems += build_problems
+    _log_summary("starss23", len(recordings), clips, problems)
+    return clips, problems
