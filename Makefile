@@ -57,7 +57,7 @@ TINY_CPU   ?= model.preset=tiny model.feature_dim=64 model.video_input_size=56 \
 DEMO_EXP   ?= foa_iv_yolo
 DEMO_TRAIN ?= $(TINY_CPU) curriculum.epochs=8 curriculum.switch_epoch=5
 DEMO_AVC   ?= $(TINY_CPU) curriculum.epochs=8 data.audio_input=foa_iv data.viewpoints=yolo
-DEMO_PREP  ?= viewpoints.crop_size=56 viewpoints.num_viewpoints=8 shards.clips_per_shard=25 \
+DEMO_PREP  ?= viewpoints.crop_size=56 viewpoints.bank_size=8 shards.clips_per_shard=25 \
               windows.max_per_clip=3
 DEMO_LOC   ?= protocol.n_clips=24
 DEMO_SHARDS ?= data/shards/demo

@@ -43,7 +43,7 @@ SIZES = {"tiny": dict(crop_size=32, n_frames=4, n_mels=32, n_frames_audio=25),
 
 
 def loader_samples_per_s(shards_dir: Path, workers: int, n_batches: int, batch_size: int) -> float:
-    cfg = DataConfig(batch_size=batch_size, num_viewpoints=4)
+    cfg = DataConfig(batch_size=batch_size, views_per_step=4)
     dataset = ShardStream(shards_dir, "train", cfg)
     loader = make_loader(dataset, workers)
     batches = iter(loader)
@@ -63,7 +63,7 @@ def loader_profile(shards_dir: Path, n_samples: int, audio_input: str = "foa_iv"
     from pipeline.shards import stored_crops, stored_features
     from trainer.data import ShardReader, epoch_rng
 
-    cfg = DataConfig(batch_size=4, num_viewpoints=4, audio_input=audio_input)
+    cfg = DataConfig(batch_size=4, views_per_step=4, audio_input=audio_input)
     dataset = ShardStream(shards_dir, "train", cfg)
     paths = [str(p) for p in sorted(shards_dir.glob("train-*.h5"))]
     views = [0, 1, 2, 3]

@@ -188,7 +188,7 @@ def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarr
         frames: ``(T, H, W, 3)`` uint8 equirectangular frames of the video window.
         detections: on the keyframe ``frames[T // 2]`` (empty when the detector is off).
     """
-    k = cfg.viewpoints.num_viewpoints
+    k = cfg.viewpoints.bank_size
     band = _viewpoint_limits_rad(cfg)
     views = {
         "random": random_viewpoints(clip_rng(cfg.seed, clip_id, window.window_index, RNG_RANDOM_VIEWS),

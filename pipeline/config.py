@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 import sys
 import types
@@ -173,8 +174,34 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _renamed(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
+    """``data`` with the keys ``cls.RENAMED_KEYS`` maps from a former name to the current one
+    renamed (configs, overrides and checkpoints written before the rename keep loading, with a
+    warning once per key); both names at once is a :class:`ConfigError`."""
+    renames = getattr(cls, "RENAMED_KEYS", {})
+    if not any(old in data for old in renames):
+        return data
+    data = dict(data)
+    for old, new in renames.items():
+        if old not in data:
+            continue
+        if new in data:
+            raise ConfigError(f"{prefix}{old} is the former name of {prefix}{new}; give only "
+                              f"{prefix}{new}")
+        data[new] = data.pop(old)
+        if (prefix + old) not in _WARNED_RENAMES:
+            _WARNED_RENAMES.add(prefix + old)
+            logging.getLogger(__name__).warning("%s%s is now called %s%s", prefix, old,
+                                                prefix, new)
+    return data
+
+
+_WARNED_RENAMES: set[str] = set()
+
+
 def _build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
+    data = _renamed(cls, data, prefix)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pipeline.config import ConfigError, config_hash, to_dict
 from pipeline.features import AudioFeatureConfig
@@ -82,10 +82,13 @@ class WindowsConfig:
 
 @dataclass(frozen=True)
 class ViewpointsConfig:
+    #: Former names of keys, still read (configs and shard attributes written before).
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"num_viewpoints": "bank_size"}
+
     # The bank of V viewpoints stored per window and source (random, yolo); the trainer draws
-    # its K (data.num_viewpoints) of them per sample and step. YOLO: every distinct detection
+    # its K (data.views_per_step) of them per sample and step. YOLO: every distinct detection
     # up to V, then random fill (flagged).
-    num_viewpoints: int = 16
+    bank_size: int = 16
     max_elevation_deg: float = 60.0
     min_separation_deg: float = 30.0  # great-circle angle between any two viewpoints of a sample
     fov_deg_min: float = 25.0      # horizontal FOV of a crop, a true angle, uniform per crop
@@ -93,9 +96,9 @@ class ViewpointsConfig:
     crop_size: int = 112           # square crops, pixels
 
     def validate(self) -> None:
-        if self.num_viewpoints < 1 or self.crop_size < 2:
-            raise ConfigError(f"viewpoints: expected num_viewpoints >= 1 and crop_size >= 2, got "
-                              f"num_viewpoints={self.num_viewpoints}, crop_size={self.crop_size}")
+        if self.bank_size < 1 or self.crop_size < 2:
+            raise ConfigError(f"viewpoints: expected bank_size >= 1 and crop_size >= 2, got "
+                              f"bank_size={self.bank_size}, crop_size={self.crop_size}")
         if not 0 < self.fov_deg_min <= self.fov_deg_max < 180:
             raise ConfigError(f"viewpoints: expected 0 < fov_deg_min <= fov_deg_max < 180, got "
                               f"{self.fov_deg_min}, {self.fov_deg_max}")
@@ -106,10 +109,10 @@ class ViewpointsConfig:
         # band (widened by s/2): a necessary condition, so rejection sampling can succeed.
         half = math.radians(self.min_separation_deg) / 2.0
         band = math.radians(min(90.0, self.max_elevation_deg + self.min_separation_deg / 2.0))
-        caps_sr = self.num_viewpoints * 2 * math.pi * (1 - math.cos(half))
+        caps_sr = self.bank_size * 2 * math.pi * (1 - math.cos(half))
         if self.min_separation_deg < 0 or caps_sr > 4 * math.pi * math.sin(band):
             raise ConfigError(f"viewpoints: min_separation_deg={self.min_separation_deg} leaves no "
-                              f"room for num_viewpoints={self.num_viewpoints} viewpoints within "
+                              f"room for bank_size={self.bank_size} viewpoints within "
                               f"+-{self.max_elevation_deg} deg")
 
 
@@ -209,6 +212,8 @@ class PreprocessConfig:
     def content_dict(self) -> dict:
         """The fields that determine shard content, as a plain dict (see the module docstring)."""
         content = to_dict(self)
+        # Hashed under its former name: shard folders made before the rename stay valid.
+        content["viewpoints"]["num_viewpoints"] = content["viewpoints"].pop("bank_size")
         for key in ("paths", "dask", "on_error", "on_layout_contradiction"):
             content.pop(key)
         content["detector"].pop("device")

@@ -109,7 +109,7 @@ PRESETS = {
     "spatial": Preset(
         "spatial", ("--preset", "spatial", "--n-test", str(N_TEST_CLIPS)),
         ("viewpoints.crop_size=56", "shards.clips_per_shard=25", "windows.max_per_clip=3",
-         "viewpoints.num_viewpoints=4", "shards.crop_codec=raw", "shards.feature_codec=float16",
+         "viewpoints.bank_size=4", "shards.crop_codec=raw", "shards.feature_codec=float16",
          "shards.compression=gzip"),
         (*TINY, "curriculum.epochs=8")),
     # Only direction decides AVSA-bin (docs/synthetic.md); a bank of 16 viewpoints per set
@@ -119,7 +119,7 @@ PRESETS = {
     "direction": Preset(
         "direction", ("--preset", "direction", "--n-test", str(N_TEST_CLIPS)),
         ("viewpoints.crop_size=56", "shards.clips_per_shard=25", "windows.max_per_clip=3",
-         "viewpoints.num_viewpoints=16", "viewpoints.max_elevation_deg=30",
+         "viewpoints.bank_size=16", "viewpoints.max_elevation_deg=30",
          "viewpoints.fov_deg_min=60"),
         (*TINY, "curriculum.epochs=30", "optim.precision=bf16", *DIRECTION_PRETEXT)),
 }

@@ -6,7 +6,7 @@ from typing import Literal
 
 import pytest
 
-from pipeline.config import (ConfigError, config_hash, dump_config, load_config,
+from pipeline.config import (ConfigError, config_hash, dump_config, from_dict, load_config,
                              parse_overrides, save_config)
 from trainer.config import TrainConfig
 
@@ -120,8 +120,29 @@ def test_cross_field_validation():
     ("data.viewpoints=yolo", r"object_view_share mixes yolo viewpoints"),
 ])
 def test_object_view_share_is_checked(override, message):
-    from trainer.config import TrainConfig
+
 
     with pytest.raises(ConfigError, match=message):
         load_config(TrainConfig, None, ["data.object_view_share=0.5", override]
                     if "yolo" in override else [override])
+
+
+def test_renamed_keys_still_load_under_their_former_names(caplog):
+    """data.num_viewpoints became data.views_per_step (K per step) and viewpoints.num_viewpoints
+    viewpoints.bank_size (the stored V): configs, overrides and checkpoints written before load
+    with a warning; giving both names is refused; the preprocessing content hash is unchanged,
+    so shard folders made before the rename stay valid."""
+    import logging
+
+    from pipeline.preprocess_config import PreprocessConfig
+
+
+    with caplog.at_level(logging.WARNING):
+        old = from_dict(TrainConfig, {"data": {"num_viewpoints": 3}})
+    assert old.data.views_per_step == 3
+    with pytest.raises(ConfigError, match="former name of data.views_per_step"):
+        load_config(TrainConfig, None, ["data.num_viewpoints=2", "data.views_per_step=3"])
+    before = load_config(PreprocessConfig, None, ["viewpoints.num_viewpoints=8"])
+    after = load_config(PreprocessConfig, None, ["viewpoints.bank_size=8"])
+    assert before == after and before.content_hash() == after.content_hash()
+    assert after.content_dict()["viewpoints"]["num_viewpoints"] == 8      # hashed as before

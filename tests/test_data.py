@@ -17,7 +17,7 @@ from trainer.data import (ShardStream, assign_parts, choose_mixed_views, choose_
 
 torch.set_num_threads(1)
 # Window epochs (every stored window once): the plan tests below check that exactly.
-PLAIN = DataConfig(batch_size=3, num_viewpoints=1, flip_prob=0.0, color_jitter=0.0,
+PLAIN = DataConfig(batch_size=3, views_per_step=1, flip_prob=0.0, color_jitter=0.0,
                    volume_jitter_db=0.0, normalize_audio=False, samples_per_clip=0)
 
 
@@ -112,7 +112,7 @@ def test_avts_batches_hold_clip_groups(shards):
 
 @pytest.mark.parametrize("audio_input, channels", [("foa", 4), ("foa_iv", 7), ("beamform", 1)])
 def test_audio_channels_and_batch_layout(shards, audio_input, channels):
-    cfg = replace(PLAIN, audio_input=audio_input, num_viewpoints=4, batch_size=2)
+    cfg = replace(PLAIN, audio_input=audio_input, views_per_step=4, batch_size=2)
     batch = next(iter(ShardStream(shards, "train", cfg)))
     assert batch["video"].shape == (2, 4, 3, 2, 16, 16) and batch["video"].dtype == torch.float32
     assert 0.0 <= batch["video"].min() and batch["video"].max() <= 1.0
@@ -150,7 +150,7 @@ def test_flip_mirrors_crops_and_intensity_consistently(shards, source):
 
 
 def test_volume_jitter_is_one_offset_on_log_mel_only(shards):
-    base = replace(PLAIN, audio_input="foa_iv", num_viewpoints=4, batch_size=2)
+    base = replace(PLAIN, audio_input="foa_iv", views_per_step=4, batch_size=2)
     plain = next(iter(ShardStream(shards, "train", base)))
     jittered = next(iter(ShardStream(shards, "train", replace(base, volume_jitter_db=6.0))))
     assert plain["clip_id"] == jittered["clip_id"]
@@ -161,7 +161,7 @@ def test_volume_jitter_is_one_offset_on_log_mel_only(shards):
 
 
 def test_normalisation_uses_norm_stats(shards):
-    cfg = replace(PLAIN, num_viewpoints=4, batch_size=2)
+    cfg = replace(PLAIN, views_per_step=4, batch_size=2)
     raw = next(iter(ShardStream(shards, "train", cfg)))
     normed = next(iter(ShardStream(shards, "train", replace(cfg, normalize_audio=True))))
     stats = read_norm_stats(shards / "norm_stats.json")["logmel_foa"]
@@ -184,14 +184,14 @@ def test_norm_stats_formats(tmp_path):
 
 def test_too_many_viewpoints_is_a_clear_error(shards):
     with pytest.raises(ShardFormatError, match="4 viewpoints stored, 5 requested"):
-        next(iter(ShardStream(shards, "train", replace(PLAIN, num_viewpoints=5))))
+        next(iter(ShardStream(shards, "train", replace(PLAIN, views_per_step=5))))
 
 
 def test_a_bank_smaller_than_k_is_refused_before_any_batch(shards):
-    stream = ShardStream(shards, "train", replace(PLAIN, num_viewpoints=12))
+    stream = ShardStream(shards, "train", replace(PLAIN, views_per_step=12))
     stream.check_viewpoints(4)                                      # fits: no error
     with pytest.raises(ShardFormatError, match=r"4 viewpoints stored per window in the "
-                       r"'random' set, 12 requested.*viewpoints.num_viewpoints>=12"):
+                       r"'random' set, 12 requested.*viewpoints.bank_size>=12"):
         stream.check_viewpoints(12)
 
 
@@ -255,7 +255,7 @@ def test_object_view_share_mixes_detected_viewpoints_into_training_samples(shard
     """The factory's yolo set holds one detection (view 0) per sample; with a share of 0.5
     and K = 2, every sample gets exactly that view plus one random view, in random order,
     with the crops and features read from the matching set."""
-    cfg = replace(PLAIN, num_viewpoints=2, object_view_share=0.5)
+    cfg = replace(PLAIN, views_per_step=2, object_view_share=0.5)
     stored = {}
     for path in sorted(shards.glob("*.h5")):
         with h5py.File(path, "r") as h5:
@@ -297,7 +297,7 @@ def test_batches_do_not_depend_on_the_order_shards_finished_in(shards, tmp_path)
     shutil.copytree(shards, shuffled)
     lines = (shuffled / "shards.jsonl").read_text().splitlines()
     (shuffled / "shards.jsonl").write_text("\n".join(reversed(lines)) + "\n")
-    cfg = replace(PLAIN, num_viewpoints=2)
+    cfg = replace(PLAIN, views_per_step=2)
     first = sample_ids(ShardStream(shards, "train", cfg, seed=5))
     second = sample_ids(ShardStream(shuffled, "train", cfg, seed=5))
     assert len(first) == 48 and first == second
@@ -358,7 +358,7 @@ def test_each_step_draws_k_of_the_stored_bank_reproducibly(tmp_path):
     its epoch with the same draws), also when two DDP ranks share the epoch."""
     make_shards(tmp_path, n_clips=6, windows_per_clip=2, samples_per_shard=4, seed=4, k=8,
                 crop_size=8, n_frames=2, n_mels=8, n_frames_audio=4)
-    cfg = replace(PLAIN, num_viewpoints=4, batch_size=2)
+    cfg = replace(PLAIN, views_per_step=4, batch_size=2)
 
     def draws(epoch, seed=0, world_size=1):
         out = {}

@@ -307,7 +307,7 @@ def test_flipped_bytes_stop_training_with_the_shard_named(tmp_path, field):
     ShardIndex.load(folder)                                    # same size: the cheap check passes
     with pytest.raises(ShardCorruptError, match=f"{victim.name}.*make verify.*make preprocess"):
         train.main(["--config", AVSA, *TINY, f"data.shards_dir={folder}",
-                    f"run.out_dir={tmp_path / 'runs'}", "data.num_viewpoints=4"])
+                    f"run.out_dir={tmp_path / 'runs'}", "data.views_per_step=4"])
 
 
 @pytest.mark.parametrize("field", ["audio", "features", "crops"])

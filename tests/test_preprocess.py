@@ -97,7 +97,7 @@ def tiny_config(synth_root: Path, out_dir: Path, *overrides: str) -> PreprocessC
     return load_config(PreprocessConfig, REPO / "configs" / "preprocess.yaml", [
         f"paths.data_root={synth_root}", f"paths.manifest={synth_root / 'manifest.jsonl'}",
         f"paths.out_dir={out_dir}", "decode.width=128", "decode.height=64",
-        "viewpoints.crop_size=32", "viewpoints.num_viewpoints=4", "audio.n_mels=32",
+        "viewpoints.crop_size=32", "viewpoints.bank_size=4", "audio.n_mels=32",
         "shards.clips_per_shard=2",
         "shards.keyframe_width=64", "shards.keyframe_height=32", "windows.max_per_clip=2",
         "detector.enabled=false", "dask.scheduler=serial", "dask.n_workers=2", *overrides])
@@ -156,7 +156,7 @@ def test_serial_run_writes_complete_schema_v1_shards(serial_run):
     assert index.n_samples("test") == 2 * N_TEST
     assert (out_dir / FAILURES_NAME).read_text() == ""
     assert load_config(PreprocessConfig, out_dir / CONFIG_NAME) == cfg
-    k, a = cfg.viewpoints.num_viewpoints, cfg.audio.n_samples
+    k, a = cfg.viewpoints.bank_size, cfg.audio.n_samples
     with open_shard(out_dir / "train-00000.h5") as h5:
         n = int(h5.attrs["n_samples"])
         assert h5.attrs["config_hash"] == cfg.content_hash()
@@ -409,5 +409,5 @@ def test_production_detector_path_with_ultralytics_weights(synth_root, tmp_path)
         with open_shard(path) as h5:
             count = h5["detections/count"][()]
             from_detection = h5["views/yolo/from_detection"][()]
-            assert (from_detection.sum(axis=1) <= np.minimum(count, cfg.viewpoints.num_viewpoints)).all()
+            assert (from_detection.sum(axis=1) <= np.minimum(count, cfg.viewpoints.bank_size)).all()
             assert (h5["detections/confidence"][()][count[:, None] <= np.arange(16)] == 0).all()

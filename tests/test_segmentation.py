@@ -136,7 +136,7 @@ def synthetic_shards(tmp_path_factory):
         f"paths.out_dir={root / 'shards'}", "detector.enabled=false", "dask.scheduler=serial",
         "decode.width=128", "decode.height=64", "viewpoints.crop_size=32",
         "windows.max_per_clip=2", "shards.keyframe_width=64", "shards.keyframe_height=32",
-        "shards.compression=none", "viewpoints.num_viewpoints=4"])
+        "shards.compression=none", "viewpoints.bank_size=4"])
     run_preprocess(cfg, progress=False)
     return root
 

@@ -143,7 +143,7 @@ def test_a_bank_smaller_than_k_fails_before_the_avc_phase_trains(shards, tmp_pat
     """K = 12 of a 4-viewpoint bank: refused at start-up, before the AVC epochs run (it used
     to fail at the switch to AVSA, after the whole AVC phase), and nothing is written."""
     with pytest.raises(ShardFormatError, match="12 requested per sample"):
-        run(shards, tmp_path, "data.num_viewpoints=12", "curriculum.epochs=2",
+        run(shards, tmp_path, "data.views_per_step=12", "curriculum.epochs=2",
             "curriculum.switch_epoch=1")
     assert not (tmp_path / "avsa" / "metrics.csv").exists()
 

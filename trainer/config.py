@@ -6,7 +6,7 @@ Degrees appear only here and in logs (``*_deg``); everything downstream uses rad
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pipeline.config import ConfigError
 from pipeline.shards import FEATURE_CHANNELS
@@ -34,10 +34,13 @@ AUDIO_CHANNELS = {kind: sum(FEATURE_CHANNELS[key] for key in keys)
 
 @dataclass(frozen=True)
 class DataConfig:
+    #: Former names of keys, still read (configs and checkpoints written before the rename).
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"num_viewpoints": "views_per_step"}
+
     shards_dir: str = "data/shards/synthetic"
     audio_input: AudioInput = "foa"          # which features feed the audio encoder
     viewpoints: ViewpointSource = "random"   # which stored viewpoint set to train on
-    num_viewpoints: int = 4                  # K used per sample (<= K stored)
+    views_per_step: int = 4                  # K drawn per sample and step from the stored bank
     batch_size: int = 28                     # clips per step (x K viewpoints)
     # Clips (single crops) per step in the AVC phase; 0 = batch_size. The paper preset sets the
     # authors' 112 (their InstDisc stage: as many crops per step as 28 clips x 4 viewpoints).
@@ -63,8 +66,8 @@ class DataConfig:
     avts_windows_per_clip: int = 2           # AVTS: windows of one clip per batch (>= 2)
 
     def validate(self) -> None:
-        if self.num_viewpoints < 1:
-            raise ConfigError(f"data.num_viewpoints must be >= 1, got {self.num_viewpoints}")
+        if self.views_per_step < 1:
+            raise ConfigError(f"data.views_per_step must be >= 1, got {self.views_per_step}")
         if self.batch_size < 2:
             raise ConfigError(f"data.batch_size must be >= 2 (negatives), got {self.batch_size}")
         if self.avc_batch_size == 1 or self.avc_batch_size < 0:

@@ -212,7 +212,7 @@ class ShardReader:
         self.shard(path)
         return self._small[path]["clip_id"][start:stop]
 
-    def stored_num_viewpoints(self, path: str, source: str | None = None) -> int:
+    def stored_bank_size(self, path: str, source: str | None = None) -> int:
         self.shard(path)
         return int(self._views(path, source)["azimuth_rad"].shape[1])
 
@@ -404,7 +404,7 @@ class ShardStream(IterableDataset):
         self.split = split
         self.cfg = data_cfg
         self.batch_size = batch_size or data_cfg.batch_size
-        self.viewpoints_per_sample = viewpoints_per_sample or data_cfg.num_viewpoints
+        self.viewpoints_per_sample = viewpoints_per_sample or data_cfg.views_per_step
         self.windows_per_clip = windows_per_clip
         self.training = training
         self.equal_steps = equal_steps
@@ -470,15 +470,15 @@ class ShardStream(IterableDataset):
         reader = ShardReader(self.split, self.cfg.viewpoints, self.feature_keys,
                              (OBJECT_SOURCE,) if mixes else ())
         try:
-            stored = reader.stored_num_viewpoints(self.shard_paths[0])
+            stored = reader.stored_bank_size(self.shard_paths[0])
         finally:
             reader.close()
         if stored < k:
             raise ShardFormatError(
                 f"{self.shards_dir}: {stored} viewpoints stored per window in the "
-                f"'{self.cfg.viewpoints}' set, {k} requested per sample (data.num_viewpoints); "
-                f"use data.num_viewpoints<={stored} or rebuild the shards with "
-                f"viewpoints.num_viewpoints>={k}")
+                f"'{self.cfg.viewpoints}' set, {k} requested per sample (data.views_per_step); "
+                f"use data.views_per_step<={stored} or rebuild the shards with "
+                f"viewpoints.bank_size>={k}")
 
     @property
     def mixes_object_views(self) -> bool:
@@ -591,7 +591,7 @@ class ShardStream(IterableDataset):
 
     def _load_sample(self, reader: ShardReader, path: str, row: int,
                      rng: np.random.Generator) -> dict[str, Any]:
-        stored_k = reader.stored_num_viewpoints(path)
+        stored_k = reader.stored_bank_size(path)
         k = self.viewpoints_per_sample
         if k > stored_k:
             raise ShardFormatError(f"{path}: {stored_k} viewpoints stored, {k} requested")

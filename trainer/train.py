@@ -37,7 +37,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pipeline.config import ConfigError, dump_config, load_config, save_config, to_dict
+from pipeline.config import (ConfigError, dump_config, from_dict, load_config, save_config,
+                             to_dict)
 from pipeline.locks import LOCK_NAME, folder_lock
 from pipeline.shards import shard_settings
 from trainer import distributed
@@ -84,7 +85,7 @@ def paper_cpu_memory_gib(cfg: TrainConfig, phases: Sequence[str]) -> tuple[float
     the CPU: ``(GiB, crops)``."""
     windows = cfg.data.avts_windows_per_clip if cfg.curriculum.pretext in TEMPORAL_PRETEXTS else 1
     crops = max(phase_batch_size(phase, cfg.data)
-                * (cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else windows)
+                * (cfg.data.views_per_step if phase in TRANSLATION_PHASES else windows)
                 for phase in phases)
     return PAPER_CPU_GIB_BASE + PAPER_CPU_GIB_PER_CROP * crops, crops
 
@@ -103,7 +104,7 @@ def check_cpu_memory(cfg: TrainConfig, phases: Sequence[str],
             f"the paper preset's largest step ({crops} crops) needs about {need:.0f} GiB on the "
             f"CPU (measured: {PAPER_CPU_GIB_BASE} GiB + {PAPER_CPU_GIB_PER_CROP} GiB per crop); "
             f"this machine has {available_gib:.1f} GiB available. Use steps of at most {fits} "
-            f"crops (data.avc_batch_size, data.batch_size x data.num_viewpoints), a GPU, or the "
+            f"crops (data.avc_batch_size, data.batch_size x data.views_per_step), a GPU, or the "
             f"CPU recipe: {CPU_RECIPE}")
 
 
@@ -358,7 +359,7 @@ def open_data(ctx: RunContext) -> RunData:
                                           cfg.run.seed)
     for phase in set(phases) & set(TRANSLATION_PHASES):   # a bank too small fails now, not
         train_sets[phase_batch_size(phase, cfg.data)].check_viewpoints(   # at the switch to AVSA
-            cfg.data.num_viewpoints)
+            cfg.data.views_per_step)
     val_set = ShardStream(cfg.data.shards_dir, cfg.data.val_split, training=False, **stream)
     trained_on = shard_settings(cfg.data.shards_dir)   # in every checkpoint, for the evaluators
     val_loader = make_loader(val_set, cfg.data.num_workers, pin, cfg.run.seed)
@@ -377,7 +378,9 @@ def resume_state(ctx: RunContext, data: RunData, model, optimizer, scaler) -> Tr
     :data:`RESUME_MAY_CHANGE` or the shards were rebuilt with other feature settings."""
     cfg, ckpt_path = ctx.cfg, ctx.ckpt_path
     checkpoint = load_checkpoint(ckpt_path)
-    saved = flatten_dict(checkpoint["config"])
+    # Read back through the config class: keys renamed since the checkpoint was written compare
+    # under their current names.
+    saved = flatten_dict(to_dict(from_dict(TrainConfig, checkpoint["config"])))
     changed = [key for key, value in flatten_dict(to_dict(cfg)).items()
                if saved.get(key) != value and key not in RESUME_MAY_CHANGE]
     if changed:
@@ -479,7 +482,7 @@ def train_one_epoch(ctx: RunContext, data: RunData, state: TrainState, net, mode
     """One epoch of ``phase``: ``steps_in(phase)`` optimizer steps (learning-rate schedule,
     gradient clipping, a non-finite loss stops the run); advances ``state.step``."""
     cfg, epoch = ctx.cfg, state.epoch
-    viewpoints = cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1
+    viewpoints = cfg.data.views_per_step if phase in TRANSLATION_PHASES else 1
     train_set, steps_per_epoch = data.train_set(phase, cfg.data), steps_in(phase, data, cfg)
     train_set.set_epoch(epoch, viewpoints, cfg.data.object_view_share
                         if phase in TRANSLATION_PHASES else 0.0)
@@ -524,7 +527,7 @@ def validate(ctx: RunContext, data: RunData, model, phase: str, state: TrainStat
     """The phase's loss on the same validation batches every epoch (``run.val_max_steps``)."""
     cfg = ctx.cfg
     model.eval()
-    viewpoints = cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1
+    viewpoints = cfg.data.views_per_step if phase in TRANSLATION_PHASES else 1
     data.val_set.set_epoch(0, viewpoints)
     val_sums: dict[str, float] = {}
     n_val = min(data.val_set.steps_per_epoch, cfg.run.val_max_steps)
@@ -580,7 +583,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, config_path: str | None = None) -
                 net, net_phase = phase_network(ctx, model, phase), phase
             log.info("epoch %d/%d: phase %s (%d viewpoint(s) per clip)", state.epoch + 1,
                      cfg.curriculum.epochs, phase.upper(),
-                     cfg.data.num_viewpoints if phase in TRANSLATION_PHASES else 1)
+                     cfg.data.views_per_step if phase in TRANSLATION_PHASES else 1)
             train_one_epoch(ctx, data, state, net, model, optimizer, scaler, phase, step_log)
             if cfg.run.val_max_steps > 0 and data.val_set.steps_per_epoch > 0:
                 validate(ctx, data, model, phase, state, metrics)
@@ -606,7 +609,7 @@ def log_run_start(ctx: RunContext, data: RunData, model) -> None:
         log.warning("the paper preset (R(2+1)D-18, %d clips x %d viewpoints per step) on a CPU "
                     "takes seconds to minutes per step; the time of the first step and the "
                     "projected run follow. For a CPU run use the demo's recipe: make train "
-                    "EXP=%s ARGS=\"%s\"", cfg.data.batch_size, cfg.data.num_viewpoints,
+                    "EXP=%s ARGS=\"%s\"", cfg.data.batch_size, cfg.data.views_per_step,
                     cfg.experiment, CPU_RECIPE)
 
 
