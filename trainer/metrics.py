@@ -28,12 +28,13 @@ class MetricsLog:
     """
 
     def __init__(self, run_dir: str | Path, rows: Sequence[dict[str, Any]] = (),
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, columns: Sequence[str] = COLUMNS):
         self.path = Path(run_dir) / "metrics.csv"
+        self.columns = tuple(columns)                 # the trainer's, or a baseline's own
         self.rows: list[dict[str, Any]] = list(rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, COLUMNS)
+            writer = csv.DictWriter(handle, self.columns)
             writer.writeheader()
             writer.writerows(self.rows)
         self.tensorboard = None
@@ -45,12 +46,12 @@ class MetricsLog:
                 log.debug("tensorboard is not installed; writing metrics.csv only")
 
     def write(self, row: dict[str, Any]) -> None:
-        unknown = set(row) - set(COLUMNS)
+        unknown = set(row) - set(self.columns)
         if unknown:
-            raise KeyError(f"metric columns not in metrics.COLUMNS: {sorted(unknown)}")
+            raise KeyError(f"metric columns not in the log's columns: {sorted(unknown)}")
         self.rows.append(row)
         with self.path.open("a", newline="") as handle:
-            csv.DictWriter(handle, COLUMNS).writerow(row)
+            csv.DictWriter(handle, self.columns).writerow(row)
         if self.tensorboard is not None:
             for key, value in row.items():
                 if isinstance(value, float) and key not in ("step", "epoch"):

@@ -20,7 +20,6 @@ CPU recipes that must finish in minutes.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from baselines.multisensory.config import MultisensoryConfig
 from baselines.multisensory.data import SyncStream, make_loader
 from baselines.multisensory.model import FusedNet, sync_labels, sync_logits
 from trainer.distributed import resolve_device
+from trainer.metrics import MetricsLog
 from trainer.train import clear_replaced_run, learning_rate, refuse_to_replace_run
 from baselines.multisensory.separation import (SeparationModel, evaluate_separation, make_mixtures,
                                                separation_loss)
@@ -192,10 +192,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              steps_per_epoch, device)
 
     # ---------------------------------------------------------------- training loop
-    metrics_path = run_dir / "metrics.csv"
-    with metrics_path.open("w", newline="") as handle:
-        csv.DictWriter(handle, METRIC_COLUMNS).writeheader()
-    history: list[dict[str, Any]] = []
+    metrics = MetricsLog(run_dir, columns=METRIC_COLUMNS, tensorboard=False)  # the trainer's
+    history = metrics.rows
     step, epoch, started = 0, 0, time.perf_counter()
     total_steps = steps_per_epoch * cfg.run.epochs
     out_of_time = False
@@ -238,9 +236,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          step, row["loss"], "".join(f"{k} {row[k]:.3f} " for k in values
                                                      if k not in ("loss", "grad_norm")),
                          row["step_ms"], row["clips_per_s"])
-                history.append(row)
-                with metrics_path.open("a", newline="") as handle:
-                    csv.DictWriter(handle, METRIC_COLUMNS).writerow(row)
+                metrics.write(row)
                 sums, interval, interval_start = {}, 0, time.perf_counter()
             if out_of_time:
                 break
