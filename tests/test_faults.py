@@ -403,6 +403,39 @@ def test_a_failed_preprocessing_start_leaves_the_folder_usable(clips_root, tmp_p
     assert summary.clips_ok == 4 and summary.clips_failed == 0
 
 
+def test_two_preprocessing_runs_into_one_folder_at_once(clips_root, tmp_path):
+    """A second `make preprocess` into a folder another one is writing is refused (one line
+    naming the holder); the first finishes and leaves a consistent folder: every shard listed
+    once and matching its checksum."""
+    import time
+
+    from pipeline.locks import LOCK_NAME, FolderLockedError, read_lock
+
+    out = tmp_path / "shards"
+    args = ["--config", str(ROOT / "configs" / "preprocess.yaml"), "--no-progress",
+            f"paths.data_root={clips_root}", f"paths.manifest={clips_root / 'manifest.jsonl'}",
+            f"paths.out_dir={out}", "decode.width=128", "decode.height=64",
+            "viewpoints.crop_size=32", "viewpoints.bank_size=4", "audio.n_mels=32",
+            "shards.clips_per_shard=1", "detector.enabled=false", "dask.scheduler=serial"]
+    first = subprocess.Popen([sys.executable, "-m", "pipeline.preprocess", *args], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while read_lock(out) is None and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        holder = read_lock(out)
+        assert holder and holder["pid"] == first.pid, "the first run never took the lock"
+        with pytest.raises(FolderLockedError, match=f"preprocessing is writing it .pid {first.pid}"):
+            run_preprocess(tiny_config(clips_root, out), progress=False,
+                           detector_factory=StubDetectorFactory())
+    finally:
+        _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    names = [record["shard"] for record in read_jsonl(out / INDEX_NAME)]
+    assert len(names) == len(set(names)) == len(read_manifest(clips_root / "manifest.jsonl"))
+    assert verify_shards(out) == [] and not (out / LOCK_NAME).exists()
+
+
 def test_a_link_out_of_the_data_root_is_refused_and_recorded(clips_root, tmp_path):
     """A clip whose file is a symbolic link leading outside the data root is not read: it
     lands in failures.jsonl with the reason, and every other clip lands."""
