@@ -372,7 +372,7 @@ def describe_run(frozen: FrozenModel, ckpt_path: str | Path) -> dict[str, Any]:
 GT_FIELDS = ("gt/count", "gt/azimuth_rad", "gt/elevation_rad", "gt/sounding", "gt/visible")
 
 
-def iter_shard_batches(shards_dir: str | Path, split: str, view_source: str,
+def iter_shard_batches(shards_dir: str | Path, split: str, view_set: str,
                        num_viewpoints: int, feature_keys: tuple[str, ...] = (),
                        batch_size: int = 32, max_samples: int = 0, seed: int = 0,
                        extra_fields: tuple[str, ...] = ()):
@@ -382,7 +382,7 @@ def iter_shard_batches(shards_dir: str | Path, split: str, view_source: str,
     samples (0 = all). Yields dicts of arrays over the B rows of a slice:
     ``crops`` (B, K, T, S, S, 3) uint8, ``features`` {key: (B, K, C, M, F) float32},
     ``azimuth_rad`` / ``elevation_rad`` (B, K) float32 (the first K stored viewpoints of
-    ``view_source``), ``foa`` (B, 4, A) float32 (unrotated ambiX), ``clip_id`` (B,) str,
+    ``view_set``), ``foa`` (B, 4, A) float32 (unrotated ambiX), ``clip_id`` (B,) str,
     ``window_index`` (B,) int, ``shard`` (name) and ``row`` (B,) int, plus the requested ``extra_fields`` present in the
     shard (e.g. ``keyframe``, ``gt/azimuth_rad``), keyed by their schema names.
     """
@@ -392,7 +392,7 @@ def iter_shard_batches(shards_dir: str | Path, split: str, view_source: str,
         raise FileNotFoundError(f"no shards of split '{split}' indexed in "
                                 f"{shards_dir / 'shards.jsonl'}")
     order = np.random.default_rng(seed).permutation(len(paths))
-    prefix = f"views/{view_source}"
+    prefix = f"views/{view_set}"
     remaining = max_samples if max_samples > 0 else None
     for index in order:
         path = paths[index]

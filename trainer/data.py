@@ -153,11 +153,11 @@ class ShardReader:
     needs five of them.
     """
 
-    def __init__(self, split: str, view_source: str, feature_keys: Sequence[str],
+    def __init__(self, split: str, view_set: str, feature_keys: Sequence[str],
                  extra_sources: Sequence[str] = ()):
         self.split = split
-        self.view_source = view_source
-        self.view_sources = (view_source, *[s for s in extra_sources if s != view_source])
+        self.view_set = view_set
+        self.view_sets = (view_set, *[s for s in extra_sources if s != view_set])
         self.feature_keys = tuple(feature_keys)
         self._open: OrderedDict[str, h5py.File] = OrderedDict()
         self._small: dict[str, dict[str, Any]] = {}
@@ -176,7 +176,7 @@ class ShardReader:
             "clip_id": h5["clip_id"].asstr()[()],
             "window_index": h5["window_index"][()],
             "views": {source: self._view_fields(h5, f"views/{source}")
-                      for source in self.view_sources},
+                      for source in self.view_sets},
         }
         while len(self._open) > MAX_OPEN_SHARDS:
             evicted, handle = self._open.popitem(last=False)
@@ -196,7 +196,7 @@ class ShardReader:
         }
 
     def _check(self, path: str, h5: h5py.File) -> None:
-        needed = [f"views/{source}/{name}" for source in self.view_sources for name in
+        needed = [f"views/{source}/{name}" for source in self.view_sets for name in
                   ("crops", "azimuth_rad", "elevation_rad", *self.feature_keys)]
         missing = [name for name in needed + ["clip_id", "split", "window_index"] if name not in h5]
         if missing:
@@ -217,7 +217,7 @@ class ShardReader:
         return int(self._views(path, source)["azimuth_rad"].shape[1])
 
     def _views(self, path: str, source: str | None) -> dict[str, Any]:
-        return self._small[path]["views"][source or self.view_source]
+        return self._small[path]["views"][source or self.view_set]
 
     def from_detection(self, path: str, row: int, source: str | None = None) -> np.ndarray | None:
         """``(K,)`` bool: which stored viewpoints are centred on a detection (None when the

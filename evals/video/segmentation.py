@@ -181,7 +181,7 @@ def _shard_geometry(h5, path: Path) -> tuple[int, int, float, int]:
 
 
 def iter_shard_samples(shards_dir: str | Path, split: str, labels: LabelSource,
-                       view_source: str = "random", feature_keys: Sequence[str] = (),
+                       view_set: str = "random", feature_keys: Sequence[str] = (),
                        norm: dict | None = None, max_samples: int = 0,
                        chunk: int = 8) -> Iterator[dict]:
     """Chunks of samples of ``split`` with their projected labels.
@@ -195,7 +195,7 @@ def iter_shard_samples(shards_dir: str | Path, split: str, labels: LabelSource,
     if not paths:
         raise ShardFormatError(f"{shards_dir}: expected shards of split '{split}' in "
                                f"shards.jsonl, got none")
-    prefix = f"views/{view_source}"
+    prefix = f"views/{view_set}"
     seen = 0
     for path in paths:
         with open_shard(path) as h5:
