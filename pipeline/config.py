@@ -242,10 +242,24 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def load_config(cls: type[T], path: str | Path | None = None,
                 overrides: Sequence[str] = ()) -> T:
-    """Load ``cls`` from ``path`` (with its ``base:`` chain) and apply dotted ``overrides``."""
+    """Load ``cls`` from ``path`` (with its ``base:`` chain) and apply dotted ``overrides``.
+    A former key name (``RENAMED_KEYS``) typed as an override is refused with the current
+    name; in a file (a saved config, an older YAML) it still loads, with a warning."""
     data = read_yaml_with_bases(path) if path is not None else {}
-    data = deep_merge(data, parse_overrides(overrides))
-    return from_dict(cls, data)
+    typed = parse_overrides(overrides)
+    _refuse_former_names(cls, typed, "")
+    return from_dict(cls, deep_merge(data, typed))
+
+
+def _refuse_former_names(cls: type, data: Mapping[str, Any], prefix: str) -> None:
+    renames = getattr(cls, "RENAMED_KEYS", {})
+    for key, value in data.items():
+        if key in renames:
+            raise ConfigError(f"{prefix}{key} is now called {prefix}{renames[key]}; use "
+                              f"{prefix}{renames[key]}={value}")
+        hint = typing.get_type_hints(cls).get(key) if dataclasses.is_dataclass(cls) else None
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(hint):
+            _refuse_former_names(hint, value, f"{prefix}{key}.")
 
 
 def config_hash(config: Any) -> str:

@@ -129,20 +129,26 @@ def test_object_view_share_is_checked(override, message):
 
 def test_renamed_keys_still_load_under_their_former_names(caplog):
     """data.num_viewpoints became data.views_per_step (K per step) and viewpoints.num_viewpoints
-    viewpoints.bank_size (the stored V): configs, overrides and checkpoints written before load
-    with a warning; giving both names is refused; the preprocessing content hash is unchanged,
-    so shard folders made before the rename stay valid."""
+    viewpoints.bank_size (the stored V): files written before (saved configs, checkpoints) load
+    with a warning; a former name typed as an override is refused with the new one; giving
+    both names is refused; the preprocessing content hash is unchanged, so shard folders made
+    before the rename stay valid."""
     import logging
 
     from pipeline.preprocess_config import PreprocessConfig
 
 
     with caplog.at_level(logging.WARNING):
-        old = from_dict(TrainConfig, {"data": {"num_viewpoints": 3}})
-    assert old.data.views_per_step == 3
+        old = from_dict(TrainConfig, {"data": {"num_viewpoints": 3}})      # a checkpoint's
+    assert old.data.views_per_step == 3 and "now called data.views_per_step" in caplog.text
     with pytest.raises(ConfigError, match="former name of data.views_per_step"):
-        load_config(TrainConfig, None, ["data.num_viewpoints=2", "data.views_per_step=3"])
-    before = load_config(PreprocessConfig, None, ["viewpoints.num_viewpoints=8"])
+        from_dict(TrainConfig, {"data": {"num_viewpoints": 2, "views_per_step": 3}})
+    with pytest.raises(ConfigError, match="data.num_viewpoints is now called data.views_per_step"
+                                          "; use data.views_per_step=2"):
+        load_config(TrainConfig, None, ["data.num_viewpoints=2"])           # typed: refused
+    with pytest.raises(ConfigError, match="viewpoints.bank_size=8"):
+        load_config(PreprocessConfig, None, ["viewpoints.num_viewpoints=8"])
+    before = from_dict(PreprocessConfig, {"viewpoints": {"num_viewpoints": 8}})  # a saved file
     after = load_config(PreprocessConfig, None, ["viewpoints.bank_size=8"])
     assert before == after and before.content_hash() == after.content_hash()
     assert after.content_dict()["viewpoints"]["num_viewpoints"] == 8      # hashed as before

@@ -139,3 +139,24 @@ def test_the_shard_contract_stands_alone():
         if _within(target, "pipeline") and not _within(target, "pipeline.shards")
         and not _within(target, "pipeline.config"))
     assert outside == [], outside
+
+
+def test_the_architecture_document_names_files_that_exist():
+    """Every repository path docs/ARCHITECTURE.md spells out (``pipeline/x.py``, ``tests/...``)
+    exists, and every bare module name it gives (``data.py``) exists somewhere in the tree."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    names = set(__import__("re").findall(r"`([\w/]+(?:\.py|/))`", text))
+    assert len(names) > 20
+    skip = {".venv", ".git", "data", "runs", "cache", "outputs"}
+    tree = {str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
+            if not skip.intersection(p.relative_to(ROOT).parts)}
+    missing = []
+    for name in sorted(names):
+        bare = name.rstrip("/")
+        if "/" in bare:
+            ok = (ROOT / bare).exists()
+        else:
+            ok = any(entry == bare or entry.endswith("/" + bare) for entry in tree)
+        if not ok:
+            missing.append(name)
+    assert missing == [], f"docs/ARCHITECTURE.md names {missing}, which do not exist"

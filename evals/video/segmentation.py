@@ -564,16 +564,16 @@ def _class_names(labels: LabelSource) -> list[str]:
 def run_segmentation_eval(cfg: SegmentationEvalConfig) -> dict:
     """Extract frozen features, train the FPN head, score it and the majority baseline."""
     cfg.validate()
-    from trainer.checkpoint import load_trained_model
     from pipeline.shards import read_norm_stats
+    from trainer.checkpoint import load_trained_model
     from trainer.config import AUDIO_FEATURES
+    from trainer.distributed import resolve_device
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     torch.manual_seed(cfg.seed)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    device = resolve_device(cfg.device)
     model, train_cfg = load_trained_model(cfg.ckpt, device)
     labels = _label_source(cfg)
     feature_keys = AUDIO_FEATURES[train_cfg.data.audio_input] if cfg.features != "video" else ()
