@@ -171,7 +171,11 @@ def profile_stages(cfg, out_dir: Path) -> dict:
     time per stage function from ``cProfile`` (timer ``time.process_time``) and ffmpeg's from
     ``getrusage`` of the children; "other" is the rest of the run's CPU time. Profiling adds
     overhead (the run's CPU time under the profiler is reported beside it), so compare stages
-    across machines as shares, not as absolute figures."""
+    across machines as shares, not as absolute figures. ``out_dir`` is ``cfg.paths.out_dir``,
+    emptied first so that every shard is built."""
+    if Path(cfg.paths.out_dir).resolve() != Path(out_dir).resolve():
+        raise ValueError(f"profile_stages: out_dir {out_dir} is not cfg.paths.out_dir "
+                         f"{cfg.paths.out_dir}")
     import cProfile
     import pstats
 
@@ -422,7 +426,10 @@ def main(argv=None) -> int:
     print("pipeline, no YOLO, Dask 2 workers (wall):",
           f"{results['pipeline_no_yolo_dask2']['clips_per_s']:.2f} clips/s", flush=True)
 
-    results["stages"] = profile_stages(cfg, args.out / "profile")
+    profile_cfg = load_config(PreprocessConfig, args.config,
+                              [*base, f"paths.out_dir={args.out / 'profile'}",
+                               "detector.enabled=false"])
+    results["stages"] = profile_stages(profile_cfg, args.out / "profile")
     total = sum(results["stages"]["cpu_s_per_clip"].values())
     print(f"\n| stage (serial, no YOLO, under cProfile: {total:.2f} CPU-s per clip) | CPU-s per "
           f"clip | share |\n|---|---|---|")
