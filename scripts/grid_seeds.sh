@@ -4,6 +4,7 @@
 # summary (evals/seed_summary.py). Run after `make reproduce` (or `--only avsa avc`):
 #
 #     bash scripts/grid_seeds.sh [PRESET]      # default: direction
+#     KINDS="foa_iv avsa" bash scripts/grid_seeds.sh   # other grid experiments, paired
 #
 # Reads runs/reproduction_<preset>/{avsa,avc}-seed<N>/ckpt.pt for the seeds whose grid records
 # exist (spatial: runs/reproduction/); writes eval_direction.json and eval_seld.json beside each
@@ -18,16 +19,19 @@ else
   RUNS=runs/reproduction_$PRESET RESULTS=results/reproduction/$PRESET
 fi
 MAKE_CMD=(make --no-print-directory)
+read -ra KINDS <<< "${KINDS:-avsa avc}"     # the grid experiments to read out, paired by seed
 : "${SELD_ARGS:=protocol.steps=2000 protocol.seeds=[0]}"
 export OMP_NUM_THREADS=1
 mkdir -p "$RUNS/logs"
 seeds=()
-for record in "$RESULTS"/avsa-seed*.json; do
+for record in "$RESULTS/${KINDS[0]}"-seed*.json; do
   [[ -f $record ]] || continue
   seed=${record##*-seed}; seed=${seed%.json}
-  [[ -f $RESULTS/avc-seed$seed.json ]] && seeds+=("$seed")
+  all=1
+  for kind in "${KINDS[@]}"; do [[ -f $RESULTS/$kind-seed$seed.json ]] || all=0; done
+  (( all )) && seeds+=("$seed")
 done
-(( ${#seeds[@]} )) || { echo "error: no seed with both avsa and avc records in $RESULTS" >&2; exit 2; }
+(( ${#seeds[@]} )) || { echo "error: no seed with records of every one of ${KINDS[*]} in $RESULTS" >&2; exit 2; }
 "${MAKE_CMD[@]}" starss23-synth direction-synth     # the two sets, made once before jobs share them
 
 evaluate() {   # evaluate RUN_DIR
@@ -38,7 +42,7 @@ evaluate() {   # evaluate RUN_DIR
 
 pids=()
 for seed in "${seeds[@]}"; do
-  for kind in avsa avc; do
+  for kind in "${KINDS[@]}"; do
     run=$RUNS/$kind-seed$seed
     echo "==> $run (log: $RUNS/logs/$kind-seed$seed.where.log)"
     evaluate "$run" > "$RUNS/logs/$kind-seed$seed.where.log" 2>&1 &
@@ -56,6 +60,8 @@ group() {   # group KIND: the comma-separated run folders of KIND in seed order
   for seed in "${seeds[@]}"; do list+=("$RUNS/$1-seed$seed"); done
   (IFS=,; echo "${list[*]}")
 }
-.venv/bin/python -m evals.seed_summary "avsa=$(group avsa)" "avc=$(group avc)" \
-  --out "$RESULTS/seeds_avsa_avc.md"
-echo "==> $RESULTS/seeds_avsa_avc.md"
+groups=()
+for kind in "${KINDS[@]}"; do groups+=("$kind=$(group "$kind")"); done
+out=$RESULTS/seeds_$(IFS=_; echo "${KINDS[*]}").md
+.venv/bin/python -m evals.seed_summary "${groups[@]}" --out "$out"
+echo "==> $out"
