@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -32,12 +31,12 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
+from pipeline.config import ConfigError
 from pipeline.features import AudioFeatureConfig, audio_feature_config, foa_features
 from pipeline.foa import AMBISONIC_CONVENTIONS, fuma_to_ambix, hoa_to_foa, n3d_to_sn3d
 from pipeline.shards import (NORM_STATS_NAME, FeatureNorm, ShardIndex, corrupt_shard,
                              open_shard, read_norm_stats, shard_settings, stored_crops,
                              stored_features)
-from pipeline.config import ConfigError
 from pipeline.runtime import REPO_ROOT
 from trainer.checkpoint import load_checkpoint, load_trained_model
 from trainer.config import AUDIO_FEATURES, TrainConfig
@@ -191,7 +190,7 @@ class FrozenModel:
     feature_cfg: AudioFeatureConfig
     norm: dict[str, FeatureNorm]
     device: torch.device
-    trained_on: dict[str, Any] = dataclasses.field(default_factory=dict)
+    trained_on: dict[str, Any] = field(default_factory=dict)
 
     @property
     def audio_input(self) -> str:

@@ -58,8 +58,8 @@ class ChannelOrderScores:
     (those with at least one source and non-silent audio). ``w_spread_db[c]``: the physical W
     test of channel c (:func:`w_energy_spread_db`), lower = more W-like; ``w_channel``: the
     channel it names W when it is decisive (its spread below every other channel's by the
-    factor ``W_TEST_RATIO`` and by ``W_TEST_GAP_DB``), else None. ``orders`` put the orders whose W is ``w_channel`` first, each
-    group by mean cosine: a direction test with detections a few degrees off cannot tell W from
+    factor ``W_TEST_RATIO`` and by ``W_TEST_GAP_DB``), else None. ``orders`` put the orders
+    whose W is ``w_channel`` first, each group by mean cosine: a direction test with detections a few degrees off cannot tell W from
     a dipole (a swap of W and X scored within 0.002 of the truth), the energy test can.
     """
 
@@ -219,9 +219,9 @@ def read_shard_windows(shards_dir: str | Path, directions: str = "detections",
                        max_windows: int = 400, split: str | None = None,
                        min_confidence: float = 0.0):
     """``(foa_windows, source_directions, feature_cfg, clip_ids)`` of up to ``max_windows``
-    windows of a shard folder, spread evenly over its samples. ``directions``: "detections" (box centres
-    with confidence >= ``min_confidence``) or "gt" (sounding ground-truth objects, synthetic
-    data only)."""
+    windows of a shard folder, spread evenly over its samples. ``directions``: "detections" (box
+    centres with confidence >= ``min_confidence``) or "gt" (sounding ground-truth objects,
+    synthetic data only)."""
     if directions not in ("detections", "gt"):
         raise ValueError(f"directions must be 'detections' or 'gt', got {directions!r}")
     paths = ShardIndex.load(shards_dir).paths(split)
@@ -271,16 +271,16 @@ def declared_order_of(shards_dir: str | Path, clip_ids: Sequence[str]) -> tuple[
     the preprocessing run (``preprocess_config.yaml``'s ``paths.manifest``), and where it came
     from. Clips of several orders: the most common, said so. No readable manifest: ambiX
     (WYZX), said so."""
-    import yaml
-
+    from pipeline.config import load_config
     from pipeline.manifest import read_manifest
+    from pipeline.preprocess_config import PreprocessConfig
 
     config_path = Path(shards_dir) / "preprocess_config.yaml"
     try:
-        manifest = Path(yaml.safe_load(config_path.read_text())["paths"]["manifest"])
+        manifest = Path(load_config(PreprocessConfig, config_path).paths.manifest)
         records = {clip.clip_id: clip.channel_order or AMBIX_CHANNEL_ORDER
                    for clip in read_manifest(manifest)}
-    except (OSError, KeyError, TypeError, ValueError) as exc:
+    except (OSError, ValueError) as exc:        # ConfigError and ManifestError are ValueErrors
         return AMBIX_CHANNEL_ORDER, (f"assumed: no readable manifest via {config_path} ({exc}); "
                                      f"pass --declared")
     counts: dict[str, int] = {}

@@ -144,10 +144,13 @@ class _BlockAudio:
                 channel_order=self.clip.channel_order)
             self._block_index = index
             warnings = ambisonic_sanity(self._block)
-            for warning in warnings:
-                log.warning("clip %s: audio block at %.1f s: %s", self.clip.clip_id, start, warning)
             contradictions = layout_contradictions(warnings)
-            if contradictions and self.cfg.on_layout_contradiction == "reject":
+            reject = bool(contradictions) and self.cfg.on_layout_contradiction == "reject"
+            for warning in warnings:       # a rejection's own reasons are in its failure record
+                if not (reject and warning in contradictions):
+                    log.warning("clip %s: audio block at %.1f s: %s", self.clip.clip_id, start,
+                                warning)
+            if reject:
                 raise AmbisonicFormatError(layout_contradiction_reason(
                     self._block, self.clip.channel_order, contradictions, start))
         return self._block

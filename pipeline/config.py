@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import sys
+import traceback
 import types
 import typing
 from pathlib import Path
@@ -176,8 +177,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def _renamed(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
     """``data`` with the keys ``cls.RENAMED_KEYS`` maps from a former name to the current one
-    renamed (configs, overrides and checkpoints written before the rename keep loading, with a
-    warning once per key); both names at once is a :class:`ConfigError`."""
+    renamed (files written before the rename, saved configs and checkpoints, keep loading, with
+    a warning once per key; typed overrides are refused earlier, by
+    :func:`_refuse_former_names`); both names at once is a :class:`ConfigError`."""
     renames = getattr(cls, "RENAMED_KEYS", {})
     if not any(old in data for old in renames):
         return data
@@ -252,12 +254,14 @@ def load_config(cls: type[T], path: str | Path | None = None,
 
 
 def _refuse_former_names(cls: type, data: Mapping[str, Any], prefix: str) -> None:
+    """A :class:`ConfigError` for a former key name (``RENAMED_KEYS``) among typed overrides."""
     renames = getattr(cls, "RENAMED_KEYS", {})
+    hints = typing.get_type_hints(cls)
     for key, value in data.items():
         if key in renames:
             raise ConfigError(f"{prefix}{key} is now called {prefix}{renames[key]}; use "
                               f"{prefix}{renames[key]}={value}")
-        hint = typing.get_type_hints(cls).get(key) if dataclasses.is_dataclass(cls) else None
+        hint = hints.get(key)
         if isinstance(value, Mapping) and dataclasses.is_dataclass(hint):
             _refuse_former_names(hint, value, f"{prefix}{key}.")
 
@@ -307,7 +311,7 @@ def _in_project(filename: str) -> bool:
         relative = Path(filename).resolve().relative_to(_PROJECT_ROOT)
     except ValueError:
         return False
-    return relative.parts[:1] in [(name,) for name in PROJECT_PACKAGES]
+    return bool(relative.parts) and relative.parts[0] in PROJECT_PACKAGES
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -322,13 +326,9 @@ def is_user_error(exc: BaseException) -> bool:
     if type(exc) is not ValueError:
         return True
     quoted = re.findall(r'File "([^"]+)"', str(exc))
-    if quoted:
-        return _in_project(quoted[-1])
-    frame = exc.__traceback__
-    last = None
-    while frame is not None:
-        last, frame = frame, frame.tb_next
-    return last is not None and _in_project(last.tb_frame.f_code.co_filename)
+    frames = traceback.extract_tb(exc.__traceback__)
+    raised_in = quoted[-1] if quoted else frames[-1].filename if frames else None
+    return raised_in is not None and _in_project(raised_in)
 
 
 def error_line(exc: BaseException) -> str:

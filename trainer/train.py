@@ -80,12 +80,27 @@ def phase_for_epoch(curriculum, epoch: int) -> str:
 PAPER_CPU_GIB_BASE, PAPER_CPU_GIB_PER_CROP = 1.9, 0.17
 
 
+def curriculum_phases(cfg: TrainConfig) -> list[str]:
+    """The phase of every epoch of the run, in order."""
+    return [phase_for_epoch(cfg.curriculum, epoch) for epoch in range(cfg.curriculum.epochs)]
+
+
+def windows_per_clip(cfg: TrainConfig) -> int:
+    """Windows of one clip in a batch: >= 2 for the temporal pretexts (same-clip negatives)."""
+    return cfg.data.avts_windows_per_clip if cfg.curriculum.pretext in TEMPORAL_PRETEXTS else 1
+
+
+def views_per_clip(phase: str, data_cfg) -> int:
+    """Viewpoints read per clip in ``phase``: K in the phases that translate, else 1."""
+    return data_cfg.views_per_step if phase in TRANSLATION_PHASES else 1
+
+
 def paper_cpu_memory_gib(cfg: TrainConfig, phases: Sequence[str]) -> tuple[float, int]:
     """The largest phase's crops per step and the paper preset's estimated peak memory for it on
     the CPU: ``(GiB, crops)``."""
-    windows = cfg.data.avts_windows_per_clip if cfg.curriculum.pretext in TEMPORAL_PRETEXTS else 1
     crops = max(phase_batch_size(phase, cfg.data)
-                * (cfg.data.views_per_step if phase in TRANSLATION_PHASES else windows)
+                * (views_per_clip(phase, cfg.data) if phase in TRANSLATION_PHASES
+                   else windows_per_clip(cfg))
                 for phase in phases)
     return PAPER_CPU_GIB_BASE + PAPER_CPU_GIB_PER_CROP * crops, crops
 
@@ -244,8 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run_dir = Path(cfg.run.out_dir) / (cfg.run.name or cfg.experiment)
     check_run_dir(run_dir, cfg)                  # nothing is written before the checks pass
     if resolve_device(cfg.run.device).type == "cpu":
-        check_cpu_memory(cfg, [phase_for_epoch(cfg.curriculum, epoch)
-                               for epoch in range(cfg.curriculum.epochs)], available_memory_gib())
+        check_cpu_memory(cfg, curriculum_phases(cfg), available_memory_gib())
     # One trainer per run folder: a second one (even with run.overwrite=true) is refused with
     # the holder named; a lock left by a killed run is cleared. Under torchrun rank 0 holds it.
     first_rank = os.environ.get("RANK", "0") == "0"
@@ -340,12 +354,10 @@ def open_data(ctx: RunContext) -> RunData:
     """Streams and loaders of the run, checked before the first step (enough samples for a
     step, a viewpoint bank large enough for every phase that reads K viewpoints)."""
     cfg, dist_info = ctx.cfg, ctx.dist_info
-    windows = (cfg.data.avts_windows_per_clip if cfg.curriculum.pretext in TEMPORAL_PRETEXTS
-               else 1)
-    stream = dict(data_cfg=cfg.data, windows_per_clip=windows, seed=cfg.run.seed,
+    stream = dict(data_cfg=cfg.data, windows_per_clip=windows_per_clip(cfg), seed=cfg.run.seed,
                   rank=dist_info.rank, world_size=dist_info.world_size)
     pin = ctx.device.type == "cuda"
-    phases = [phase_for_epoch(cfg.curriculum, epoch) for epoch in range(cfg.curriculum.epochs)]
+    phases = curriculum_phases(cfg)
     train_sets: dict[int, ShardStream] = {}
     loaders: dict[int, Any] = {}
     for batch_size in sorted({phase_batch_size(phase, cfg.data) for phase in phases}):
@@ -482,7 +494,7 @@ def train_one_epoch(ctx: RunContext, data: RunData, state: TrainState, net, mode
     """One epoch of ``phase``: ``steps_in(phase)`` optimizer steps (learning-rate schedule,
     gradient clipping, a non-finite loss stops the run); advances ``state.step``."""
     cfg, epoch = ctx.cfg, state.epoch
-    viewpoints = cfg.data.views_per_step if phase in TRANSLATION_PHASES else 1
+    viewpoints = views_per_clip(phase, cfg.data)
     train_set, steps_per_epoch = data.train_set(phase, cfg.data), steps_in(phase, data, cfg)
     train_set.set_epoch(epoch, viewpoints, cfg.data.object_view_share
                         if phase in TRANSLATION_PHASES else 0.0)
@@ -527,7 +539,7 @@ def validate(ctx: RunContext, data: RunData, model, phase: str, state: TrainStat
     """The phase's loss on the same validation batches every epoch (``run.val_max_steps``)."""
     cfg = ctx.cfg
     model.eval()
-    viewpoints = cfg.data.views_per_step if phase in TRANSLATION_PHASES else 1
+    viewpoints = views_per_clip(phase, cfg.data)
     data.val_set.set_epoch(0, viewpoints)
     val_sums: dict[str, float] = {}
     n_val = min(data.val_set.steps_per_epoch, cfg.run.val_max_steps)
@@ -583,7 +595,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, config_path: str | None = None) -
                 net, net_phase = phase_network(ctx, model, phase), phase
             log.info("epoch %d/%d: phase %s (%d viewpoint(s) per clip)", state.epoch + 1,
                      cfg.curriculum.epochs, phase.upper(),
-                     cfg.data.views_per_step if phase in TRANSLATION_PHASES else 1)
+                     views_per_clip(phase, cfg.data))
             train_one_epoch(ctx, data, state, net, model, optimizer, scaler, phase, step_log)
             if cfg.run.val_max_steps > 0 and data.val_set.steps_per_epoch > 0:
                 validate(ctx, data, model, phase, state, metrics)
