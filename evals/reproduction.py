@@ -79,6 +79,10 @@ GRID: dict[str, dict[str, Any]] = {
     "avts_transf": {"config": "avts_transf", "overrides": []},
     "foa_yolo": {"config": "foa_yolo", "overrides": CURRICULUM},
     "foa_iv": {"config": "foa_iv", "overrides": CURRICULUM},
+    # Not in either paper: AVC alone on the FOA-IV input, the twin that isolates what the AVSA
+    # phase adds to `foa_iv` (its claim (a) with FOA-IV and the read-outs of *where*).
+    "avc_foa_iv": {"config": "avc", "overrides": ["data.audio_input=foa_iv",
+                                                  "experiment=avc_foa_iv"]},
     "foa_iv_yolo": {"config": "foa_iv_yolo", "overrides": CURRICULUM},
     "beamform": {"config": "beamform", "overrides": CURRICULUM},
     "beamform_yolo": {"config": "beamform_yolo", "overrides": CURRICULUM},
@@ -86,7 +90,7 @@ GRID: dict[str, dict[str, Any]] = {
 # Wang et al.'s "Baseline" is Morgado et al.'s AVSA on FOA log-mel: the same recipe, one run.
 ALIASES = {"baseline": "avsa"}
 TABLE_ROWS = ("avc", "avts", "avc_transf", "avts_transf", "avsa", "avsa_nocur", "baseline",
-              "foa_yolo", "foa_iv", "foa_iv_yolo", "beamform", "beamform_yolo")
+              "foa_yolo", "foa_iv", "avc_foa_iv", "foa_iv_yolo", "beamform", "beamform_yolo")
 VIEWS = ("1", "4", "4T")
 
 # (id, claim, better experiment, other experiment, task, views, what the paper reports, the
@@ -100,6 +104,8 @@ CLAIMS: tuple[tuple[str, str, str, str, str, str, str, float | None], ...] = (
      "Morgado: 69.97 vs 61.20 (+8.77)", 8.77),
     ("a", "AVSA > AVC on AVC-bin", "avsa", "avc", "avc", "4",
      "Morgado: 91.67 vs 82.68 (+8.99)", 8.99),
+    ("a", "AVSA > AVC on AVSA-bin (FOA-IV)", "foa_iv", "avc_foa_iv", "avsa", "4",
+     "not in either paper (both train log-mel)", None),
     ("b", "FOA-IV > log-mel on AVSA-bin", "foa_iv", "baseline", "avsa", "4",
      "Wang: 81 vs 71 (+10, views unstated)", 10.0),
     ("b", "FOA-IV > log-mel on AVSA-bin (YOLO)", "foa_iv_yolo", "foa_yolo", "avsa", "4",
