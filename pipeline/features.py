@@ -423,24 +423,17 @@ def foa_features(
     spec_tf = _window_spectrum(foa, cfg)  # (4, F, n_bins) complex64
     n_frames = spec_tf.shape[1]
 
-    # Per viewpoint k, rows 5k..5k+3 rotate the ACN channels and row 5k+4 is the beam; one kernel
-    # mixes the spectra and projects their magnitudes on the mel bands.
-    mixing = (
-        np.concatenate(
-            [
-                rotation_matrix_to_front(azimuth_rad, elevation_rad),
-                beam_weights(azimuth_rad, elevation_rad, cfg.beam_pattern)[:, None, :],
-            ],
-            axis=1,
-        )
-        .reshape(5 * num_viewpoints, 4)
-        .astype(np.float32)
-    )
-    mel_magnitude = _mixed_mel_magnitude(mixing, spec_tf, cfg).reshape(
-        num_viewpoints, 5, cfg.n_mels, n_frames
-    )
-    logmel_foa = _amplitude_to_db(mel_magnitude[:, :4], cfg.top_db, axes=(1, 2, 3))
-    logmel_beam = _amplitude_to_db(mel_magnitude[:, 4:], cfg.top_db, axes=(1, 2, 3))
+    # Rows 4k..4k+3 rotate the ACN channels toward viewpoint k and row 4K + k is its beam; one
+    # kernel mixes the spectra and projects their magnitudes on the mel bands. In this order
+    # both outputs are contiguous slices of the kernel's (no 7 MB copies per window).
+    mixing = np.concatenate(
+        [rotation_matrix_to_front(azimuth_rad, elevation_rad).reshape(4 * num_viewpoints, 4),
+         beam_weights(azimuth_rad, elevation_rad, cfg.beam_pattern)]).astype(np.float32)
+    mel_magnitude = _mixed_mel_magnitude(mixing, spec_tf, cfg)
+    rotated = mel_magnitude[:4 * num_viewpoints].reshape(num_viewpoints, 4, cfg.n_mels, n_frames)
+    beams = mel_magnitude[4 * num_viewpoints:].reshape(num_viewpoints, 1, cfg.n_mels, n_frames)
+    logmel_foa = _amplitude_to_db(rotated, cfg.top_db, axes=(1, 2, 3))
+    logmel_beam = _amplitude_to_db(beams, cfg.top_db, axes=(1, 2, 3))
 
     iv_unrotated = _intensity_mel_from_spec(spec_tf, cfg)  # (3, M, F)
     rot_xyz = dipole_rotation_matrix(azimuth_rad, elevation_rad).astype(np.float32)  # (K, 3, 3)
