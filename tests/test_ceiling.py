@@ -16,6 +16,7 @@ from pipeline.foa import encode_plane_wave, mirror_left_right
 from pipeline.shards import FeatureNorm
 from evals.audio.binary import BinaryEvalConfig, extract_features, rotate_by_yaw
 from evals.av.ceiling import (CeilingRun, SOUNDING_FEATURES, ORACLE_FEATURES, audio_mirror,
+                              in_clip_sounding_ties,
                               evaluate_ceiling, extract_split, frame_indices, main,
                               objects_in_view, oracle_pair_features, pair_scores, pool_audio,
                               window_features)
@@ -80,6 +81,14 @@ def test_objects_in_view_follow_the_conventions():
     assert inside[0].tolist() == [True, True, True, False]
     _, narrow = objects_in_view(gt, az_k, el_k, np.deg2rad([40.0]))
     assert narrow[0].tolist() == [True, False, False, False]
+
+
+def test_in_clip_sounding_ties_count_views_that_show_the_same_sounding_objects():
+    # 4 views, 3 objects: two empty views tie, view 2 shows object 0, view 3 objects 0 and 1
+    shows = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 1, 0]], bool)
+    assert in_clip_sounding_ties(shows) == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
+    assert in_clip_sounding_ties(np.zeros((4, 0), bool)) == pytest.approx(0.25)   # no objects
+    assert in_clip_sounding_ties(np.eye(4, dtype=bool)) == pytest.approx(1.0)
 
 
 def test_oracle_features_see_the_intensity_vector_point_at_the_sounding_object():

@@ -285,6 +285,18 @@ ORACLE_FEATURES = ("iv_x", "iv_y", "iv_z", "iv_norm", "level_y_db", "level_z_db"
 SOUNDING_FEATURES = ORACLE_FEATURES[ORACLE_FEATURES.index("n_sounding_in_crop"):]
 
 
+def in_clip_sounding_ties(shows: np.ndarray) -> float:
+    """Top-1 accuracy of the in-clip pretext (pick a viewpoint among a clip's K) for a model
+    whose only cue is which sounding objects each crop shows: ``shows`` ``(K, n)`` bool (object
+    j sounds and is visible in crop k). Views showing the same set of sounding objects (e.g.
+    none) are a tie, broken at random: the mean over the K views of 1 / (views with its set).
+    A reference for the pretext's in-clip accuracy, not a bound (sky, ground, silent objects
+    and elevation are cues too)."""
+    shows = np.asarray(shows, dtype=bool)
+    sets = [frozenset(np.flatnonzero(row).tolist()) for row in shows]
+    return float(np.mean([1.0 / sum(other == own for other in sets) for own in sets]))
+
+
 def oracle_pair_features(iv_mean: np.ndarray, level_db: np.ndarray, directions: np.ndarray,
                          inside: np.ndarray, visible: np.ndarray, sounding: np.ndarray
                          ) -> np.ndarray:
