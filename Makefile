@@ -187,8 +187,8 @@ embed: $(STAMP) ## Audio embeddings of a folder of ambiX/FuMa WAVs: make embed I
 reproduce: $(STAMP) ## Paper comparisons on the direction preset (5 seeds, 200 test clips x 4 yaws; ARGS="--preset spatial" for the first grid), resumable -> results/reproduction/, docs/RESULTS.md
 	$(PY) scripts/reproduce.py $(ARGS)
 
-reproduce-where: $(STAMP) ## Direction probe + SELD on the grid's AVSA and AVC checkpoints of every seed, paired (PRESET=direction|spatial) -> results/reproduction/<preset>/seeds_avsa_avc.md
-	bash scripts/grid_seeds.sh $(or $(PRESET),direction)
+reproduce-where: $(STAMP) ## Direction probe + SELD on the grid's AVSA and AVC checkpoints of every seed, paired (PRESET=direction|spatial; KINDS="foa_iv avc_foa_iv" for the FOA-IV pair) -> results/reproduction/<preset>/seeds_<kinds>.md
+	KINDS="$(or $(KINDS),avsa avc)" bash scripts/grid_seeds.sh $(if $(filter demo,$(PRESET)),direction,$(PRESET))
 
 results: $(STAMP) ## Markdown table of every run's scores next to the published numbers
 	$(PY) -m evals.results_table runs=runs out=results.md

@@ -3,13 +3,15 @@ statistics worked out by hand."""
 
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from evals.audio.binary import write_pair_file
-from evals.reproduction import (BEGIN, END, RESULTS_DIR, ceiling_of, load_ceiling, load_records,
+from evals.reproduction import (RESULTS_DIR, ceiling_of, load_ceiling, load_records,
                                 margin_over_controls, no_room_below_ceiling, pair_correct,
                                 pair_level_difference, paired_difference, report_markdown,
                                 resolvable_by_noise, summarise_binary, summarise_pairs, verdict,
@@ -256,3 +258,19 @@ def test_each_preset_has_its_own_block_and_records(tmp_path):
         assert text.count(begin) == 1 and text.count(end) == 1
         assert f"### Reproduction grid on the `{preset}` preset" in text
     assert markers("spatial") != markers("direction")
+
+
+@pytest.mark.parametrize("args, want", [
+    ([], 'KINDS="avsa avc" bash scripts/grid_seeds.sh direction'),     # PRESET's demo default
+    (["PRESET=spatial", "KINDS=foa_iv avc_foa_iv"],
+     'KINDS="foa_iv avc_foa_iv" bash scripts/grid_seeds.sh spatial'),
+])
+def test_make_reproduce_where_reads_a_grid_preset(args, want):
+    """`make reproduce-where` must never hand the Makefile's PRESET default (the demo, which
+    has no grid) to grid_seeds.sh."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-n", "--no-print-directory", "reproduce-where", *args],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == want
