@@ -350,6 +350,12 @@ def test_crops_to_video_is_brightness_then_contrast_then_saturation():
     np.testing.assert_allclose(video, expected, atol=2e-6)
     plain = crops_to_video(crops)
     np.testing.assert_allclose(plain, crops.transpose(0, 4, 1, 2, 3) / 255.0, atol=1e-7)
+    # the flip inside the kernel is the jitter of the mirrored crops, bit for bit
+    mirrored = np.ascontiguousarray(crops[:, :, :, ::-1])
+    for strength in (0.0, 0.3):
+        np.testing.assert_array_equal(
+            crops_to_video(crops, strength, np.random.default_rng(9), flip=True),
+            crops_to_video(mirrored, strength, np.random.default_rng(9)))
 
 
 def test_each_step_draws_k_of_the_stored_bank_reproducibly(tmp_path):

@@ -315,7 +315,8 @@ def crops_to_video(crops: np.ndarray, jitter_strength: float = 0.0,
     """Crops ``(K, T, S, S, 3)`` uint8 -> the video encoder's input ``(K, 3, T, S, S)`` float32
     in [0, 1], with brightness, contrast and saturation jitter when ``jitter_strength`` > 0:
     one draw per crop (the same for its T frames), factors uniform in 1 +- strength; ``flip``
-    mirrors every crop left-right (the crops' part of :func:`mirror_sample`).
+    mirrors every crop left-right (the crops' part of the flip; :func:`mirror_audio` is the
+    rest).
 
     Applied in that order without intermediate clipping the three are one affine map per
     crop, ``x -> s c b x + (1 - s) c b gray(x) + (1 - c) b mean(gray(x))`` (brightness b
@@ -375,24 +376,15 @@ def _jittered_video(pixels, scale, gray_weight, mean_weight, flip, out):  # prag
 
 def mirror_audio(features: dict[str, np.ndarray], azimuth_rad: np.ndarray
                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The audio part of :func:`mirror_sample`: negate I_y of ``iv`` (K, 3, M, F) and the
-    azimuths (K,); log-mel magnitudes (including Y's) and the beam toward the view centre are
-    unchanged."""
+    """The audio part of mirroring a sample left-right (y -> -y; the crops flip in
+    :func:`crops_to_video`): negate I_y of ``iv`` (K, 3, M, F) and the azimuths (K,); log-mel
+    magnitudes (including Y's) and the beam toward the view centre are unchanged."""
     features = dict(features)
     if "iv" in features:
         iv = features["iv"].copy()
         iv[:, IV_Y_CHANNEL] *= -1.0
         features["iv"] = iv
     return features, -azimuth_rad
-
-
-def mirror_sample(crops: np.ndarray, features: dict[str, np.ndarray],
-                  azimuth_rad: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Mirror a sample left-right (y -> -y) in all K views: flip crops (K, T, S, S, 3) along
-    the image width and :func:`mirror_audio` (the loader flips the crops inside
-    :func:`crops_to_video` instead, without a copy)."""
-    features, azimuth_rad = mirror_audio(features, azimuth_rad)
-    return crops[:, :, :, ::-1], features, azimuth_rad
 
 
 # ----------------------------------------------------------------------------- dataset
