@@ -41,26 +41,25 @@ __all__ = [
 ]
 
 
-def _ray_components(azimuth_rad, elevation_rad, fov_rad, crop_size: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The x, y, z components of :func:`perspective_rays`, each ``(K, S, S)`` float64 and
-    contiguous."""
-    az = np.atleast_1d(np.asarray(azimuth_rad, dtype=np.float64))
-    el = np.atleast_1d(np.asarray(elevation_rad, dtype=np.float64))
-    fov = np.atleast_1d(np.asarray(fov_rad, dtype=np.float64))
-    az, el, fov = np.broadcast_arrays(az, el, fov)
-    forward, right, up = view_basis(az, el)                             # (K, 3) each
-    half = np.tan(fov / 2.0)
-    steps = np.linspace(-1.0, 1.0, crop_size)
-    column_step = steps[None, None, :]     # columns go right
-    row_step = steps[None, :, None]        # rows go down (s' = -s)
+def _scaled_basis(azimuth_rad, elevation_rad, fov_rad, crop_size: int, dtype
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each viewpoint's ``d``, ``tan(fov / 2) r`` and ``tan(fov / 2) u`` (module docstring),
+    ``(K, 3)`` each, and the crop's steps ``s = linspace(-1, 1, S)``, all of ``dtype`` (the
+    basis itself is computed in float64)."""
+    az, el, fov = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=np.float64))
+                                        for v in (azimuth_rad, elevation_rad, fov_rad)))
+    forward, right, up = view_basis(az, el)
+    half = np.tan(fov / 2.0)[:, None]
+    return (forward.astype(dtype), (right * half).astype(dtype), (up * half).astype(dtype),
+            np.linspace(-1.0, 1.0, crop_size).astype(dtype))
 
-    def component(forward, right, up):
-        return ((forward[:, None, None] + column_step * (right * half)[:, None, None])
-                - row_step * (up * half)[:, None, None])
 
-    return tuple(np.ascontiguousarray(component(forward[:, i], right[:, i], up[:, i]))
-                 for i in range(3))
+def _ray_component(forward, right, up, steps: np.ndarray) -> np.ndarray:
+    """One component of ``ray_ij = d + s_j tan(fov/2) r + s'_i tan(fov/2) u`` from that
+    component of the scaled basis (``(...)``-shaped) -> ``(..., S, S)``: columns go right,
+    rows go down (``s' = -s``)."""
+    forward, right, up = (np.asarray(v)[..., None, None] for v in (forward, right, up))
+    return (forward + steps[None, :] * right) - steps[:, None] * up
 
 
 def perspective_rays(azimuth_rad, elevation_rad, fov_rad, crop_size: int) -> np.ndarray:
@@ -71,7 +70,10 @@ def perspective_rays(azimuth_rad, elevation_rad, fov_rad, crop_size: int) -> np.
             horizontal field of view, radians.
         crop_size: S, pixels (square crop).
     """
-    return np.stack(_ray_components(azimuth_rad, elevation_rad, fov_rad, crop_size), axis=-1)
+    forward, right, up, steps = _scaled_basis(azimuth_rad, elevation_rad, fov_rad, crop_size,
+                                              np.float64)
+    return np.stack([_ray_component(forward[:, i], right[:, i], up[:, i], steps)
+                     for i in range(3)], axis=-1)
 
 
 def perspective_grid(azimuth_rad, elevation_rad, fov_rad, crop_size: int, width: int,
@@ -87,21 +89,14 @@ def perspective_grid(azimuth_rad, elevation_rad, fov_rad, crop_size: int, width:
     1/32 px of the fixed-point maps that sample with it; float32 ``arctan2`` is SIMD and about
     3x faster than float64. One view at a time: its ~50 kB temporaries stay in cache.
     """
-    az, el, fov = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=np.float64))
-                                        for v in (azimuth_rad, elevation_rad, fov_rad)))
-    cols = np.empty((len(az), crop_size, crop_size), dtype=np.float32)
-    rows = np.empty_like(cols)
     f32 = np.float32
-    forward, right, up = view_basis(az, el)                 # (K, 3) each, float64, all views
-    half = np.tan(fov / 2.0)[:, None]
-    forward, right, up = (v.astype(f32) for v in (forward, right * half, up * half))
-    steps = np.linspace(-1.0, 1.0, crop_size).astype(f32)
-    column_step, row_step = steps[None, :], steps[:, None]  # columns go right, rows go down
+    forward, right, up, steps = _scaled_basis(azimuth_rad, elevation_rad, fov_rad, crop_size, f32)
+    cols = np.empty((len(forward), crop_size, crop_size), dtype=f32)
+    rows = np.empty_like(cols)
     col_scale, row_scale = f32(-0.5 * width / np.pi), f32(-height / np.pi)
     col_offset, row_offset = f32(0.5 * width - 0.5), f32(0.5 * height - 0.5)
-    for k in range(len(az)):
-        x, y, z = ((forward[k, i] + column_step * right[k, i]) - row_step * up[k, i]
-                   for i in range(3))
+    for k in range(len(forward)):
+        x, y, z = (_ray_component(forward[k, i], right[k, i], up[k, i], steps) for i in range(3))
         # az = atan2(y, x), el = atan2(z, |(x, y)|) (sqrt: float32 hypot is 5x slower), then
         # col = W/2 (1 - az/pi) - 1/2 and row = H (1/2 - el/pi) - 1/2, in place.
         col = cols[k]
