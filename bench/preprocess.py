@@ -187,22 +187,19 @@ STAGES = (
 )
 
 
-def profile_stages(cfg, out_dir: Path) -> dict:
+def profile_stages(cfg) -> dict:
     """CPU seconds per clip of each stage of one serial run without YOLO: this process's CPU
     time per stage function from ``cProfile`` (timer ``time.process_time``) and ffmpeg's from
     ``getrusage`` of the children; "other" is the rest of the run's CPU time. Profiling adds
     overhead (the run's CPU time under the profiler is reported beside it), so compare stages
-    across machines as shares, not as absolute figures. ``out_dir`` is ``cfg.paths.out_dir``,
-    emptied first so that every shard is built."""
-    if Path(cfg.paths.out_dir).resolve() != Path(out_dir).resolve():
-        raise ValueError(f"profile_stages: out_dir {out_dir} is not cfg.paths.out_dir "
-                         f"{cfg.paths.out_dir}")
+    across machines as shares, not as absolute figures. ``cfg.paths.out_dir`` is emptied first
+    so that every shard is built."""
     import cProfile
     import pstats
 
     from pipeline.preprocess import run_preprocess
 
-    shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.rmtree(cfg.paths.out_dir, ignore_errors=True)
     profiler = cProfile.Profile(time.process_time)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with Meter() as meter:
@@ -454,7 +451,7 @@ def main(argv=None) -> int:
     profile_cfg = load_config(PreprocessConfig, args.config,
                               [*base, f"paths.out_dir={args.out / 'profile'}",
                                "detector.enabled=false"])
-    results["stages"] = profile_stages(profile_cfg, args.out / "profile")
+    results["stages"] = profile_stages(profile_cfg)
     total = sum(results["stages"]["cpu_s_per_clip"].values())
     print(f"\n| stage (serial, no YOLO, under cProfile: {total:.2f} CPU-s per clip) | CPU-s per "
           f"clip | share |\n|---|---|---|")

@@ -18,9 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evals.av.ceiling import in_clip_sounding_ties, objects_in_view  # noqa: E402
+from evals.frozen import GT_FIELDS  # noqa: E402
 from pipeline.shards import open_shard  # noqa: E402
-
-GT_KEYS = ("gt/count", "gt/azimuth_rad", "gt/elevation_rad", "gt/sounding", "gt/visible")
 
 
 def main() -> int:
@@ -39,7 +38,7 @@ def main() -> int:
                 raise SystemExit(f"error: {path} has no ground truth (gt/*): synthetic shards only")
             view = {key: h5[f"views/random/{key}"][:, :args.k]
                     for key in ("azimuth_rad", "elevation_rad", "fov_rad")}
-            gt = {key: h5[key][:] for key in GT_KEYS}
+            gt = {key: h5[key][:] for key in GT_FIELDS}
         for i in range(len(gt["gt/count"])):
             window = {key: value[i] for key, value in gt.items()}
             count = int(window["gt/count"])

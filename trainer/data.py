@@ -80,7 +80,6 @@ from trainer.config import AUDIO_FEATURES, DataConfig
 
 log = logging.getLogger(__name__)
 
-# Stored feature datasets (under views/<source>/) feeding each audio input, in channel order.
 DECIBEL_FEATURES = ("logmel_foa", "logmel_beam")    # volume jitter adds dB to these
 IV_Y_CHANNEL = 1                                     # iv channels are I_x, I_y, I_z
 SHARDS_IN_FLIGHT = 4                                 # parts shuffled together by one worker
