@@ -163,7 +163,8 @@ def bench_dask_warm(config_path: Path, overrides: list[str], out_dir: Path,
                       dashboard_address=None) as cluster:
         cfg = load_config(PreprocessConfig, config_path,
                           [*overrides, f"paths.out_dir={out_dir}", "detector.enabled=false",
-                           "shards.clips_per_shard=1", f"dask.scheduler={cluster.scheduler_address}"])
+                           "shards.clips_per_shard=1",
+                           f"dask.scheduler={cluster.scheduler_address}"])
         bench_pipeline(cfg, out_dir)
         return bench_pipeline(cfg, out_dir)
 

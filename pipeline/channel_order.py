@@ -59,8 +59,9 @@ class ChannelOrderScores:
     test of channel c (:func:`w_energy_spread_db`), lower = more W-like; ``w_channel``: the
     channel it names W when it is decisive (its spread below every other channel's by the
     factor ``W_TEST_RATIO`` and by ``W_TEST_GAP_DB``), else None. ``orders`` put the orders
-    whose W is ``w_channel`` first, each group by mean cosine: a direction test with detections a few degrees off cannot tell W from
-    a dipole (a swap of W and X scored within 0.002 of the truth), the energy test can.
+    whose W is ``w_channel`` first, each group by mean cosine: a direction test with
+    detections a few degrees off cannot tell W from a dipole (a swap of W and X scored within
+    0.002 of the truth), the energy test can.
     """
 
     orders: tuple[str, ...]
