@@ -57,9 +57,10 @@ def loader_samples_per_s(shards_dir: Path, workers: int, n_batches: int, batch_s
 
 def loader_profile(shards_dir: Path, n_samples: int, audio_input: str = "foa_iv") -> dict:
     """Per-sample cost of the loader on one core (no worker processes), split into its parts:
-    reading + decompressing the K features (float16 -> float32), reading + decoding the K crops,
-    and the rest of ``ShardStream._load_sample`` (flip, uint8 -> float, colour jitter,
-    normalisation, layout); milliseconds per sample, K = 4, augmentation on."""
+    reading the K viewpoints' stored feature codes, reading + decoding the K crops, and the
+    rest of ``ShardStream._load_sample`` (the crops' flip, uint8 -> float and colour jitter;
+    the features' codes -> normalised float32 with the audio flip and gain; layout);
+    milliseconds per sample, K = 4, augmentation on."""
     from pipeline.shards import stored_crops, stored_features
     from trainer.data import ShardReader, epoch_rng
 
@@ -85,7 +86,7 @@ def loader_profile(shards_dir: Path, n_samples: int, audio_input: str = "foa_iv"
                 timings["sample"] += time.perf_counter() - start
                 continue
             for key in dataset.feature_keys:
-                stored_features(h5, f"views/random/{key}")[row, views]
+                stored_features(h5, f"views/random/{key}").codes((row, views))
             timings["features"] += time.perf_counter() - start
             start = time.perf_counter()
             stored_crops(h5, "views/random/crops")[row, views]

@@ -170,6 +170,47 @@ def test_normalisation_uses_norm_stats(shards):
     assert abs(float(normed["audio"].mean())) < 1.0
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_audio_from_uint8_codes_equals_the_float_path(flip):
+    """features_to_audio folds dequantisation, gain, the I_y sign and normalisation into one
+    map per band: equal to doing them one by one on float32 values (uint8 codes of both kinds,
+    the float16 codec, statistics for two of the three keys)."""
+    from pipeline.shards import FeatureCodes, FeatureNorm, dequantise_feature, quantise_feature
+    from trainer.data import features_to_audio
+
+    rng = np.random.default_rng(3)
+    k, bands, frames = 3, 6, 5
+    logmel = rng.uniform(-80.0, 0.0, (1, k, 4, bands, frames)).astype(np.float32)
+    iv = rng.uniform(-1.0, 1.0, (1, k, 3, bands, frames)).astype(np.float32)
+    beam = rng.uniform(-60.0, 0.0, (k, 1, bands, frames)).astype(np.float16)
+    logmel_codes, max_db = quantise_feature("logmel_foa", logmel, 100.0)
+    iv_codes, _ = quantise_feature("iv", iv, 100.0)
+    features = {"logmel_foa": FeatureCodes(logmel_codes[0], max_db[0], -100.0 / 255.0),
+                "iv": FeatureCodes(iv_codes[0], np.full(k, -1.0, np.float32), 1.0 / 127.5),
+                "logmel_beam": FeatureCodes(beam, np.zeros(k, np.float32), 1.0)}
+    norm = {"logmel_foa": FeatureNorm(rng.normal(-40, 5, (4, bands)).astype(np.float32),
+                                      rng.uniform(5, 15, (4, bands)).astype(np.float32)),
+            "iv": FeatureNorm(rng.normal(0, 0.1, (3, bands)).astype(np.float32),
+                              rng.uniform(0.2, 0.6, (3, bands)).astype(np.float32))}
+    keys, gain_db = ("logmel_foa", "iv", "logmel_beam"), 4.5
+
+    got = features_to_audio(features, keys, norm, gain_db, flip)
+    values = {"logmel_foa": dequantise_feature(logmel_codes, max_db, 100.0)[0] + gain_db,
+              "iv": dequantise_feature(iv_codes, None, 100.0)[0],
+              "logmel_beam": beam.astype(np.float32) + gain_db}
+    if flip:
+        values["iv"][:, 1] *= -1.0
+    for key, stats in norm.items():
+        values[key] = (values[key] - stats.mean[:, :, None]) / stats.std[:, :, None]
+    expected = np.concatenate([values[key] for key in keys], axis=1)
+    assert got.shape == (k, 8, bands, frames) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(features["iv"].values(),
+                                  dequantise_feature(iv_codes, None, 100.0)[0])
+    np.testing.assert_array_equal(features["logmel_foa"].values(),
+                                  dequantise_feature(logmel_codes, max_db, 100.0)[0])
+
+
 def test_norm_stats_formats(tmp_path):
     mean, std = np.zeros((4, 3)), np.ones((4, 3))
     write_norm_stats(tmp_path / "a.json", {"logmel_foa": (mean, std)})

@@ -19,8 +19,8 @@ What a reader needs, in the order a newcomer meets it:
 - normalisation: :func:`read_norm_stats`, :class:`FeatureNorm`.
 """
 
-from pipeline.shards.codecs import (JpegCrops, QuantisedFeature, StoredCrops, StoredFeatures,
-                                    decode_jpeg_frames, dequantise_feature,
+from pipeline.shards.codecs import (FeatureCodes, JpegCrops, QuantisedFeature, StoredCrops,
+                                    StoredFeatures, decode_jpeg_frames, dequantise_feature,
                                     encode_jpeg_frames, encode_sample_crops,
                                     encode_sample_feature, feature_code_moments, files_crc32,
                                     quantise_feature, read_checked, stored_crops,
@@ -44,7 +44,7 @@ __all__ = [
     "CROP_CODECS", "DB_FEATURES", "FAILURES_NAME", "FEATURE_CHANNELS", "FEATURE_CODECS",
     "FIELDS_BY_NAME", "INDEX_NAME", "MAX_DETECTIONS", "MAX_GT_OBJECTS", "NORM_STATS_NAME",
     "NORM_STATS_SCHEMA_VERSION", "SAMPLE_FIELDS", "SCHEMA_VERSION", "VIEWPOINT_SOURCES",
-    "FeatureNorm", "FieldSpec", "JpegCrops", "QuantisedFeature", "ShardFormatError",
+    "FeatureCodes", "FeatureNorm", "FieldSpec", "JpegCrops", "QuantisedFeature", "ShardFormatError",
     "ShardIndex", "StoredCrops", "StoredFeatures", "append_jsonl", "decode_jpeg_frames",
     "dequantise_feature", "encode_jpeg_frames", "encode_sample_crops", "encode_sample_feature",
     "feature_code_moments", "file_sha256", "open_shard", "quantise_feature", "read_jsonl",

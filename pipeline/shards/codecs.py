@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import cv2
 import h5py
@@ -265,6 +265,39 @@ def _code_sums_kernel(codes, sums, squares):  # pragma: no cover - numba
         squares[row] = total_squares
 
 
+@dataclass(frozen=True)
+class FeatureCodes:
+    """Stored feature values as codes and the affine map back to float32:
+    ``value = offset[..., None, None, None] + float32(step) * codes`` in float32 arithmetic.
+
+    uint8 codes of dB features: ``offset = max_db`` per viewpoint, ``step = -span_db / 255``;
+    of intensity vectors: ``offset = -1``, ``step = 1 / 127.5`` (the inverse of
+    :func:`quantise_feature`, equal to :func:`dequantise_feature` bit for bit); float16 values:
+    ``offset = 0``, ``step = 1``. ``codes`` is ``(..., C, M, F)``, ``offset`` ``codes.shape[:-3]``
+    float32."""
+
+    codes: np.ndarray
+    offset: np.ndarray
+    step: float
+
+    def values(self) -> np.ndarray:
+        """float32 values ``(..., C, M, F)``."""
+        return (self.offset[..., None, None, None]
+                + np.float32(self.step) * np.asarray(self.codes, dtype=np.float32))
+
+    def take(self, index) -> FeatureCodes:
+        """The viewpoints ``index`` of the first axis (an index array), in its order."""
+        return FeatureCodes(self.codes[index], self.offset[index], self.step)
+
+    @staticmethod
+    def concatenate(parts: Sequence[FeatureCodes]) -> FeatureCodes:
+        """The parts' viewpoints one after another (parts of one feature share ``step``)."""
+        if len({part.step for part in parts}) > 1:
+            raise ValueError(f"parts with different steps: {[part.step for part in parts]}")
+        return FeatureCodes(np.concatenate([part.codes for part in parts]),
+                            np.concatenate([part.offset for part in parts]), parts[0].step)
+
+
 class StoredFeatures:
     """A shard's per-viewpoint feature dataset read as float32 ``(N, K, C, M, F)`` whatever its
     codec; ``[...]`` indexes the ``(N, K)`` axes as h5py does (indices, slices, increasing
@@ -288,13 +321,22 @@ class StoredFeatures:
         return int(self.dataset.shape[0])
 
     def __getitem__(self, key) -> np.ndarray:
+        return self.codes(key).values()
+
+    def codes(self, key) -> FeatureCodes:
+        """The stored values at ``key`` (an index of the ``(N, K)`` axes, as for ``[...]``) as
+        :class:`FeatureCodes`, not yet turned into float32: a reader that scales them anyway
+        (the trainer's normalisation) folds the codec's affine map into its own."""
         if isinstance(key, tuple) and len(key) > 2:
             raise IndexError(f"{self.dataset.name}: index the (N, K) axes only, got {key}")
         values = self._read(self.dataset, key)
+        lead = values.shape[:-3]
         if self.codec == "float16":
-            return values.astype(np.float32)
-        max_db = None if self.max_db is None else read_checked(self.max_db, key)
-        return dequantise_feature(values, max_db, self.span_db)
+            return FeatureCodes(values, np.zeros(lead, dtype=np.float32), 1.0)
+        if self.max_db is None:                                        # intensity vectors
+            return FeatureCodes(values, np.full(lead, -1.0, dtype=np.float32), 1.0 / 127.5)
+        max_db = np.asarray(read_checked(self.max_db, key), dtype=np.float32)
+        return FeatureCodes(values, max_db, -self.span_db / 255.0)
 
     @staticmethod
     def _read(dataset: h5py.Dataset, key) -> np.ndarray:
