@@ -171,10 +171,17 @@ def default_detector_factory(detector_cfg: DetectorConfig):
 
 @contextlib.contextmanager
 def _single_threaded():
-    """One compute thread per task (Dask runs one task per worker thread): OpenCV, and torch
-    when the detector imported it; restored afterwards (the serial mode runs in the caller's
-    process). BLAS/OpenMP are pinned to 1 thread by Dask's nanny environment."""
+    """One compute thread per task (Dask runs one task per worker thread): OpenCV, torch when
+    the detector imported it, and the BLAS and OpenMP pools of the loaded libraries
+    (threadpoolctl); restored afterwards (the serial mode runs in the caller's process).
+
+    The BLAS pin matters on its own: numpy's OpenBLAS keeps a worker thread per core that,
+    after each call it helps with (the mel projection's matmul), spins for a while before it
+    sleeps. In the serial mode, where nothing else pinned it, that thread burned 0.4-0.5 CPU-s
+    per clip beside 0.7 of useful work and took the core ffmpeg decodes on (docs/RESULTS.md).
+    Dask's nanny sets ``OPENBLAS_NUM_THREADS=1`` for its workers; this covers every mode."""
     import cv2
+    from threadpoolctl import threadpool_limits
 
     cv2_threads = cv2.getNumThreads()
     torch = sys.modules.get("torch")
@@ -183,7 +190,8 @@ def _single_threaded():
     if torch is not None:
         torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1):
+            yield
     finally:
         cv2.setNumThreads(cv2_threads)
         if torch is not None:
@@ -249,22 +257,27 @@ def process_shard(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str,
                 log.warning("%s", exc)
                 failures.append({**exc.failure_record(), "shard": plan.name,
                                  "config_hash": content_hash})
-    record = None
-    if samples:
-        compression = None if cfg.shards.compression == "none" else cfg.shards.compression
-        record = write_shard(Path(out_dir) / plan.name, _stack_samples(samples),
-                             _shard_attrs(cfg, content_hash), compression=compression,
-                             level=cfg.shards.compression_level,
-                             crop_codec=cfg.shards.crop_codec,
-                             jpeg_quality=cfg.shards.jpeg_quality,
-                             feature_codec=cfg.shards.feature_codec,
-                             feature_span_db=cfg.audio.top_db)
-        record["planned_clip_ids"] = plan.clip_ids
-        record["records_hash"] = plan.records_hash
-        record["failed_clip_ids"] = sorted(f["clip_id"] for f in failures)
-        record["source_root"] = source_root(cfg)
+        record = _write(plan, cfg, out_dir, samples, failures, content_hash) if samples else None
     return ShardResult(plan.name, record, failures, len(plan.clips), len(samples),
                        time.perf_counter() - started)
+
+
+def _write(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str, samples: list[dict[str, Any]],
+           failures: list[dict[str, Any]], content_hash: str) -> dict[str, Any]:
+    """Write the shard of ``samples`` and return its index record."""
+    compression = None if cfg.shards.compression == "none" else cfg.shards.compression
+    record = write_shard(Path(out_dir) / plan.name, _stack_samples(samples),
+                         _shard_attrs(cfg, content_hash), compression=compression,
+                         level=cfg.shards.compression_level,
+                         crop_codec=cfg.shards.crop_codec,
+                         jpeg_quality=cfg.shards.jpeg_quality,
+                         feature_codec=cfg.shards.feature_codec,
+                         feature_span_db=cfg.audio.top_db)
+    record["planned_clip_ids"] = plan.clip_ids
+    record["records_hash"] = plan.records_hash
+    record["failed_clip_ids"] = sorted(f["clip_id"] for f in failures)
+    record["source_root"] = source_root(cfg)
+    return record
 
 
 def shard_norm_moments(path: str) -> NormStatsAccumulator:
