@@ -10,9 +10,10 @@ the sizes of the real pipeline). Then measures, all in this process:
    for both sizes;
 2. the training loop (``trainer.train.main``, tiny preset, AVSA phase) with 0, 1 and 2 workers:
    clips/s, ms per step and the share of the step spent waiting for data;
-3. one optimizer step of the paper preset (R(2+1)D-18 + 9-layer audio CNN + transformers,
-   AVSA phase, 4 viewpoints) on the CPU, and on CUDA when available (AMP fp16, the paper's
-   14 clips per GPU, peak memory).
+3. the CPU training step in fp32 and in the precision ``optim.precision=auto`` picks (bf16
+   autocast on CPUs with AMX), tiny and paper presets (R(2+1)D-18 + 9-layer audio CNN +
+   transformers), AVC and AVSA phases; one optimizer step of the paper preset on CUDA when
+   available (AMP fp16, the paper's 14 clips per GPU, peak memory).
 
 Prints a Markdown table. Numbers depend on the machine and its load; compare rows of one run.
 """
@@ -149,6 +150,27 @@ def model_step(preset: str, device: torch.device, batch_size: int, steps: int,
     return {"step_s": step_s, "clips_per_s": batch_size / step_s, "peak_gb": peak_gb}
 
 
+def precision_rows(tiny_steps: int, paper_steps: int) -> list[tuple]:
+    """The CPU training step in fp32 and in the precision ``optim.precision=auto`` picks on this
+    CPU (bf16 autocast with AMX, else fp32), tiny (B = 8) and paper (B = 2) presets, AVC and
+    AVSA phases, measured alternately in this process (``bench/gpu.py``'s step): one row each,
+    the ratio against fp32 in the step column."""
+    from bench.gpu import measure
+
+    cpu = torch.device("cpu")
+    rows = []
+    for preset, batch_size, steps in (("tiny", 8, tiny_steps), ("paper", 2, paper_steps)):
+        for phase in ("avc", "avsa"):
+            fp32 = measure(preset, phase, batch_size, cpu, "fp32", steps)
+            auto = measure(preset, phase, batch_size, cpu, "auto", steps)
+            ratio = auto["clips_per_s"] / fp32["clips_per_s"]
+            rows.append((f"{phase.upper()} step, {preset} preset, B={batch_size} (CPU), "
+                         f"auto = {auto['precision']}", "-", f"{auto['clips_per_s']:.2f} clips/s",
+                         f"{1000 * auto['step_s']:.0f} ms, {ratio:.2f}x fp32 "
+                         f"({fp32['clips_per_s']:.2f} clips/s)", ""))
+    return rows
+
+
 def _ms_per_input(run, steps: int, batch_size: int) -> float:
     """Mean wall ms per input of ``run()`` over ``steps`` calls after one warm-up call."""
     times = []
@@ -269,9 +291,7 @@ def main() -> None:
                        ("nchw", "NCHW"), ("channels_last", "channels-last"), 1)
     rows += ratio_rows("audio CNN inference, tiny", audio_fusion_ratio("tiny", 128, steps=5),
                        ("eval", "eval-mode BatchNorm"), ("fused", "BatchNorm folded"), 2)
-    cpu = model_step("paper", torch.device("cpu"), 2, args.paper_steps, amp=False)
-    rows.append(("model step, paper preset, B=2 K=4 (CPU)", "-",
-                 f"{cpu['clips_per_s']:.2f} clips/s", f"{1000 * cpu['step_s']:.0f} ms", ""))
+    rows += precision_rows(args.steps, args.paper_steps)
     if torch.cuda.is_available():
         gpu = model_step("paper", torch.device("cuda"), 14, steps=10, amp=True)
         rows.append((f"model step, paper preset, B=14 K=4 (CUDA AMP, peak "

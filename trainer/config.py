@@ -130,8 +130,9 @@ class OptimConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-5
     grad_clip: float = 5.0
-    # Autocast precision of the forward pass: auto = bf16 on CUDA (no loss scaling needed), fp32
-    # on the CPU; fp16 uses a GradScaler. The trainer only; the baselines run in fp32.
+    # Autocast precision of the forward pass: auto = bf16 on CUDA (no loss scaling needed) and on
+    # CPUs with AMX, fp32 on other CPUs; fp16 uses a GradScaler. The trainer only; the baselines
+    # run in fp32.
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     warmup_steps: int = 0
     # Learning rate after warm-up: constant, or cosine (half a cosine from lr down to
