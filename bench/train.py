@@ -62,7 +62,6 @@ def loader_profile(shards_dir: Path, n_samples: int, audio_input: str = "foa_iv"
     rest of ``ShardStream._load_sample`` (the crops' flip, uint8 -> float and colour jitter;
     the features' codes -> normalised float32 with the audio flip and gain; layout);
     milliseconds per sample, K = 4, augmentation on."""
-    from pipeline.shards import stored_crops, stored_features
     from trainer.data import ShardReader, epoch_rng
 
     cfg = DataConfig(batch_size=4, views_per_step=4, audio_input=audio_input)
@@ -80,17 +79,17 @@ def loader_profile(shards_dir: Path, n_samples: int, audio_input: str = "foa_iv"
             dataset._load_sample(reader, *work[-1], epoch_rng(0, 0, 2, 0, 0, 0, 1))
             work = work[:-1]
         for index, (path, row) in enumerate(work):
-            h5 = reader.shard(path)
+            fields = reader.view_fields(path)         # the datasets the loader reads, opened once
             start = time.perf_counter()
             if part == "sample":
                 dataset._load_sample(reader, path, row, epoch_rng(0, 0, 2, 0, 0, index, 0))
                 timings["sample"] += time.perf_counter() - start
                 continue
             for key in dataset.feature_keys:
-                stored_features(h5, f"views/random/{key}").codes((row, views))
+                fields["features"][key].codes((row, views))
             timings["features"] += time.perf_counter() - start
             start = time.perf_counter()
-            stored_crops(h5, "views/random/crops")[row, views]
+            fields["crops"][row, views]
             timings["crops"] += time.perf_counter() - start
         reader.close()
     n = len(work)

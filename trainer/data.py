@@ -215,6 +215,13 @@ class ShardReader:
         self.shard(path)
         return int(self._views(path, source)["azimuth_rad"].shape[1])
 
+    def view_fields(self, path: str, source: str | None = None) -> dict[str, Any]:
+        """The stored view fields of the ``source`` set (default the reader's) of an open
+        shard: angles, flags, and the crops and features as :func:`stored_crops` /
+        :func:`stored_features` objects, made once when the shard opened."""
+        self.shard(path)
+        return self._views(path, source)
+
     def _views(self, path: str, source: str | None) -> dict[str, Any]:
         return self._small[path]["views"][source or self.view_set]
 
@@ -324,7 +331,8 @@ def crops_to_video(crops: np.ndarray, jitter_strength: float = 0.0,
     pixel's grey level), then clipped to [0, 1]. One numba kernel reads the uint8 crops twice
     (integer channel sums for the mean grey, then the map, mirrored on the fly) and writes the
     channel-first floats once: the loader's largest cost after reading (bench/train.py), 3 ms
-    per paper-size sample in numpy temporaries, 1.8 ms (3.4 flipped) in the first kernel.
+    per paper-size sample in numpy temporaries, 1.8 ms (3.4 flipped) in the first kernel, 1.1-1.3
+    ms now.
     """
     k = crops.shape[0]
     video = np.empty((k, 3, *crops.shape[1:4]), dtype=np.float32)
@@ -342,15 +350,15 @@ def crops_to_video(crops: np.ndarray, jitter_strength: float = 0.0,
     return video
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _jittered_video(pixels, scale, gray_weight, mean_weight, flip, out):  # pragma: no cover
     """``out[k, ch, i, j] = clip(scale[k] x + gray_weight[k] gray + mean_weight[k] mean(gray))``
     over pixels ``(K, R, W, 3)`` uint8 (R rows of W pixels; column ``W - 1 - j`` when ``flip``),
     x = pixel / 255, gray = 0.299 R + 0.587 G + 0.114 B (the mean from exact integer channel
-    sums), float32 out ``(K, 3, R, W)``."""
+    sums), float32 out ``(K, 3, R, W)``. The 1/255 and the grey weights fold into per-crop
+    coefficients and ``fastmath`` lets LLVM vectorise the clip: 1.75 -> 1.1-1.3 ms per
+    paper-size sample, within 2e-7 of the unfolded formula."""
     n_views, n_rows, width = pixels.shape[0], pixels.shape[1], pixels.shape[2]
-    inv = np.float32(1.0 / 255.0)
-    wr, wg, wb = np.float32(0.299), np.float32(0.587), np.float32(0.114)
     zero, one = np.float32(0.0), np.float32(1.0)
     for k in range(n_views):
         sum_r, sum_g, sum_b = 0, 0, 0
@@ -361,17 +369,21 @@ def _jittered_video(pixels, scale, gray_weight, mean_weight, flip, out):  # prag
                 sum_b += np.int64(pixels[k, i, j, 2])
         total = 0.299 * sum_r + 0.587 * sum_g + 0.114 * sum_b
         offset = np.float32(mean_weight[k] * total / 255.0 / (n_rows * width))
-        a, g = np.float32(scale[k]), np.float32(gray_weight[k])
+        inv = np.float32(1.0 / 255.0)
+        a, g = np.float32(scale[k]) * inv, np.float32(gray_weight[k]) * inv
+        gray_r, gray_g, gray_b = g * np.float32(0.299), g * np.float32(0.587), g * np.float32(0.114)
         for i in range(n_rows):
+            row = pixels[k, i]
+            out_r, out_g, out_b = out[k, 0, i], out[k, 1, i], out[k, 2, i]
             for j in range(width):
                 source = width - 1 - j if flip else j
-                r = pixels[k, i, source, 0] * inv
-                gr = pixels[k, i, source, 1] * inv
-                b = pixels[k, i, source, 2] * inv
-                base = g * (wr * r + wg * gr + wb * b) + offset
-                out[k, 0, i, j] = min(max(a * r + base, zero), one)
-                out[k, 1, i, j] = min(max(a * gr + base, zero), one)
-                out[k, 2, i, j] = min(max(a * b + base, zero), one)
+                r = np.float32(row[source, 0])
+                gr = np.float32(row[source, 1])
+                b = np.float32(row[source, 2])
+                base = gray_r * r + gray_g * gr + gray_b * b + offset
+                out_r[j] = min(max(a * r + base, zero), one)
+                out_g[j] = min(max(a * gr + base, zero), one)
+                out_b[j] = min(max(a * b + base, zero), one)
 
 
 def features_to_audio(features: dict[str, FeatureCodes], keys: Sequence[str],
