@@ -34,22 +34,17 @@ one() {   # one KIND SEED PRECISION: train (unless done) and score one model
     make --no-print-directory eval-avsa CKPT="runs/$run/ckpt.pt"
 }
 
-pids=()
+source scripts/two_jobs.sh
 for seed in "${SEEDS[@]}"; do
   for kind in "${KINDS[@]}"; do
     for precision in fp32 bf16; do
       log=$LOGS/${precision}_${kind}_$seed.log
       echo "==> $kind, $precision, seed $seed (log: $log)"
-      one "$kind" "$seed" "$precision" > "$log" 2>&1 &
-      pids+=($!)
-      if (( ${#pids[@]} == 2 )); then
-        for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $LOGS/" >&2; exit 1; }; done
-        pids=()
-      fi
+      spawn "$log" one "$kind" "$seed" "$precision"
     done
   done
 done
-for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $LOGS/" >&2; exit 1; }; done
+wait_jobs
 
 group() {   # group KIND PRECISION: the comma-separated run folders, in seed order
   local list=() seed

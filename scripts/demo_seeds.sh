@@ -39,19 +39,14 @@ one_model() {
 # The STARSS23-layout sets of SELD and the direction probe, made once before jobs share them.
 "${MAKE_CMD[@]}" starss23-synth direction-synth
 
-pids=()
+source scripts/two_jobs.sh
 for seed in 0 "${SEEDS[@]}"; do
   for kind in avsa avc; do
     echo "==> $kind, pretraining seed $seed (log: $LOGS/seeds_${kind}_$seed.log)"
-    one_model "$kind" "$seed" > "$LOGS/seeds_${kind}_$seed.log" 2>&1 &
-    pids+=($!)
-    if (( ${#pids[@]} == 2 )); then
-      for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $LOGS/" >&2; exit 1; }; done
-      pids=()
-    fi
+    spawn "$LOGS/seeds_${kind}_$seed.log" one_model "$kind" "$seed"
   done
 done
-for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $LOGS/" >&2; exit 1; }; done
+wait_jobs
 
 runs() {   # runs KIND: the comma-separated run folders of KIND, seed 0 first
   local kind=$1

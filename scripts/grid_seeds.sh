@@ -40,20 +40,15 @@ evaluate() {   # evaluate RUN_DIR
   [[ -f $run/eval_seld.json ]] || "${MAKE_CMD[@]}" eval-seld CKPT="$run/ckpt.pt" ARGS="$SELD_ARGS"
 }
 
-pids=()
+source scripts/two_jobs.sh
 for seed in "${seeds[@]}"; do
   for kind in "${KINDS[@]}"; do
     run=$RUNS/$kind-seed$seed
     echo "==> $run (log: $RUNS/logs/$kind-seed$seed.where.log)"
-    evaluate "$run" > "$RUNS/logs/$kind-seed$seed.where.log" 2>&1 &
-    pids+=($!)
-    if (( ${#pids[@]} == 2 )); then
-      for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $RUNS/logs/" >&2; exit 1; }; done
-      pids=()
-    fi
+    spawn "$RUNS/logs/$kind-seed$seed.where.log" evaluate "$run"
   done
 done
-for pid in "${pids[@]}"; do wait "$pid" || { echo "failed: see $RUNS/logs/" >&2; exit 1; }; done
+wait_jobs
 
 group() {   # group KIND: the comma-separated run folders of KIND in seed order
   local list=() seed
