@@ -28,7 +28,8 @@ settings the evaluators reuse), `sample_rate`, `n_mels`, `n_frames`, `fps`, `cro
 shuffle) are chunked per sample, and per viewpoint for view data, so random access reads one
 chunk; JPEG-coded crops are chunked per sample and decoded by `stored_crops`; uint8 feature
 codes (`shards.feature_codec`) are stored uncompressed (lzf saved 3 % of their bytes) and
-dequantised by `stored_features`.
+dequantised by `stored_features` (`.codes(...)` gives the codes with their affine map instead,
+which the trainer folds into its normalisation).
 
 **Integrity.** Every numeric dataset carries HDF5's Fletcher-32 checksum per chunk (bulk fields
 one chunk per sample and viewpoint, small fields one chunk), which HDF5 checks on every read:
