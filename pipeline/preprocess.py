@@ -177,8 +177,9 @@ def _single_threaded():
 
     The BLAS pin matters on its own: numpy's OpenBLAS keeps a worker thread per core that,
     after each call it helps with (the mel projection's matmul), spins for a while before it
-    sleeps. In the serial mode, where nothing else pinned it, that thread burned 0.4-0.5 CPU-s
-    per clip beside 0.7 of useful work and took the core ffmpeg decodes on (docs/RESULTS.md).
+    sleeps. In the serial mode, where nothing else pinned it, that thread burned 0.4-0.7 CPU-s
+    per clip beside the main thread's 0.75-1.1 and took the core ffmpeg decodes on (bench:
+    0.39x -> 0.62x decode-only the same hour; docs/RESULTS.md, fourth round).
     Dask's nanny sets ``OPENBLAS_NUM_THREADS=1`` for its workers; this covers every mode."""
     import cv2
     from threadpoolctl import threadpool_limits

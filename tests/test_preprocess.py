@@ -332,7 +332,7 @@ def test_force_never_wipes_a_folder_another_run_is_writing(synth_root, tmp_path)
 
 def test_a_task_runs_blas_and_opencv_on_one_thread_and_restores_them():
     """The serial mode runs tasks in the caller's process: without the pin, numpy's OpenBLAS
-    worker spun after each matmul and cost 0.4-0.5 CPU-s per clip (docs/RESULTS.md)."""
+    worker spun after each matmul and cost 0.4-0.7 CPU-s per clip (docs/RESULTS.md)."""
     import cv2
     from threadpoolctl import threadpool_info
 
