@@ -212,11 +212,7 @@ def dequantise_feature(codes: np.ndarray, max_db: np.ndarray | None,
                        span_db: float) -> np.ndarray:
     """Inverse of :func:`quantise_feature`: codes ``(..., C, M, F)`` and, for dB features,
     ``max_db`` of shape ``codes.shape[:-3]`` -> float32."""
-    codes = np.asarray(codes, dtype=np.float32)
-    if max_db is None:
-        return codes * np.float32(1.0 / 127.5) - np.float32(1.0)
-    return (np.asarray(max_db, dtype=np.float32)[..., None, None, None]
-            - codes * np.float32(span_db / 255.0))
+    return FeatureCodes.from_uint8(codes, max_db, span_db).values()
 
 
 def feature_code_moments(codes: np.ndarray, max_db: np.ndarray | None, span_db: float
@@ -236,10 +232,8 @@ def feature_code_moments(codes: np.ndarray, max_db: np.ndarray | None, span_db: 
     sums = np.empty(codes.shape[:4], dtype=np.int64)
     squares = np.empty(codes.shape[:4], dtype=np.int64)
     _code_sums_kernel(codes.reshape(-1, n_frames), sums.reshape(-1), squares.reshape(-1))
-    if max_db is None:
-        offset, step = np.full((n_samples, n_views), -1.0), 1.0 / 127.5
-    else:
-        offset, step = np.asarray(max_db, dtype=np.float64), -float(span_db) / 255.0
+    affine = FeatureCodes.from_uint8(codes, max_db, span_db)
+    offset, step = affine.offset.astype(np.float64), affine.step
     if offset.shape != (n_samples, n_views):
         raise ValueError(f"expected max_db shaped {(n_samples, n_views)}, got {offset.shape}")
     view_mean = offset[:, :, None, None] + step * (sums / n_frames)               # (N, K, C, M)
@@ -279,6 +273,17 @@ class FeatureCodes:
     codes: np.ndarray
     offset: np.ndarray
     step: float
+
+    @classmethod
+    def from_uint8(cls, codes: np.ndarray, max_db: np.ndarray | None,
+                   span_db: float) -> FeatureCodes:
+        """The map of :func:`quantise_feature`'s uint8 codes ``(..., C, M, F)``: dB features
+        with their ``max_db`` (shape ``codes.shape[:-3]``), intensity vectors with None. The one
+        place that states the codec's constants (:func:`dequantise_feature`,
+        :func:`feature_code_moments` and :class:`StoredFeatures` read them here)."""
+        if max_db is None:
+            return cls(codes, np.full(np.shape(codes)[:-3], -1.0, dtype=np.float32), 1.0 / 127.5)
+        return cls(codes, np.asarray(max_db, dtype=np.float32), -float(span_db) / 255.0)
 
     def values(self) -> np.ndarray:
         """float32 values ``(..., C, M, F)``."""
@@ -330,13 +335,10 @@ class StoredFeatures:
         if isinstance(key, tuple) and len(key) > 2:
             raise IndexError(f"{self.dataset.name}: index the (N, K) axes only, got {key}")
         values = self._read(self.dataset, key)
-        lead = values.shape[:-3]
         if self.codec == "float16":
-            return FeatureCodes(values, np.zeros(lead, dtype=np.float32), 1.0)
-        if self.max_db is None:                                        # intensity vectors
-            return FeatureCodes(values, np.full(lead, -1.0, dtype=np.float32), 1.0 / 127.5)
-        max_db = np.asarray(read_checked(self.max_db, key), dtype=np.float32)
-        return FeatureCodes(values, max_db, -self.span_db / 255.0)
+            return FeatureCodes(values, np.zeros(values.shape[:-3], dtype=np.float32), 1.0)
+        max_db = None if self.max_db is None else read_checked(self.max_db, key)
+        return FeatureCodes.from_uint8(values, max_db, self.span_db)
 
     @staticmethod
     def _read(dataset: h5py.Dataset, key) -> np.ndarray:
