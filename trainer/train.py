@@ -345,7 +345,8 @@ def start_processes(cfg: TrainConfig, run_dir: Path, config_path: str | None) ->
                  "to choose)", threads, os.cpu_count() or 1, cfg.data.num_workers)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if device.type == "cpu" and cfg.optim.precision == "auto" and cpu_has_amx_bf16():
+    autocast_dtype = autocast_dtype_for(cfg.optim.precision, device)
+    if device.type == "cpu" and cfg.optim.precision == "auto" and autocast_dtype is not None:
         log.info("this CPU multiplies bf16 in hardware (AMX): optim.precision=auto trains in "
                  "bf16 autocast (optim.precision=fp32 to turn it off; docs/RESULTS.md, bf16 on "
                  "the CPU)")
@@ -353,7 +354,7 @@ def start_processes(cfg: TrainConfig, run_dir: Path, config_path: str | None) ->
     random.seed(cfg.run.seed)
     np.random.seed(cfg.run.seed)
     torch.manual_seed(cfg.run.seed)
-    return RunContext(cfg, run_dir, dist_info, autocast_dtype_for(cfg.optim.precision, device))
+    return RunContext(cfg, run_dir, dist_info, autocast_dtype)
 
 
 def open_data(ctx: RunContext) -> RunData:
