@@ -170,6 +170,18 @@ def test_normalisation_uses_norm_stats(shards):
     assert abs(float(normed["audio"].mean())) < 1.0
 
 
+def test_norm_stats_of_another_band_count_are_refused_naming_the_shard(shards, tmp_path):
+    import shutil
+
+    folder = tmp_path / "shards"
+    shutil.copytree(shards, folder)
+    write_norm_stats(folder / "norm_stats.json",
+                     {"logmel_foa": (np.zeros((4, 8)), np.ones((4, 8)))})   # shards: 16 bands
+    cfg = replace(PLAIN, views_per_step=4, batch_size=2, normalize_audio=True)
+    with pytest.raises(ShardFormatError, match=r"train-\d+\.h5: norm_stats.json: logmel_foa"):
+        next(iter(ShardStream(folder, "train", cfg)))
+
+
 @pytest.mark.parametrize("flip", [False, True])
 def test_audio_from_uint8_codes_equals_the_float_path(flip):
     """features_to_audio folds dequantisation, gain, the I_y sign and normalisation into one
