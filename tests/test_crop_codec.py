@@ -100,6 +100,34 @@ def test_quantised_features_stay_within_their_stated_error():
     assert iv[0].mean() > 0.3 and iv[1].mean() > 0.5
 
 
+def test_quantisation_kernels_give_the_codes_of_the_array_formulas():
+    """The stated map, ``round half up`` of ``(max - x) * 255 / span`` (dB) and of
+    ``(clip(x, -1, 1) + 1) * 127.5`` (IV), written as float32 numpy steps; values on the rounding
+    edges and outside the ranges included."""
+    from pipeline.shards import quantise_feature
+
+    rng = np.random.default_rng(7)
+    f32 = np.float32
+    db = (rng.uniform(-100, 0, (2, 3, 4, 8, 50)) + rng.uniform(-20, 20, (2, 3, 1, 1, 1))
+          ).astype(f32)
+    db[0, 0].flat[:400] = -np.arange(400, dtype=f32) * f32(100 / 255 / 2)   # half-steps
+    db[1, 2].flat[:10] = -150.0                                             # below the span
+    iv = rng.uniform(-1.3, 1.3, (2, 3, 3, 8, 50)).astype(f32)
+    iv[0, 0].flat[:400] = (np.arange(400, dtype=f32) / f32(127.5) - 1) / 2
+    max_db = db.max(axis=(2, 3, 4))
+    expected_db = np.clip((max_db[..., None, None, None] - db) * f32(255 / 100) + f32(0.5),
+                          0, 255).astype(np.uint8)
+    expected_iv = ((np.clip(iv, -1, 1) + f32(1)) * f32(127.5) + f32(0.5)).astype(np.uint8)
+    codes, got_max = quantise_feature("logmel_foa", db, 100.0)
+    np.testing.assert_array_equal(codes, expected_db)
+    np.testing.assert_array_equal(got_max, max_db)
+    codes, none = quantise_feature("iv", iv, 100.0)
+    np.testing.assert_array_equal(codes, expected_iv)
+    assert none is None
+    with pytest.raises(ValueError, match="N, K, C, M, F"):
+        quantise_feature("iv", iv[0], 100.0)
+
+
 def test_stored_features_read_both_codecs_alike(tmp_path):
     from pipeline.shards import stored_features
 

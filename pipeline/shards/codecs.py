@@ -193,19 +193,41 @@ def quantise_feature(key: str, values: np.ndarray, span_db: float
     per viewpoint; every value lies within ``span_db`` (top_db) of it, so the error is at most
     ``span_db / 510`` (0.2 dB at 100 dB). Intensity vectors: ``q = round((x + 1) * 127.5)``,
     error at most 1/255 (their components lie in [-1, 1])."""
-    values = np.asarray(values, dtype=np.float32)
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if values.ndim != 5:
+        raise ValueError(f"expected features shaped (N, K, C, M, F), got {values.shape}")
+    rows = values.reshape(values.shape[0] * values.shape[1], -1)      # one row per viewpoint
+    codes = np.empty(rows.shape, dtype=np.uint8)
     if key in DB_FEATURES:
-        max_db = values.max(axis=(2, 3, 4)).astype(np.float32)
-        scaled = np.subtract(max_db[:, :, None, None, None], values)
-        scaled *= np.float32(255.0 / span_db)
-        scaled += np.float32(0.5)                  # round half up; values are >= 0 here
-        np.clip(scaled, 0.0, 255.0, out=scaled)
-        return scaled.astype(np.uint8), max_db
-    scaled = np.clip(values, -1.0, 1.0)
-    scaled += np.float32(1.0)
-    scaled *= np.float32(127.5)
-    scaled += np.float32(0.5)
-    return scaled.astype(np.uint8), None
+        max_db = rows.max(axis=1)                       # numpy's max is SIMD; numba's is not
+        _quantise_db_kernel(rows, max_db, np.float32(255.0 / span_db), codes)
+        return codes.reshape(values.shape), max_db.reshape(values.shape[:2])
+    _quantise_unit_kernel(rows, codes)
+    return codes.reshape(values.shape), None
+
+
+# The kernels do numpy's float32 steps in its order (max - x, * scale, + 0.5, clip, truncate),
+# so the codes are those of the array formulas bit for bit (tested), in one pass instead of five
+# over float32 temporaries: 0.03 CPU-s per clip less in preprocessing.
+@njit(cache=True, nogil=True)
+def _quantise_db_kernel(rows, max_db, scale, codes):  # pragma: no cover - numba
+    """Per row of ``rows (G, L)`` float32 with its max ``max_db[g]``: the codes
+    ``clip((max - x) * scale + 0.5, 0, 255)`` truncated to uint8."""
+    half, low, high = np.float32(0.5), np.float32(0.0), np.float32(255.0)
+    for g in range(rows.shape[0]):
+        top = max_db[g]
+        for i in range(rows.shape[1]):
+            scaled = (top - rows[g, i]) * scale + half
+            codes[g, i] = np.uint8(min(max(scaled, low), high))
+
+
+@njit(cache=True, nogil=True)
+def _quantise_unit_kernel(rows, codes):  # pragma: no cover - numba
+    """``clip(x, -1, 1)``, ``+ 1``, ``* 127.5``, ``+ 0.5``, truncated to uint8 (float32)."""
+    one, step, half = np.float32(1.0), np.float32(127.5), np.float32(0.5)
+    for g in range(rows.shape[0]):
+        for i in range(rows.shape[1]):
+            codes[g, i] = np.uint8((min(max(rows[g, i], -one), one) + one) * step + half)
 
 
 def dequantise_feature(codes: np.ndarray, max_db: np.ndarray | None,
