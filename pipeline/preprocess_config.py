@@ -146,8 +146,9 @@ class ShardsConfig:
     # smaller than level 1, ~20 % slower.
     compression: Literal["gzip", "lzf", "none"] = "lzf"
     compression_level: int = 1     # gzip only
-    # Crops: one JPEG per frame (OpenCV, 4:2:0; at quality 95 ~0.7 grey levels of mean absolute
-    # error, ~6x smaller and ~10x cheaper to write than gzip; bench/preprocess.py) or raw uint8
+    # Crops: one JPEG per viewpoint, its frames stacked (OpenCV, 4:2:2; at quality 95 ~0.65 grey
+    # levels of mean absolute error, ~7x smaller and ~10x cheaper to write than gzip;
+    # bench/preprocess.py) or raw uint8
     # with `compression` (lossless). Readers decode either (pipeline.shards.stored_crops).
     crop_codec: Literal["jpeg", "raw"] = "jpeg"
     jpeg_quality: int = 95

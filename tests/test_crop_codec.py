@@ -1,11 +1,13 @@
 """Crops stored as JPEG files (the preprocessing default) read back as the uint8 RGB arrays a
-raw shard gives: colour order, error bound, every index pattern the readers use, and the
-trainer's reader on both codecs."""
+raw shard gives: colour order, error bound, every index pattern the readers use, the trainer's
+reader on both codecs, and v1 shards (one file per frame) still read."""
 
+import h5py
 import numpy as np
 import pytest
 
-from pipeline.shards import (ShardIndex, decode_jpeg_frames, encode_jpeg_frames, open_shard,
+from pipeline.shards import (ShardIndex, decode_jpeg_frames, decode_jpeg_strips,
+                             encode_jpeg_frames, encode_jpeg_strips, files_crc32, open_shard,
                              stored_crops)
 from pipeline.synth.shard_factory import make_shards
 from trainer.data import ShardReader
@@ -31,6 +33,27 @@ def test_jpeg_round_trip_keeps_the_colour_order_and_detail():
     np.testing.assert_array_equal(single, back[1, 0])
 
 
+def test_jpeg_strips_round_trip_without_mixing_their_frames():
+    """One file per viewpoint, frames stacked: each frame decodes as if alone. Frames of
+    opposite colours side by side in time are the worst case for the decoder's chroma
+    interpolation across a frame boundary (4:2:0 strips smeared each frame's edge rows)."""
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    smooth = 128 + 60 * np.sin(2 * np.pi * (xx + 0.5 * yy))[None, :, :, None]
+    frames = np.repeat(np.repeat(smooth, 4, axis=0), 3, axis=3).astype(np.uint8)  # (4, 32, 32, 3)
+    frames[0::2, ..., 0], frames[0::2, ..., 2] = 230, 20                  # red-ish, blue-ish,
+    frames[1::2, ..., 0], frames[1::2, ..., 2] = 20, 230                  # alternating in time
+    views = np.stack([frames, frames[::-1]])                              # (K=2, T, S, S, 3)
+    encoded = encode_jpeg_strips(views, 95)
+    assert encoded.shape == (2,) and encoded.dtype == object
+    back = decode_jpeg_strips(encoded, (32, 32, 3), 4)
+    assert back.shape == views.shape and back.dtype == np.uint8
+    error = np.abs(back.astype(int) - views.astype(int))
+    assert error.mean() < 2.0
+    edge_rows = error[:, :, [0, -1]].mean()          # each frame's top and bottom rows
+    assert edge_rows < 3.0, edge_rows
+    np.testing.assert_array_equal(decode_jpeg_strips(encoded[1], (32, 32, 3), 4), back[1])
+
+
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     root = tmp_path_factory.mktemp("codec")
@@ -54,10 +77,40 @@ def test_stored_crops_index_like_the_raw_dataset(both):
             assert got.shape == expected.shape and got.dtype == np.uint8, key
             # exactly the JPEG round trip of the raw crops (the factory's crops are noisy, so
             # the round trip itself is several grey levels off)
-            lead = expected.shape[:-3]
-            again = decode_jpeg_frames(encode_jpeg_frames(expected.reshape(-1, 32, 32, 3)),
-                                       (32, 32, 3)).reshape(*lead, 32, 32, 3)
-            np.testing.assert_array_equal(got, again, err_msg=str(key))
+            np.testing.assert_array_equal(got, strip_round_trip(raw[:])[key], err_msg=str(key))
+
+
+def strip_round_trip(crops: np.ndarray) -> np.ndarray:
+    """``(..., T, S, S, 3)`` crops through the JPEG strips the writer stores."""
+    return decode_jpeg_strips(encode_jpeg_strips(crops), crops.shape[-3:], crops.shape[-4])
+
+
+def test_v1_shards_with_one_jpeg_per_frame_still_read(both, tmp_path):
+    """A schema v1 shard (before the strips): the same crops as an (N, K, T) dataset of
+    per-frame files, its CRC over each viewpoint's T files; read through the same path."""
+    import shutil
+
+    raw_path = ShardIndex.load(both / "raw").paths()[0]
+    v1_path = tmp_path / "v1.h5"
+    shutil.copy(ShardIndex.load(both / "jpeg").paths()[0], v1_path)
+    with open_shard(raw_path) as raw_h5:
+        raw = stored_crops(raw_h5, "views/random/crops")[:]
+    files = encode_jpeg_frames(raw, 95)                                  # (N, K, T)
+    with h5py.File(v1_path, "r+") as h5:
+        h5.attrs["schema_version"] = 1
+        del h5["views/random/crops"], h5["views/random/crops_crc32"]
+        dataset = h5.create_dataset("views/random/crops", shape=files.shape,
+                                    dtype=h5py.vlen_dtype(np.uint8), chunks=(1, *files.shape[1:]))
+        dataset[...] = files
+        dataset.attrs.update({"codec": "jpeg", "quality": 95,
+                              "frame_shape": np.asarray(raw.shape[-3:], np.int64)})
+        h5.create_dataset("views/random/crops_crc32", data=files_crc32(files))
+    expected = decode_jpeg_frames(files, raw.shape[-3:])
+    with open_shard(v1_path) as h5:
+        crops = stored_crops(h5, "views/random/crops")
+        assert crops.frames_per_file is None and crops.shape == raw.shape
+        for key in (1, (2, [0, 3]), (1, 2, slice(1, 3)), (0, 1, 0)):
+            np.testing.assert_array_equal(crops[key], expected[key], err_msg=str(key))
 
 
 def test_trainer_reader_gives_the_same_sample_for_both_codecs(both):
@@ -70,8 +123,7 @@ def test_trainer_reader_gives_the_same_sample_for_both_codecs(both):
         reader.close()
     raw, jpeg = samples["raw"], samples["jpeg"]
     assert jpeg["crops"].shape == raw["crops"].shape == (3, 4, 32, 32, 3)
-    again = decode_jpeg_frames(encode_jpeg_frames(raw["crops"]), (32, 32, 3))
-    np.testing.assert_array_equal(jpeg["crops"], again)
+    np.testing.assert_array_equal(jpeg["crops"], strip_round_trip(raw["crops"]))
     np.testing.assert_array_equal(jpeg["features"]["logmel_foa"].values(),
                                   raw["features"]["logmel_foa"].values())
     np.testing.assert_array_equal(jpeg["azimuth_rad"], raw["azimuth_rad"])

@@ -273,16 +273,16 @@ def _flip(path: Path, offset: int, n_bytes: int = 16) -> None:
 
 def _corrupt(path: Path, field: str) -> None:
     """Flip bytes inside every sample's stored ``field`` in the shard file: the first
-    viewpoint's chunk of ``audio`` (FOA) or ``features`` (uint8 log-mel), or the first JPEG
-    file of each viewpoint's ``crops`` (variable-length bytes outside the chunks)."""
+    viewpoint's chunk of ``audio`` (FOA) or ``features`` (uint8 log-mel), or each viewpoint's
+    JPEG strip of ``crops`` (variable-length bytes outside the chunks)."""
     import h5py
 
     offsets = []
     with h5py.File(path, "r") as h5:
         if field == "crops":
-            files = h5["views/random/crops"][()]                   # (N, K, T) JPEG files
+            files = h5["views/random/crops"][()]                   # (N, K) JPEG strips
             raw = path.read_bytes()
-            offsets = [raw.index(files[row, view, 0].tobytes()) + 200
+            offsets = [raw.index(files[row, view].tobytes()) + 200
                        for row in range(files.shape[0]) for view in range(files.shape[1])]
         else:
             name = "foa_acn_sn3d" if field == "audio" else "views/random/logmel_foa"

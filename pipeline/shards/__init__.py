@@ -20,8 +20,9 @@ What a reader needs, in the order a newcomer meets it:
 """
 
 from pipeline.shards.codecs import (FeatureCodes, JpegCrops, QuantisedFeature, StoredCrops,
-                                    StoredFeatures, decode_jpeg_frames, dequantise_feature,
-                                    encode_jpeg_frames, encode_sample_crops,
+                                    StoredFeatures, decode_jpeg_frames, decode_jpeg_strips,
+                                    dequantise_feature, encode_jpeg_frames,
+                                    encode_jpeg_strips, encode_sample_crops,
                                     encode_sample_feature, feature_code_moments, files_crc32,
                                     quantise_feature, read_checked, stored_crops,
                                     stored_features)
@@ -46,7 +47,7 @@ __all__ = [
     "NORM_STATS_SCHEMA_VERSION", "SAMPLE_FIELDS", "SCHEMA_VERSION", "VIEWPOINT_SOURCES",
     "FeatureCodes", "FeatureNorm", "FieldSpec", "JpegCrops", "QuantisedFeature", "ShardFormatError",
     "ShardIndex", "StoredCrops", "StoredFeatures", "append_jsonl", "decode_jpeg_frames",
-    "dequantise_feature", "encode_jpeg_frames", "encode_sample_crops", "encode_sample_feature",
+    "decode_jpeg_strips", "dequantise_feature", "encode_jpeg_frames", "encode_jpeg_strips", "encode_sample_crops", "encode_sample_feature",
     "feature_code_moments", "file_sha256", "open_shard", "quantise_feature", "read_jsonl",
     "read_norm_stats", "record_as_dict", "schema_markdown", "shards_document", "stored_crops",
     "stored_features", "verify_shards", "write_norm_stats", "write_shard",

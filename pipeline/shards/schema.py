@@ -17,7 +17,10 @@ import h5py
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+#: v2: JPEG crops as one strip per viewpoint (``(N, K)``, 4:2:2) instead of one file per frame.
+SCHEMA_VERSION = 2
+#: Versions this code reads: a v1 shard differs only in its JPEG crop layout (read as before).
+READABLE_SCHEMA_VERSIONS = (1, 2)
 VIEWPOINT_SOURCES = ("random", "yolo")
 MAX_DETECTIONS = 16
 MAX_GT_OBJECTS = 8
@@ -32,7 +35,7 @@ CHECKSUMS = "fletcher32+crc32"
 #: ``make verify`` writes the shards it found corrupted here; a plain preprocessing rerun
 #: rebuilds them and removes the file.
 VERIFY_FAILURES_NAME = "verify_failures.jsonl"
-#: How crops are stored: ``jpeg`` (one JPEG file per frame, variable-length uint8, the default
+#: How crops are stored: ``jpeg`` (one JPEG strip per viewpoint, variable-length uint8, the default
 #: of preprocessing) or ``raw`` (uint8 arrays, gzip/lzf like the other fields). Readers go
 #: through :func:`stored_crops` and get uint8 RGB either way.
 CROP_CODECS = ("jpeg", "raw")
@@ -74,11 +77,13 @@ def _view_fields(source: str) -> list[FieldSpec]:
                   "true when the viewpoint is centred on a detection (else random fill)"),
         FieldSpec(f"{prefix}/crops", "(N, K, T, S, S, 3)", "uint8",
                   "gnomonic RGB crops of the T video frames, looking at the viewpoint; stored "
-                  "as one JPEG per frame, a (N, K, T) variable-length uint8 dataset with "
-                  "attrs codec, quality, frame_shape (shards.crop_codec=jpeg, the default), or "
-                  "as this uint8 array (raw); read with stored_crops()", True),
+                  "as one JPEG per viewpoint, its T frames stacked top to bottom (4:2:2 "
+                  "chroma), a (N, K) variable-length uint8 dataset with attrs codec, quality, "
+                  "chroma, frames_per_file, frame_shape (shards.crop_codec=jpeg, the default; "
+                  "v1 shards: one JPEG per frame, (N, K, T)), or as this uint8 array (raw); "
+                  "read with stored_crops()", True),
         FieldSpec(f"{prefix}/crops_crc32", "(N, K)", "uint32",
-                  "jpeg crop codec only: CRC-32 of the viewpoint's T JPEG files in order, "
+                  "jpeg crop codec only: CRC-32 of the viewpoint's JPEG bytes (v1: its T files in order), "
                   "checked on every read", optional=True),
         FieldSpec(f"{prefix}/logmel_foa", "(N, K, 4, M, F)", "float16",
                   "log-mel (dB) of the FOA rotated to the viewpoint, channels W, Y, Z, X", True),
@@ -168,10 +173,11 @@ def open_shard(path: str | Path) -> h5py.File:
     """Open a shard read-only and check its schema version."""
     h5 = h5py.File(path, "r")
     version = int(h5.attrs.get("schema_version", -1))
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
         h5.close()
         raise ShardFormatError(f"{path}: schema version {version}, this code reads "
-                               f"v{SCHEMA_VERSION}; re-run preprocessing")
+                               f"v{'/'.join(map(str, READABLE_SCHEMA_VERSIONS))}; re-run "
+                               "preprocessing")
     folder = str(Path(path).resolve().parent)
     if h5.attrs.get("checksums") != CHECKSUMS and folder not in _WARNED_UNCHECKED:
         _WARNED_UNCHECKED.add(folder)

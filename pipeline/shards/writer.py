@@ -173,16 +173,19 @@ def _write_uint8_feature(h5: h5py.File, spec: FieldSpec, key: str, value,
 
 def _write_jpeg_crops(h5: h5py.File, name: str, crops, quality: int) -> None:
     """``(N, K, T, S, S, 3)`` crops (an array, or N per-sample arrays or :class:`JpegCrops`) as
-    a ``(N, K, T)`` dataset of JPEG files (one chunk per sample; the files are already
-    compressed)."""
+    a ``(N, K)`` dataset of JPEG strips, one per viewpoint (one chunk per sample; the files are
+    already compressed), with its ``(N, K)`` CRC-32 beside it."""
     coded = [row if isinstance(row, JpegCrops)
              else encode_sample_crops(np.asarray(row, dtype=np.uint8), "jpeg", quality)
              for row in crops]
     if any(row.quality != quality for row in coded):
         raise ShardFormatError(f"{name}: expected JPEG quality {quality}, got "
                                f"{sorted({row.quality for row in coded})}")
-    encoded = (np.stack([row.files for row in coded]) if coded
-               else np.empty((0, 0, 0), object))
+    shapes = {(row.n_frames, row.frame_shape) for row in coded}
+    if len(shapes) > 1:
+        raise ShardFormatError(f"{name}: expected every sample's crops of one shape, got "
+                               f"{sorted(shapes)}")
+    encoded = (np.stack([row.files for row in coded]) if coded else np.empty((0, 0), object))
     chunks = (1, *encoded.shape[1:]) if all(encoded.shape) else None
     dataset = h5.create_dataset(name, shape=encoded.shape, dtype=h5py.vlen_dtype(np.uint8),
                                 chunks=chunks)
@@ -190,10 +193,13 @@ def _write_jpeg_crops(h5: h5py.File, name: str, crops, quality: int) -> None:
         dataset[...] = encoded
     dataset.attrs["codec"] = "jpeg"
     dataset.attrs["quality"] = int(quality)
-    crc32 = files_crc32(encoded) if encoded.size else np.zeros(encoded.shape[:2], np.uint32)
+    dataset.attrs["chroma"] = "4:2:2"
+    n_frames, frame_shape = shapes.pop() if shapes else (0, (0, 0, 3))
+    dataset.attrs["frames_per_file"] = int(n_frames)
+    dataset.attrs["frame_shape"] = np.asarray(frame_shape, dtype=np.int64)
+    crc32 = (files_crc32(encoded[..., None]) if encoded.size
+             else np.zeros(encoded.shape, np.uint32))
     h5.create_dataset(f"{name}_crc32", data=crc32, **_checked(crc32.shape))
-    dataset.attrs["frame_shape"] = np.asarray(coded[0].frame_shape if coded else (0, 0, 3),
-                                              dtype=np.int64)
 
 
 def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
