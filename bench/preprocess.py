@@ -179,7 +179,7 @@ STAGES = (
     ("window choice (RMS, plan)", "pipeline/windows.py", "plan_windows"),
     ("crop grids", "pipeline/crops.py", "__init__"),
     ("crops (cv2.remap)", "pipeline/crops.py", "iter_crops"),
-    ("JPEG coding", "pipeline/shards/codecs.py", "encode_jpeg_frames"),
+    ("JPEG coding", "pipeline/shards/codecs.py", "encode_jpeg_strips"),
     ("FOA rotation, beams, features", "pipeline/features.py", "foa_features"),
     ("feature quantisation", "pipeline/shards/codecs.py", "quantise_feature"),
     ("keyframe resize", "pipeline/crops.py", "resize_keyframe"),

@@ -39,6 +39,10 @@ from trainer.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from trainer.data import ShardStream, make_loader  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 
+#: Shards that ``python bench/preprocess.py`` writes (rendered 360° scenes at the paper's sizes,
+#: the default storage): crops of real-looking content, where the factory's are noise.
+PREPROCESS_SHARDS = Path(__file__).resolve().parents[1] / "outputs" / "bench_preprocess" / "no_yolo"
+
 SIZES = {"tiny": dict(crop_size=32, n_frames=4, n_mels=32, n_frames_audio=25),
          "paper": dict(crop_size=112, n_frames=8, n_mels=128, n_frames_audio=100)}
 
@@ -226,27 +230,38 @@ def ratio_rows(what: str, ms: dict, baseline: tuple[str, str], ours: tuple[str, 
 def print_loader_profile(root: Path, target_samples_per_s: float) -> None:
     """The loader profile on paper-size shards written with the earlier storage (4 stored
     viewpoints, raw crops, float16 features, gzip 1) and with today's default (a bank of 16,
-    JPEG crops, uint8 features, lzf); K = 4 drawn per sample either way."""
+    JPEG crops, uint8 features, lzf); K = 4 drawn per sample either way. The factory's crops are
+    noise, JPEG's worst case (decoding them cost 1.4-1.7x what the crops of a scene cost), so the
+    default storage is also profiled on the shards of ``bench/preprocess.py`` when they exist."""
     import math
 
     print("| paper-size shards (112 px, 8 frames, 128 x 100, K = 4, foa_iv) | features ms | "
           f"crops ms | rest ms | samples/s per core | cores for {target_samples_per_s:.0f}/s |")
     print("|---|---|---|---|---|---|")
-    variants = (("4 stored, raw crops, float16 + gzip 1 (earlier default)", 4, "raw", "float16",
-                 "gzip"),
-                ("bank of 16, JPEG crops, uint8 codes, lzf for the rest (default)", 16, "jpeg",
-                 "uint8", "lzf"))
+    variants = (("4 stored, raw crops, float16 + gzip 1 (earlier default), noise crops", 4,
+                 "raw", "float16", "gzip"),
+                ("bank of 16, JPEG crops, uint8 codes, lzf for the rest (default), noise crops",
+                 16, "jpeg", "uint8", "lzf"))
+    rows = []
     for label, stored, codec, feature_codec, compression in variants:
         shards = root / f"shards_paper_{stored}_{codec}_{feature_codec}_{compression}"
         if not (shards / "shards.jsonl").exists():
             make_shards(shards, n_clips=16, windows_per_clip=2, samples_per_shard=8, k=stored,
                         compression=compression, crop_codec=codec,
                         feature_codec=feature_codec, **SIZES["paper"])
+        rows.append((label, shards))
+    if (PREPROCESS_SHARDS / "norm_stats.json").exists():
+        rows.append(("the same default, crops of rendered scenes (bench/preprocess.py's shards)",
+                     PREPROCESS_SHARDS))
+    for label, shards in rows:
         profile = loader_profile(shards, n_samples=32)
         ms = profile["ms"]
         rate = profile["samples_per_s_per_core"]
         print(f"| {label} | {ms['features']:.1f} | {ms['crops']:.1f} | {ms['rest']:.1f} | "
               f"{rate:.0f} | {math.ceil(target_samples_per_s / rate)} |", flush=True)
+    if len(rows) == len(variants):
+        print(f"(no shards at {PREPROCESS_SHARDS}: run python bench/preprocess.py first for the "
+              "row with the crops of rendered scenes)")
     print()
 
 
