@@ -6,7 +6,8 @@
 In one run, on the same clips:
 
 1. decode only: ffmpeg decode of each clip's audio (24 kHz ambiX) and of every video frame
-   (16 fps, 512 x 256 RGB) with ``pipeline.decode``; this is the goal's baseline;
+   (16 fps, 512 x 256 RGB) with ``pipeline.decode``, one probe per clip and the decoder on
+   one thread as in the pipeline's tasks; this is the goal's baseline;
 2. the pipeline without YOLO (``detector.enabled=false``), serial, in this process; 1 and 2
    alternate ``--repeats`` times (3) and their median CPU times are compared, as these machines
    vary by tens of percent from run to run;
@@ -91,12 +92,14 @@ def bench_decode(clips, data_root: Path, cfg, frames_of: dict[str, list[int]] | 
                  ) -> dict:
     """Decode only: each clip's audio and every video frame, or with ``frames_of`` (clip id ->
     frame indices) only those frames, through the ffmpeg ``select`` the pipeline uses. One
-    probe per clip, shared by both decodes, as the pipeline does (a second cost 21 ms)."""
+    probe per clip, shared by both decodes, and the decoder pinned to one thread, as the
+    pipeline's tasks do (a second probe cost 21 ms; frame threads 10 % more ffmpeg CPU)."""
     from pipeline.decode import decode_audio, iter_frames_at_indices, iter_video_frames
     from pipeline.ffmpeg_bin import probe
+    from pipeline.preprocess import _single_threaded
 
     fps, width, height = cfg.decode.fps, cfg.decode.width, cfg.decode.height
-    with Meter() as meter:
+    with Meter() as meter, _single_threaded():
         for clip in clips:
             path = clip.resolve(data_root, "video_path")
             info = probe(path)

@@ -17,6 +17,7 @@ Every error names the clip path and says expected vs got.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import logging
 import math
@@ -61,6 +62,11 @@ _CONVENTION_LABELS = {"ambix": "ambiX", "fuma": "FuMa", "acn_n3d": "ACN/N3D", "h
 # channel k holds. ACN (ambiX, ACN/N3D, the first four of higher-order ambiX) is W, Y, Z, X.
 AMBIX_CHANNEL_ORDER = "WYZX"
 FUMA_CHANNEL_ORDER = "WXYZ"
+
+#: ffmpeg's decoder threads (``-threads``) for the decodes started in this context; None leaves
+#: ffmpeg's default (frame threads, one per core). See :func:`decoder_threads`.
+_DECODER_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "decoder_threads", default=None)
 
 DEFAULT_MAX_PAD_S = 0.1        # shortfall (s) still zero-padded: codec frame rounding, not a short clip
 _TRUNCATION_TOLERANCE_S = 0.5  # decoded vs declared duration: shorter by more is truncation
@@ -575,8 +581,24 @@ def _probe_video(path, info: MediaInfo | None, require_equirect: bool) -> MediaI
     return info
 
 
+@contextlib.contextmanager
+def decoder_threads(n_threads: int | None):
+    """Decode with ``n_threads`` ffmpeg decoder threads inside the block (None: ffmpeg's
+    default). Preprocessing runs one task per core and pins it to 1: frame threading then only
+    adds hand-offs, 10 % of ffmpeg's CPU on the bench's clips, and no wall time is lost on
+    2 cores (docs/RESULTS.md, fifth round). Decoded frames are the same either way."""
+    token = _DECODER_THREADS.set(n_threads)
+    try:
+        yield
+    finally:
+        _DECODER_THREADS.reset(token)
+
+
 def _segment_options(start_s: float, duration_s: float | None) -> dict:
+    """ffmpeg input options: the segment, and the decoder threads of :func:`decoder_threads`."""
     options = {}
+    if _DECODER_THREADS.get() is not None:
+        options["threads"] = str(int(_DECODER_THREADS.get()))
     if start_s:
         options["ss"] = f"{start_s:.6f}"
     if duration_s is not None:

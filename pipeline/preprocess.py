@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from pipeline.clip_samples import ClipError, clip_samples
+from pipeline.decode import decoder_threads
 from pipeline.config import ConfigError, dump_config, load_config, run_main, save_config
 from pipeline.detect import load_production_detector
 from pipeline.detect import check_weights
@@ -172,8 +173,9 @@ def default_detector_factory(detector_cfg: DetectorConfig):
 @contextlib.contextmanager
 def _single_threaded():
     """One compute thread per task (Dask runs one task per worker thread): OpenCV, torch when
-    the detector imported it, and the BLAS and OpenMP pools of the loaded libraries
-    (threadpoolctl); restored afterwards (the serial mode runs in the caller's process).
+    the detector imported it, the BLAS and OpenMP pools of the loaded libraries
+    (threadpoolctl) and ffmpeg's decoder (:func:`pipeline.decode.decoder_threads`); restored
+    afterwards (the serial mode runs in the caller's process).
 
     The BLAS pin matters on its own: numpy's OpenBLAS keeps a worker thread per core that,
     after each call it helps with (the mel projection's matmul), spins for a while before it
@@ -191,7 +193,7 @@ def _single_threaded():
     if torch is not None:
         torch.set_num_threads(1)
     try:
-        with threadpool_limits(limits=1):
+        with threadpool_limits(limits=1), decoder_threads(1):
             yield
     finally:
         cv2.setNumThreads(cv2_threads)

@@ -250,6 +250,24 @@ def test_decode_frames_at_resamples_frame_rate(media):
     np.testing.assert_allclose(frame_levels(frames), 20 + 4 * np.array([1, 25, 37]), atol=3)
 
 
+def test_one_decoder_thread_gives_the_same_frames(media):
+    """Preprocessing pins ffmpeg's decoder to one thread (decoder_threads); frame threading must
+    not change a pixel: a lossy H.264 stream with B-frames and noisy content, 48 frames."""
+    from pipeline.decode import _segment_options, decoder_threads
+
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (48, 64, 128, 3), dtype=np.uint8)
+    h264 = ("libx264", "-preset", "ultrafast", "-g", "12", "-bf", "2", "-crf", "28")
+    path = make_media(media / "threads_h264.mp4", frames=frames, fps=16, vcodec=h264)
+    default = np.concatenate(list(iter_video_frames(path, 16, 64, 32)))
+    with decoder_threads(1):
+        assert _segment_options(0.0, None) == {"threads": "1"}
+        single = np.concatenate(list(iter_video_frames(path, 16, 64, 32)))
+    assert _segment_options(0.0, None) == {}
+    assert single.shape == default.shape == (48, 32, 64, 3)
+    np.testing.assert_array_equal(single, default)
+
+
 def test_iter_frames_at_indices_equals_the_full_stream_at_those_frames(media):
     # The select filter drops frames before scaling: the kept ones are the bytes of the full
     # decode (48 fps source resampled to 16, scaled, an H.264 stream with B-frames).

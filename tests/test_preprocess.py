@@ -330,7 +330,7 @@ def test_force_never_wipes_a_folder_another_run_is_writing(synth_root, tmp_path)
     assert sorted(p.name for p in out.glob("*.h5")) == shards_before and shards_before
 
 
-def test_a_task_runs_blas_and_opencv_on_one_thread_and_restores_them():
+def test_a_task_runs_blas_opencv_and_ffmpeg_on_one_thread_and_restores_them():
     """The serial mode runs tasks in the caller's process: without the pin, numpy's OpenBLAS
     worker spun after each matmul and cost 0.4-0.7 CPU-s per clip (docs/RESULTS.md)."""
     import cv2
@@ -341,12 +341,16 @@ def test_a_task_runs_blas_and_opencv_on_one_thread_and_restores_them():
     def blas_threads():
         return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 
+    from pipeline.decode import _segment_options
+
     before, cv2_before = blas_threads(), cv2.getNumThreads()
     assert before, "numpy's BLAS is not visible to threadpoolctl"
     with _single_threaded():
         assert blas_threads() == [1] * len(before)
         assert cv2.getNumThreads() == 1
+        assert _segment_options(0.0, None) == {"threads": "1"}         # ffmpeg's decoder too
     assert blas_threads() == before and cv2.getNumThreads() == cv2_before
+    assert "threads" not in _segment_options(0.0, None)
 
 
 def test_plan_shards_groups_each_split_by_sorted_id(synth_root):
