@@ -46,8 +46,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from pipeline.clip_samples import ClipError, clip_samples
-from pipeline.decode import decoder_threads
 from pipeline.config import ConfigError, dump_config, load_config, run_main, save_config
+from pipeline.decode import decoder_threads
 from pipeline.detect import load_production_detector
 from pipeline.detect import check_weights
 from pipeline.errors import ManifestError, PipelineError

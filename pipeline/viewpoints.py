@@ -66,8 +66,8 @@ def _draw_directions(rng: np.random.Generator, n: int, max_elevation_rad: float,
 
     A candidate is kept when its unit vector's dot product with every taken one is at most
     ``cos(min_separation)`` (the great-circle angle is at least ``min_separation``). Each try is
-    scalar ``math`` (a numpy call per try cost ~20x more: 1 ms per bank of 16); the draws, two
-    ``rng.uniform`` per try, are the determinism contract."""
+    scalar ``math`` (with numpy calls per try a bank of 16 at 30 deg took 0.97 ms, now 0.44);
+    the draws, two ``rng.uniform`` per try, are the determinism contract."""
     sin_max = math.sin(max_elevation_rad)
     cos_min_separation = math.cos(min_separation_rad)
     taken_vectors = [tuple(v) for v in

@@ -73,8 +73,9 @@ def encode_jpeg_strips(views_rgb: np.ndarray, quality: int = 95) -> np.ndarray:
     """``(..., T, S, S, 3)`` uint8 RGB frames -> object array ``(...)`` of 1-D uint8 JPEG files,
     one per viewpoint: its T frames stacked top to bottom (a ``T*S x S`` image; S a multiple of
     8 keeps every frame on whole JPEG blocks), baseline JPEG with 4:2:2 chroma, ``quality``
-    1-100. Against one 4:2:0 file per frame (schema v1): 13 % fewer bytes, 13 % less error
-    against the raw crops and 14 % faster decoding of a viewpoint (bench/preprocess.py)."""
+    1-100. Against one 4:2:0 file per frame (schema v1), on the crops of rendered scenes: 14 %
+    fewer bytes and 0.67 against 0.76 grey levels of mean error against the raw crops
+    (bench/preprocess.py); the loader decodes them as fast (docs/RESULTS.md, fifth round)."""
     views_rgb = np.asarray(views_rgb)
     if views_rgb.dtype != np.uint8 or views_rgb.ndim < 4 or views_rgb.shape[-1] != 3:
         raise ShardFormatError(f"expected uint8 frames shaped (..., T, S, S, 3), got "
