@@ -24,16 +24,20 @@ def encode_jpeg_frames(frames_rgb: np.ndarray, quality: int = 95) -> np.ndarray:
     if frames_rgb.dtype != np.uint8 or frames_rgb.ndim < 3 or frames_rgb.shape[-1] != 3:
         raise ShardFormatError(f"expected uint8 frames shaped (..., S, S, 3), got "
                                f"{frames_rgb.dtype} {frames_rgb.shape}")
-    lead = frames_rgb.shape[:-3]
     flat = frames_rgb.reshape(-1, *frames_rgb.shape[-3:])
-    out = np.empty(len(flat), dtype=object)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    for index, frame in enumerate(flat):
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
+    return _encode_jpegs(flat, [cv2.IMWRITE_JPEG_QUALITY, int(quality)]).reshape(
+        frames_rgb.shape[:-3])
+
+
+def _encode_jpegs(images_rgb: np.ndarray, params: list[int]) -> np.ndarray:
+    """``(n, H, W, 3)`` uint8 RGB images -> object array ``(n,)`` of 1-D uint8 JPEG files."""
+    out = np.empty(len(images_rgb), dtype=object)
+    for index, image in enumerate(images_rgb):
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
         if not ok:
-            raise ShardFormatError(f"JPEG encoding failed for a {frame.shape} frame")
+            raise ShardFormatError(f"JPEG encoding failed for a {image.shape} image")
         out[index] = encoded.reshape(-1)
-    return out.reshape(lead)
+    return out
 
 
 def decode_jpeg_frames(encoded, frame_shape: tuple[int, ...]) -> np.ndarray:
@@ -80,30 +84,18 @@ def encode_jpeg_strips(views_rgb: np.ndarray, quality: int = 95) -> np.ndarray:
     if views_rgb.dtype != np.uint8 or views_rgb.ndim < 4 or views_rgb.shape[-1] != 3:
         raise ShardFormatError(f"expected uint8 frames shaped (..., T, S, S, 3), got "
                                f"{views_rgb.dtype} {views_rgb.shape}")
-    lead, (n_frames, height, width) = views_rgb.shape[:-4], views_rgb.shape[-4:-1]
-    flat = views_rgb.reshape(-1, n_frames * height, width, 3)
-    out = np.empty(len(flat), dtype=object)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality), *_STRIP_PARAMS]
-    for index, strip in enumerate(flat):
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise ShardFormatError(f"JPEG encoding failed for a {strip.shape} strip")
-        out[index] = encoded.reshape(-1)
-    return out.reshape(lead)
+    n_frames, height, width = views_rgb.shape[-4:-1]
+    strips = views_rgb.reshape(-1, n_frames * height, width, 3)
+    return _encode_jpegs(strips, [cv2.IMWRITE_JPEG_QUALITY, int(quality), *_STRIP_PARAMS]
+                         ).reshape(views_rgb.shape[:-4])
 
 
 def decode_jpeg_strips(encoded, frame_shape: tuple[int, ...], n_frames: int) -> np.ndarray:
     """Inverse of :func:`encode_jpeg_strips`: an object array ``(...)`` of strip files (or one
     file as a 1-D uint8 array) -> uint8 RGB ``(..., n_frames, *frame_shape)``."""
     height, width, channels = frame_shape
-    strip_shape = (n_frames * height, width, channels)
-    if isinstance(encoded, np.ndarray) and encoded.dtype != object:
-        return _decode_jpeg(encoded, strip_shape).reshape(n_frames, *frame_shape)
-    encoded = np.asarray(encoded, dtype=object)
-    out = np.empty((encoded.size, *strip_shape), dtype=np.uint8)
-    for index, data in enumerate(encoded.reshape(-1)):
-        out[index] = _decode_jpeg(data, strip_shape)
-    return out.reshape(*encoded.shape, n_frames, *frame_shape)
+    strips = decode_jpeg_frames(encoded, (n_frames * height, width, channels))
+    return strips.reshape(*strips.shape[:-3], n_frames, *frame_shape)
 
 
 @dataclass(frozen=True)
