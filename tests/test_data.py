@@ -98,6 +98,37 @@ def test_dataloader_workers_cover_the_epoch(shards):
     assert len(set(ids)) == 48
 
 
+
+def test_batches_are_written_in_place_alike_in_workers_and_in_the_main_process(shards):
+    """The loader writes each sample into its batch's row (shared memory in a DataLoader
+    worker) instead of stacking per-sample arrays: with augmentation on, a worker's batches
+    equal the main process's for the same worker plan, and every row equals that sample
+    loaded alone with the same random stream."""
+    from trainer.data import ShardReader, epoch_rng
+
+    cfg = DataConfig(batch_size=4, views_per_step=2, normalize_audio=False)   # jitter, flip on
+    ds = ShardStream(shards, "train", cfg)
+    ds.set_epoch(3)
+    in_workers = list(make_loader(ds, num_workers=2))
+    in_main = [batch for worker in range(2) for batch in ds.iter_worker(worker, 2)]
+    key = lambda batch: tuple(batch["clip_id"]) + tuple(batch["window_index"].tolist())
+    in_main = {key(batch): batch for batch in in_main}
+    assert len(in_workers) == len(in_main) == ds.steps_per_epoch
+    for batch in in_workers:
+        expected = in_main[key(batch)]
+        for name in ("video", "audio", "azimuth_rad", "flipped"):
+            torch.testing.assert_close(batch[name], expected[name], rtol=0, atol=0)
+
+    reader = ShardReader("train", cfg.viewpoints, ds.feature_keys)
+    units = [(str(sorted(shards.glob("train-*.h5"))[0]), (row,)) for row in range(4)]
+    batch = ds._load_batch(reader, units, 0, 5)
+    for index, (path, (row,)) in enumerate(units):
+        alone = ds._load_sample(reader, path, row, epoch_rng(ds.seed, ds.epoch, 2, ds.rank, 0,
+                                                             5, index))
+        np.testing.assert_array_equal(batch["video"][index].numpy(), alone["video"])
+        np.testing.assert_array_equal(batch["audio"][index].numpy(), alone["audio"])
+    reader.close()
+
 def test_avts_batches_hold_clip_groups(shards):
     ds = ShardStream(shards, "train", replace(PLAIN, batch_size=4), windows_per_clip=2)
     batch = next(iter(ds))

@@ -317,8 +317,19 @@ def choose_mixed_views(k: int, object_share: float, rng: np.random.Generator,
 
 # ----------------------------------------------------------------------------- augmentation
 
+def _output(out: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``out`` checked to be a C-contiguous float32 array of ``shape`` (or a new one)."""
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous float32 output of shape {shape}, got "
+                         f"{out.dtype} {out.shape}")
+    return out
+
+
 def crops_to_video(crops: np.ndarray, jitter_strength: float = 0.0,
-                   rng: np.random.Generator | None = None, flip: bool = False) -> np.ndarray:
+                   rng: np.random.Generator | None = None, flip: bool = False,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """Crops ``(K, T, S, S, 3)`` uint8 -> the video encoder's input ``(K, 3, T, S, S)`` float32
     in [0, 1], with brightness, contrast and saturation jitter when ``jitter_strength`` > 0:
     one draw per crop (the same for its T frames), factors uniform in 1 +- strength; ``flip``
@@ -332,10 +343,10 @@ def crops_to_video(crops: np.ndarray, jitter_strength: float = 0.0,
     (integer channel sums for the mean grey, then the map, mirrored on the fly) and writes the
     channel-first floats once: the loader's largest cost after reading (bench/train.py), 3 ms
     per paper-size sample in numpy temporaries, 1.8 ms (3.4 flipped) in the first kernel, 1.1-1.3
-    ms now.
+    ms now. ``out``: a C-contiguous float32 array of the output's shape to write into.
     """
     k = crops.shape[0]
-    video = np.empty((k, 3, *crops.shape[1:4]), dtype=np.float32)
+    video = _output(out, (k, 3, *crops.shape[1:4]), "video")
     if jitter_strength <= 0:
         source = crops[:, :, :, ::-1] if flip else crops
         np.multiply(np.moveaxis(source, -1, 1), np.float32(1.0 / 255.0), out=video)
@@ -387,7 +398,7 @@ def _jittered_video(pixels, scale, gray_weight, mean_weight, flip, out):  # prag
 
 def features_to_audio(features: dict[str, FeatureCodes], keys: Sequence[str],
                       norm: dict[str, FeatureNorm], gain_db: float = 0.0,
-                      flip: bool = False) -> np.ndarray:
+                      flip: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """The audio encoder's input ``(K, C, M, F)`` float32 from the stored codes of ``keys``
     (each ``(K, C_key, M, F)``), their channels one after another in key order.
 
@@ -400,10 +411,12 @@ def features_to_audio(features: dict[str, FeatureCodes], keys: Sequence[str],
     folded in float64 from the codec's map, the gain, the sign and the statistics; one numba
     kernel applies it to the codes and writes the output once (dequantisation and five numpy
     passes over float32 copies before: 1.9 -> 0.1 ms per paper-size sample, flip and gain on).
+    ``out``: a C-contiguous float32 array of that shape to write into (a batch's row).
     """
     parts = [features[key] for key in keys]
     k, _, n_bands, n_frames = parts[0].codes.shape
-    out = np.empty((k, sum(p.codes.shape[1] for p in parts), n_bands, n_frames), dtype=np.float32)
+    shape = (k, sum(p.codes.shape[1] for p in parts), n_bands, n_frames)
+    out = _output(out, shape, "audio")
     first = 0
     for key, part in zip(keys, parts):
         n_channels = part.codes.shape[1]
@@ -637,17 +650,22 @@ class ShardStream(IterableDataset):
 
     def _load_batch(self, reader: ShardReader, units: Sequence[tuple[str, tuple[int, ...]]],
                     worker: int, batch_index: int) -> dict[str, Any]:
-        samples = []
+        samples: list[dict[str, Any]] = []
+        batch: dict[str, torch.Tensor] = {}
+        n_samples = sum(len(rows) for _, rows in units)
         for group, (path, rows) in enumerate(units):
             for row in rows:
                 rng = epoch_rng(self.seed, self.epoch, 2, self.rank, worker, batch_index,
                                 len(samples))
-                sample = self._load_sample(reader, path, row, rng)
+                out = {key: batch[key][len(samples)].numpy() for key in batch} or None
+                sample = self._load_sample(reader, path, row, rng, out)
+                if not batch:             # the first sample fixes the shapes; the rest are
+                    batch = {key: _batch_tensor(n_samples, sample[key])   # written in place
+                             for key in ("video", "audio")}
                 sample["clip_index"] = group
                 samples.append(sample)
         return {
-            "video": torch.from_numpy(np.stack([s["video"] for s in samples])),
-            "audio": torch.from_numpy(np.stack([s["audio"] for s in samples])),
+            **batch,
             "azimuth_rad": torch.from_numpy(np.stack([s["azimuth_rad"] for s in samples])),
             "elevation_rad": torch.from_numpy(np.stack([s["elevation_rad"] for s in samples])),
             "clip_index": torch.tensor([s["clip_index"] for s in samples], dtype=torch.int64),
@@ -656,8 +674,10 @@ class ShardStream(IterableDataset):
             "clip_id": [s["clip_id"] for s in samples],
         }
 
-    def _load_sample(self, reader: ShardReader, path: str, row: int,
-                     rng: np.random.Generator) -> dict[str, Any]:
+    def _load_sample(self, reader: ShardReader, path: str, row: int, rng: np.random.Generator,
+                     out: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """One sample; ``out``: ``video`` and ``audio`` arrays to write it into (a batch's
+        rows), else new ones."""
         stored_k = reader.stored_bank_size(path)
         k = self.viewpoints_per_sample
         if k > stored_k:
@@ -675,13 +695,14 @@ class ShardStream(IterableDataset):
         crops, azimuth = sample["crops"], sample["azimuth_rad"]
 
         flipped = bool(self.training and rng.random() < self.cfg.flip_prob)
+        out = out or {}
         video = crops_to_video(crops, self.cfg.color_jitter if self.training else 0.0, rng,
-                               flip=flipped)
+                               flip=flipped, out=out.get("video"))
         gain_db = (rng.uniform(-self.cfg.volume_jitter_db, self.cfg.volume_jitter_db)
                    if self.training and self.cfg.volume_jitter_db > 0 else 0.0)
         try:
             audio = features_to_audio(sample["features"], self.feature_keys, self.norm,
-                                      float(np.float32(gain_db)), flipped)
+                                      float(np.float32(gain_db)), flipped, out.get("audio"))
         except ShardFormatError as exc:                  # statistics that do not fit the shard
             raise ShardFormatError(f"{path}: {exc}") from exc
         return {
@@ -710,6 +731,20 @@ class ShardStream(IterableDataset):
                 "elevation_rad": joined("elevation_rad"),
                 "features": {key: FeatureCodes.concatenate([p["features"][key] for p in parts])
                              .take(order) for key in self.feature_keys}}
+
+
+def _batch_tensor(n_samples: int, first: np.ndarray) -> torch.Tensor:
+    """A ``(n_samples, *first.shape)`` batch tensor holding ``first`` in row 0, the other rows
+    to be written in place by the loader's kernels (no per-sample arrays stacked: that copy cost
+    more than the kernels, bench/train.py). In a DataLoader worker it is allocated in shared
+    memory, where the queue to the main process would otherwise copy it once more."""
+    if torch.utils.data.get_worker_info() is not None:
+        batch = torch.empty((n_samples, *first.shape),
+                            dtype=torch.from_numpy(first[:0]).dtype).share_memory_()
+    else:           # numpy's allocation asks for huge pages: 9 400 page faults fewer per batch
+        batch = torch.from_numpy(np.empty((n_samples, *first.shape), dtype=first.dtype))
+    batch[0] = torch.from_numpy(first)
+    return batch
 
 
 def make_loader(dataset: ShardStream, num_workers: int, pin_memory: bool = False,
