@@ -55,9 +55,10 @@ from pipeline.features import NormStatsAccumulator
 from pipeline.locks import folder_lock
 from pipeline.manifest import Clip, read_manifest
 from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
-from pipeline.shards import (FAILURES_NAME, FIELDS_BY_NAME, INDEX_NAME, NORM_STATS_NAME,
-                             SAMPLE_FIELDS, VERIFY_FAILURES_NAME, ShardIndex, append_jsonl,
-                             feature_code_moments, file_sha256, flagged_by_verify, open_shard,
+from pipeline.shards import (FAILURES_NAME, FIELDS_BY_NAME, INDEX_NAME, NORM_MOMENTS_GROUP,
+                             NORM_STATS_NAME, SAMPLE_FIELDS, VERIFY_FAILURES_NAME,
+                             QuantisedFeature, ShardIndex, append_jsonl, feature_code_moments,
+                             file_sha256, flagged_by_verify, open_shard, read_checked,
                              read_jsonl, stored_features, write_shard)
 
 __all__ = ["ShardPlan", "ShardResult", "RunSummary", "PreprocessStateError", "plan_shards",
@@ -269,13 +270,15 @@ def _write(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str, samples: list[d
            failures: list[dict[str, Any]], content_hash: str) -> dict[str, Any]:
     """Write the shard of ``samples`` and return its index record."""
     compression = None if cfg.shards.compression == "none" else cfg.shards.compression
-    record = write_shard(Path(out_dir) / plan.name, _stack_samples(samples),
+    stacked = _stack_samples(samples)
+    record = write_shard(Path(out_dir) / plan.name, stacked,
                          _shard_attrs(cfg, content_hash), compression=compression,
                          level=cfg.shards.compression_level,
                          crop_codec=cfg.shards.crop_codec,
                          jpeg_quality=cfg.shards.jpeg_quality,
                          feature_codec=cfg.shards.feature_codec,
-                         feature_span_db=cfg.audio.top_db)
+                         feature_span_db=cfg.audio.top_db,
+                         norm_moments=_norm_moments(stacked) if plan.split == "train" else None)
     record["planned_clip_ids"] = plan.clip_ids
     record["records_hash"] = plan.records_hash
     record["failed_clip_ids"] = sorted(f["clip_id"] for f in failures)
@@ -283,12 +286,37 @@ def _write(plan: ShardPlan, cfg: PreprocessConfig, out_dir: str, samples: list[d
     return record
 
 
+def _norm_moments(stacked: dict[str, Any]) -> dict[str, tuple[int, np.ndarray, np.ndarray]]:
+    """``{key: (count, mean, m2)}`` of a shard's random-view features while they are in memory,
+    exactly as :func:`shard_norm_moments` would compute them from the written shard (the same
+    integer code sums, or the same float16 values), stored with the shard so that the final
+    pass reads a few kB per shard instead of its features again."""
+    accumulator = NormStatsAccumulator()
+    for key in NORM_FEATURES:
+        for row in stacked.get(f"views/{NORM_SOURCE}/{key}", ()):
+            if isinstance(row, QuantisedFeature):
+                max_db = None if row.max_db is None else row.max_db[None]
+                accumulator.add_moments(key, *feature_code_moments(row.codes[None], max_db,
+                                                                   row.span_db))
+            else:
+                accumulator.update({key: np.asarray(row, dtype=np.float32)})
+    return {key: (accumulator.count[key], accumulator.mean[key], accumulator.m2[key])
+            for key in accumulator.count}
+
+
 def shard_norm_moments(path: str) -> NormStatsAccumulator:
-    """Moments of the random-view features of one shard (a Dask task of the final pass): from
-    the uint8 codes' integer sums (:func:`pipeline.shards.feature_code_moments`), or from the
-    float values for float16 shards."""
+    """Moments of the random-view features of one shard (a Dask task of the final pass): those
+    stored with it (``norm_moments/``), or, for shards written before, from the uint8 codes'
+    integer sums (:func:`pipeline.shards.feature_code_moments`) or the float values of float16
+    shards."""
     accumulator = NormStatsAccumulator()
     with open_shard(path) as h5:
+        if NORM_MOMENTS_GROUP in h5:
+            for key in NORM_FEATURES:
+                group = h5[f"{NORM_MOMENTS_GROUP}/{key}"]
+                accumulator.add_moments(key, int(group["count"][()]),
+                                        read_checked(group["mean"]), read_checked(group["m2"]))
+            return accumulator
         n = int(h5.attrs["n_samples"])
         for key in NORM_FEATURES:
             features = stored_features(h5, f"views/{NORM_SOURCE}/{key}")

@@ -210,6 +210,37 @@ def test_norm_stats_come_from_the_train_random_views(serial_run):
     np.testing.assert_allclose(stats.mean["logmel_foa"], expected_mean, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("feature_codec", ["uint8", "float16"])
+def test_train_shards_carry_the_moments_the_norm_pass_would_read_back(serial_run, synth_root,
+                                                                      tmp_path, feature_codec):
+    """The moments stored with a train shard equal those computed from its written features
+    (the pass for shards without them), so the final pass need not read the features again."""
+
+    from pipeline.preprocess import NORM_FEATURES, shard_norm_moments
+    from pipeline.shards import NORM_MOMENTS_GROUP
+
+    out_dir = serial_run[1]
+    if feature_codec != "uint8":
+        out_dir = tmp_path / "float16"
+        run_preprocess(tiny_config(synth_root, out_dir, "shards.feature_codec=float16"),
+                       progress=False, detector_factory=StubDetectorFactory())
+    index = ShardIndex.load(out_dir)
+    for path in index.paths("test"):
+        with open_shard(path) as h5:
+            assert NORM_MOMENTS_GROUP not in h5
+    for path in index.paths("train"):
+        stored = shard_norm_moments(str(path))
+        bare = tmp_path / f"bare-{path.name}"
+        shutil.copy(path, bare)
+        with h5py.File(bare, "r+") as h5:
+            del h5[NORM_MOMENTS_GROUP]
+        recomputed = shard_norm_moments(str(bare))
+        for key in NORM_FEATURES:
+            assert stored.count[key] == recomputed.count[key] > 0
+            np.testing.assert_allclose(stored.mean[key], recomputed.mean[key], rtol=1e-12)
+            np.testing.assert_allclose(stored.m2[key], recomputed.m2[key], rtol=1e-10)
+
+
 def test_dask_local_cluster_run_equals_serial_run(serial_run, synth_root, tmp_path):
     _, serial_dir, _ = serial_run
     cfg = tiny_config(synth_root, tmp_path / "parallel", "dask.scheduler=", "dask.n_workers=2")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pipeline.shards.schema import (CHECKSUMS, FAILURES_NAME, INDEX_NAME, MAX_DETECTIONS,
-                                    MAX_GT_OBJECTS, NORM_STATS_NAME, NORM_STATS_SCHEMA_VERSION,
+                                    MAX_GT_OBJECTS, NORM_MOMENTS_GROUP, NORM_STATS_NAME,
+                                    NORM_STATS_SCHEMA_VERSION,
                                     SCHEMA_VERSION, VERIFY_FAILURES_NAME, VIEWPOINT_SOURCES,
                                     schema_markdown)
 
@@ -41,6 +42,12 @@ not checksummed (the index lists each shard's clip ids). Shards without the `che
 attribute (written before it existed) are read unchecked, with a warning.
 
 {schema_markdown()}
+
+Train shards also hold `{NORM_MOMENTS_GROUP}/<key>/count` (int64), `mean` and `m2` ((C, M)
+float64, the sum of squared deviations) for `logmel_foa`, `iv` and `logmel_beam` of the random
+viewpoints: the moments of what the shard stores, made while it is written, which the pass that
+writes `{NORM_STATS_NAME}` merges instead of reading the features back (a shard without them is
+read as before).
 
 Beside the shards, in the same folder:
 

@@ -32,6 +32,9 @@ NORM_STATS_SCHEMA_VERSION = 1
 #: HDF5's Fletcher-32 filter (a chunk that fails it cannot be read), JPEG-coded crops a CRC-32
 #: per viewpoint (``views/<set>/crops_crc32``). Shards without it are read unchecked (a warning).
 CHECKSUMS = "fletcher32+crc32"
+#: Group of the shard's own moments of its train features (``<group>/<key>/{count, mean, m2}``),
+#: written with the shard so that the norm statistics pass does not read the features again.
+NORM_MOMENTS_GROUP = "norm_moments"
 #: ``make verify`` writes the shards it found corrupted here; a plain preprocessing rerun
 #: rebuilds them and removes the file.
 VERIFY_FAILURES_NAME = "verify_failures.jsonl"

@@ -14,8 +14,8 @@ import numpy as np
 from pipeline.shards.codecs import (JpegCrops, QuantisedFeature, encode_sample_crops,
                                     encode_sample_feature, files_crc32)
 from pipeline.shards.schema import (CHECKSUMS, CROP_CODECS, DB_FEATURES, FEATURE_CHANNELS,
-                                    FEATURE_CODECS, FIELDS_BY_NAME, SAMPLE_FIELDS,
-                                    SCHEMA_VERSION, FieldSpec, ShardFormatError)
+                                    FEATURE_CODECS, FIELDS_BY_NAME, NORM_MOMENTS_GROUP,
+                                    SAMPLE_FIELDS, SCHEMA_VERSION, FieldSpec, ShardFormatError)
 
 
 def _checked(shape: tuple[int, ...]) -> dict[str, Any]:
@@ -50,7 +50,8 @@ def _dataset_kwargs(spec: FieldSpec, shape: tuple[int, ...], compression: str | 
 def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
                 attrs: Mapping[str, Any], compression: str | None = "gzip",
                 level: int = 4, crop_codec: str = "raw", jpeg_quality: int = 95,
-                feature_codec: str = "float16", feature_span_db: float = 100.0
+                feature_codec: str = "float16", feature_span_db: float = 100.0,
+                norm_moments: Mapping[str, tuple[int, np.ndarray, np.ndarray]] | None = None
                 ) -> dict[str, Any]:
     """Write one shard atomically and return its index record.
 
@@ -62,6 +63,8 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
     ``crop_codec`` (``CROP_CODECS``) says how the ``views/*/crops`` arrays are stored,
     ``feature_codec`` (``FEATURE_CODECS``) the per-viewpoint audio features (``feature_span_db``:
     the features' top_db); ``compression`` / ``level`` apply to the other array fields.
+    ``norm_moments``: ``{key: (count, mean (C, M), m2 (C, M))}`` of the shard's train features,
+    stored under ``norm_moments/<key>/`` (float64) for the norm statistics pass.
     """
     if crop_codec not in CROP_CODECS:
         raise ValueError(f"crop_codec must be one of {CROP_CODECS}, got {crop_codec!r}")
@@ -110,6 +113,12 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
                 array = np.asarray(value, dtype=spec.dtype)
                 h5.create_dataset(spec.name, data=array,
                                   **_dataset_kwargs(spec, array.shape, compression, level))
+        for key, (count, mean, m2) in (norm_moments or {}).items():
+            group = h5.create_group(f"{NORM_MOMENTS_GROUP}/{key}")
+            group.create_dataset("count", data=np.int64(count))
+            for name, value in (("mean", mean), ("m2", m2)):
+                value = np.asarray(value, dtype=np.float64)
+                group.create_dataset(name, data=value, **_checked(value.shape))
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
