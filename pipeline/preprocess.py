@@ -57,9 +57,10 @@ from pipeline.manifest import Clip, read_manifest
 from pipeline.preprocess_config import DetectorConfig, PreprocessConfig
 from pipeline.shards import (FAILURES_NAME, FIELDS_BY_NAME, INDEX_NAME, NORM_MOMENTS_GROUP,
                              NORM_STATS_NAME, SAMPLE_FIELDS, VERIFY_FAILURES_NAME,
-                             QuantisedFeature, ShardIndex, append_jsonl, feature_code_moments,
-                             file_sha256, flagged_by_verify, open_shard, read_checked,
-                             read_jsonl, stored_features, write_shard)
+                             QuantisedFeature, ShardFormatError, ShardIndex, append_jsonl,
+                             feature_code_moments, file_sha256, flagged_by_verify, open_shard,
+                             read_checked, read_jsonl, rebuild_advice, stored_features,
+                             write_shard)
 
 __all__ = ["ShardPlan", "ShardResult", "RunSummary", "PreprocessStateError", "plan_shards",
            "process_shard", "run_preprocess", "default_detector_factory", "main"]
@@ -313,8 +314,12 @@ def shard_norm_moments(path: str) -> NormStatsAccumulator:
     with open_shard(path) as h5:
         if NORM_MOMENTS_GROUP in h5:
             for key in NORM_FEATURES:
-                group = h5[f"{NORM_MOMENTS_GROUP}/{key}"]
-                accumulator.add_moments(key, int(group["count"][()]),
+                name = f"{NORM_MOMENTS_GROUP}/{key}"
+                if name not in h5:
+                    raise ShardFormatError(f"{path}: {NORM_MOMENTS_GROUP} holds no {key}, "
+                                           f"expected {NORM_FEATURES}; {rebuild_advice(path)}")
+                group = h5[name]
+                accumulator.add_moments(key, int(read_checked(group["count"])[0]),
                                         read_checked(group["mean"]), read_checked(group["m2"]))
             return accumulator
         n = int(h5.attrs["n_samples"])

@@ -35,6 +35,7 @@ from pipeline.shards import (
     INDEX_NAME,
     NORM_STATS_NAME,
     SAMPLE_FIELDS,
+    ShardFormatError,
     ShardIndex,
     open_shard,
     read_jsonl,
@@ -239,6 +240,17 @@ def test_train_shards_carry_the_moments_the_norm_pass_would_read_back(serial_run
             assert stored.count[key] == recomputed.count[key] > 0
             np.testing.assert_allclose(stored.mean[key], recomputed.mean[key], rtol=1e-12)
             np.testing.assert_allclose(stored.m2[key], recomputed.m2[key], rtol=1e-10)
+    # Every stored moment is checksummed, and a group missing a feature names the shard.
+    train_path = index.paths("train")[0]
+    with h5py.File(train_path, "r") as h5:
+        assert all(h5[f"{NORM_MOMENTS_GROUP}/{key}/{name}"].fletcher32
+                   for key in NORM_FEATURES for name in ("count", "mean", "m2"))
+    partial = tmp_path / "partial.h5"
+    shutil.copy(train_path, partial)
+    with h5py.File(partial, "r+") as h5:
+        del h5[f"{NORM_MOMENTS_GROUP}/iv"]
+    with pytest.raises(ShardFormatError, match="partial.h5.*norm_moments holds no iv"):
+        shard_norm_moments(str(partial))
 
 
 def test_dask_local_cluster_run_equals_serial_run(serial_run, synth_root, tmp_path):

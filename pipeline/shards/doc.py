@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pipeline.shards.schema import (CHECKSUMS, FAILURES_NAME, INDEX_NAME, MAX_DETECTIONS,
                                     MAX_GT_OBJECTS, NORM_MOMENTS_GROUP, NORM_STATS_NAME,
-                                    NORM_STATS_SCHEMA_VERSION,
-                                    SCHEMA_VERSION, VERIFY_FAILURES_NAME, VIEWPOINT_SOURCES,
-                                    schema_markdown)
+                                    NORM_STATS_SCHEMA_VERSION, SCHEMA_VERSION,
+                                    VERIFY_FAILURES_NAME, VIEWPOINT_SOURCES, schema_markdown)
 
 
 def shards_document() -> str:
@@ -43,8 +42,8 @@ attribute (written before it existed) are read unchecked, with a warning.
 
 {schema_markdown()}
 
-Train shards also hold `{NORM_MOMENTS_GROUP}/<key>/count` (int64), `mean` and `m2` ((C, M)
-float64, the sum of squared deviations) for `logmel_foa`, `iv` and `logmel_beam` of the random
+Train shards also hold `{NORM_MOMENTS_GROUP}/<key>/count` ((1,) int64), `mean` and `m2` ((C, M)
+float64, the sum of squared deviations; all three with Fletcher-32) for `logmel_foa`, `iv` and `logmel_beam` of the random
 viewpoints: the moments of what the shard stores, made while it is written, which the pass that
 writes `{NORM_STATS_NAME}` merges instead of reading the features back (a shard without them is
 read as before).

@@ -115,9 +115,11 @@ def write_shard(path: str | Path, samples: Mapping[str, np.ndarray],
                                   **_dataset_kwargs(spec, array.shape, compression, level))
         for key, (count, mean, m2) in (norm_moments or {}).items():
             group = h5.create_group(f"{NORM_MOMENTS_GROUP}/{key}")
-            group.create_dataset("count", data=np.int64(count))
-            for name, value in (("mean", mean), ("m2", m2)):
-                value = np.asarray(value, dtype=np.float64)
+            # count as a (1,) array: a scalar dataset cannot be chunked, so it would carry no
+            # Fletcher-32 checksum
+            for name, value in (("count", np.array([count], dtype=np.int64)),
+                                ("mean", np.asarray(mean, dtype=np.float64)),
+                                ("m2", np.asarray(m2, dtype=np.float64))):
                 group.create_dataset(name, data=value, **_checked(value.shape))
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
