@@ -148,8 +148,8 @@ class ShardsConfig:
     compression_level: int = 1     # gzip only
     # Crops: one JPEG per viewpoint, its frames stacked (OpenCV, 4:2:2; at quality 95 ~0.65 grey
     # levels of mean absolute error, ~7x smaller and ~10x cheaper to write than gzip;
-    # bench/preprocess.py) or raw uint8
-    # with `compression` (lossless). Readers decode either (pipeline.shards.stored_crops).
+    # bench/preprocess.py) or raw uint8 with `compression` (lossless). Readers decode either
+    # (pipeline.shards.stored_crops).
     crop_codec: Literal["jpeg", "raw"] = "jpeg"
     jpeg_quality: int = 95
     # Per-viewpoint audio features: uint8 (dB features within 0.2 dB, intensity vectors within

@@ -33,8 +33,9 @@ from pipeline.shards.norm import FeatureNorm, read_norm_stats, write_norm_stats
 from pipeline.shards.schema import (CHECKSUMS, CROP_CODECS, DB_FEATURES, FAILURES_NAME,
                                     FEATURE_CHANNELS, FEATURE_CODECS, FIELDS_BY_NAME, INDEX_NAME,
                                     MAX_DETECTIONS, MAX_GT_OBJECTS, NORM_MOMENTS_GROUP,
-                                    NORM_STATS_NAME, NORM_STATS_SCHEMA_VERSION, SAMPLE_FIELDS, SCHEMA_VERSION,
-                                    VERIFY_FAILURES_NAME, VIEWPOINT_SOURCES, FieldSpec,
+                                    NORM_STATS_NAME, NORM_STATS_SCHEMA_VERSION, SAMPLE_FIELDS,
+                                    SCHEMA_VERSION, VERIFY_FAILURES_NAME, VIEWPOINT_SOURCES,
+                                    FieldSpec,
                                     ShardCorruptError, ShardFormatError, corrupt_shard,
                                     open_shard, rebuild_advice, schema_markdown)
 from pipeline.shards.writer import file_sha256, write_shard
@@ -44,8 +45,8 @@ __all__ = [
     "flagged_by_verify", "read_checked", "rebuild_advice", "shard_settings",
     "CROP_CODECS", "DB_FEATURES", "FAILURES_NAME", "FEATURE_CHANNELS", "FEATURE_CODECS",
     "FIELDS_BY_NAME", "INDEX_NAME", "MAX_DETECTIONS", "MAX_GT_OBJECTS", "NORM_MOMENTS_GROUP",
-    "NORM_STATS_NAME",
-    "NORM_STATS_SCHEMA_VERSION", "SAMPLE_FIELDS", "SCHEMA_VERSION", "VIEWPOINT_SOURCES",
+    "NORM_STATS_NAME", "NORM_STATS_SCHEMA_VERSION", "SAMPLE_FIELDS", "SCHEMA_VERSION",
+    "VIEWPOINT_SOURCES",
     "FeatureCodes", "FeatureNorm", "FieldSpec", "JpegCrops", "QuantisedFeature", "ShardFormatError",
     "ShardIndex", "StoredCrops", "StoredFeatures", "append_jsonl", "decode_jpeg_frames",
     "decode_jpeg_strips", "dequantise_feature", "encode_jpeg_frames", "encode_jpeg_strips",

@@ -67,9 +67,11 @@ def _decode_jpeg(data: np.ndarray, frame_shape: tuple[int, ...]) -> np.ndarray:
     return frame if _RGB_DIRECT else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
-#: Chroma subsampling of the strips: 4:2:2 keeps full vertical chroma resolution, so the
-#: decoder's chroma interpolation never mixes two frames of a strip (4:2:0 strips did: 5.6 grey
-#: levels of error on each frame's top and bottom rows, against 0.8 elsewhere).
+#: Chroma subsampling of the strips (stored in the dataset's ``chroma`` attribute): 4:2:2 keeps
+#: full vertical chroma resolution, so the decoder's chroma interpolation never mixes two frames
+#: of a strip (4:2:0 strips did: 5.6 grey levels of error on each frame's top and bottom rows,
+#: against 0.8 elsewhere).
+STRIP_CHROMA = "4:2:2"
 _STRIP_PARAMS = (cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422)
 
 

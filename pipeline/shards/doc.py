@@ -42,11 +42,11 @@ attribute (written before it existed) are read unchecked, with a warning.
 
 {schema_markdown()}
 
-Train shards also hold `{NORM_MOMENTS_GROUP}/<key>/count` ((1,) int64), `mean` and `m2` ((C, M)
-float64, the sum of squared deviations; all three with Fletcher-32) for `logmel_foa`, `iv` and `logmel_beam` of the random
-viewpoints: the moments of what the shard stores, made while it is written, which the pass that
-writes `{NORM_STATS_NAME}` merges instead of reading the features back (a shard without them is
-read as before).
+Train shards also hold `{NORM_MOMENTS_GROUP}/<key>/count` ((1,) int64), `mean` and `m2`
+((C, M) float64, the sum of squared deviations; all three with Fletcher-32) for `logmel_foa`,
+`iv` and `logmel_beam` of the random viewpoints: the moments of what the shard stores, made
+while it is written, which the pass that writes `{NORM_STATS_NAME}` merges instead of reading the
+features back (a shard without them is read as before).
 
 Beside the shards, in the same folder:
 

@@ -38,8 +38,8 @@ NORM_MOMENTS_GROUP = "norm_moments"
 #: ``make verify`` writes the shards it found corrupted here; a plain preprocessing rerun
 #: rebuilds them and removes the file.
 VERIFY_FAILURES_NAME = "verify_failures.jsonl"
-#: How crops are stored: ``jpeg`` (one JPEG strip per viewpoint, variable-length uint8, the default
-#: of preprocessing) or ``raw`` (uint8 arrays, gzip/lzf like the other fields). Readers go
+#: How crops are stored: ``jpeg`` (one JPEG strip per viewpoint, variable-length uint8, the
+#: default of preprocessing) or ``raw`` (uint8 arrays, gzip/lzf like the other fields). Readers go
 #: through :func:`stored_crops` and get uint8 RGB either way.
 CROP_CODECS = ("jpeg", "raw")
 #: How the per-viewpoint audio features are stored: ``uint8`` (quantised: dB features as steps
@@ -86,8 +86,8 @@ def _view_fields(source: str) -> list[FieldSpec]:
                   "v1 shards: one JPEG per frame, (N, K, T)), or as this uint8 array (raw); "
                   "read with stored_crops()", True),
         FieldSpec(f"{prefix}/crops_crc32", "(N, K)", "uint32",
-                  "jpeg crop codec only: CRC-32 of the viewpoint's JPEG bytes (v1: its T files in order), "
-                  "checked on every read", optional=True),
+                  "jpeg crop codec only: CRC-32 of the viewpoint's JPEG bytes (v1: its T files "
+                  "in order), checked on every read", optional=True),
         FieldSpec(f"{prefix}/logmel_foa", "(N, K, 4, M, F)", "float16",
                   "log-mel (dB) of the FOA rotated to the viewpoint, channels W, Y, Z, X", True),
         FieldSpec(f"{prefix}/iv", "(N, K, 3, M, F)", "float16",

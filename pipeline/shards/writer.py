@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from pipeline.shards.codecs import (JpegCrops, QuantisedFeature, encode_sample_crops,
-                                    encode_sample_feature, files_crc32)
+from pipeline.shards.codecs import (STRIP_CHROMA, JpegCrops, QuantisedFeature,
+                                    encode_sample_crops, encode_sample_feature, files_crc32)
 from pipeline.shards.schema import (CHECKSUMS, CROP_CODECS, DB_FEATURES, FEATURE_CHANNELS,
                                     FEATURE_CODECS, FIELDS_BY_NAME, NORM_MOMENTS_GROUP,
                                     SAMPLE_FIELDS, SCHEMA_VERSION, FieldSpec, ShardFormatError)
@@ -204,7 +204,7 @@ def _write_jpeg_crops(h5: h5py.File, name: str, crops, quality: int) -> None:
         dataset[...] = encoded
     dataset.attrs["codec"] = "jpeg"
     dataset.attrs["quality"] = int(quality)
-    dataset.attrs["chroma"] = "4:2:2"
+    dataset.attrs["chroma"] = STRIP_CHROMA
     n_frames, frame_shape = shapes.pop() if shapes else (0, (0, 0, 3))
     dataset.attrs["frames_per_file"] = int(n_frames)
     dataset.attrs["frame_shape"] = np.asarray(frame_shape, dtype=np.int64)
