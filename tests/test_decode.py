@@ -197,6 +197,32 @@ def test_sanity_accepts_plane_wave_and_flags_n3d():
     assert ambisonic_sanity(np.zeros((4, 10))) == ["audio is silent"]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sanity_sums_equal_the_array_formulas(dtype):
+    """The one-pass kernel behind ambisonic_sanity: each channel's float64 energy, the count at
+    full scale and finiteness, as the numpy formulas give them, on strided and contiguous input."""
+    from pipeline.decode import _sanity_sums
+
+    rng = np.random.default_rng(3)
+    interleaved = (0.4 * rng.standard_normal((9_001, 4))).astype(dtype)
+    interleaved[rng.integers(0, 9_001, 40), rng.integers(0, 4, 40)] = 0.999   # at the threshold
+    interleaved[rng.integers(0, 9_001, 40), rng.integers(0, 4, 40)] = -1.0
+    for foa in (interleaved.T, np.ascontiguousarray(interleaved.T)):         # (4, n), any strides
+        finite, energy, n_clipped = _sanity_sums(foa)
+        x = np.asarray(foa, dtype=np.float64)
+        assert finite
+        np.testing.assert_allclose(energy, np.sum(x * x, axis=1), rtol=1e-12)
+        assert n_clipped == int(np.sum(np.abs(x) >= 0.999)) >= 40
+    for bad in (np.nan, np.inf, -np.inf):
+        foa = np.ascontiguousarray(interleaved.T)
+        foa[2, 5_000] = bad
+        assert not _sanity_sums(foa)[0]
+        assert ambisonic_sanity(foa) == ["contains NaN or inf samples"]
+    clipped = np.ascontiguousarray(interleaved.T)
+    clipped[0, :100] = 1.0
+    assert any("full scale" in w for w in ambisonic_sanity(clipped))
+
+
 # ---------------------------------------------------------------------------------------------
 # video
 

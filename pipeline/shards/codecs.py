@@ -29,11 +29,14 @@ def encode_jpeg_frames(frames_rgb: np.ndarray, quality: int = 95) -> np.ndarray:
         frames_rgb.shape[:-3])
 
 
-def _encode_jpegs(images_rgb: np.ndarray, params: list[int]) -> np.ndarray:
-    """``(n, H, W, 3)`` uint8 RGB images -> object array ``(n,)`` of 1-D uint8 JPEG files."""
-    out = np.empty(len(images_rgb), dtype=object)
-    for index, image in enumerate(images_rgb):
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+def _encode_jpegs(images: np.ndarray, params: list[int], layout: str = "rgb") -> np.ndarray:
+    """``(n, H, W, C)`` uint8 images -> object array ``(n,)`` of 1-D uint8 JPEG files; ``layout``
+    ``rgb`` (C = 3, each copied to BGR for OpenCV) or ``bgra`` (C = 4, coded as it is)."""
+    out = np.empty(len(images), dtype=object)
+    for index, image in enumerate(images):
+        if layout == "rgb":
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ok, encoded = cv2.imencode(".jpg", image, params)
         if not ok:
             raise ShardFormatError(f"JPEG encoding failed for a {image.shape} image")
         out[index] = encoded.reshape(-1)
@@ -75,21 +78,34 @@ STRIP_CHROMA = "4:2:2"
 _STRIP_PARAMS = (cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422)
 
 
-def encode_jpeg_strips(views_rgb: np.ndarray, quality: int = 95) -> np.ndarray:
-    """``(..., T, S, S, 3)`` uint8 RGB frames -> object array ``(...)`` of 1-D uint8 JPEG files,
+#: Pixel layouts :func:`encode_jpeg_strips` takes: ``rgb`` (3 channels), or ``bgra`` (4: the
+#: crops of frames made BGRA once per window, :func:`pipeline.crops.rgb_to_bgra`), which OpenCV's
+#: JPEG encoder reads as they are where RGB crops first need a BGR copy each. The files are the
+#: same bytes (test); with the 4-channel remap, which OpenCV also runs faster, it saves 3 ms per
+#: window of 32 viewpoints (docs/RESULTS.md, sixth round).
+JPEG_INPUT_LAYOUTS = ("rgb", "bgra")
+
+
+def encode_jpeg_strips(views: np.ndarray, quality: int = 95, layout: str = "rgb") -> np.ndarray:
+    """``(..., T, S, S, C)`` uint8 frames -> object array ``(...)`` of 1-D uint8 JPEG files,
     one per viewpoint: its T frames stacked top to bottom (a ``T*S x S`` image; S a multiple of
     8 keeps every frame on whole JPEG blocks), baseline JPEG with 4:2:2 chroma, ``quality``
-    1-100. Against one 4:2:0 file per frame (schema v1), on the crops of rendered scenes: 14 %
-    fewer bytes and 0.67 against 0.76 grey levels of mean error against the raw crops
-    (bench/preprocess.py); the loader decodes them as fast (docs/RESULTS.md, fifth round)."""
-    views_rgb = np.asarray(views_rgb)
-    if views_rgb.dtype != np.uint8 or views_rgb.ndim < 4 or views_rgb.shape[-1] != 3:
-        raise ShardFormatError(f"expected uint8 frames shaped (..., T, S, S, 3), got "
-                               f"{views_rgb.dtype} {views_rgb.shape}")
-    n_frames, height, width = views_rgb.shape[-4:-1]
-    strips = views_rgb.reshape(-1, n_frames * height, width, 3)
-    return _encode_jpegs(strips, [cv2.IMWRITE_JPEG_QUALITY, int(quality), *_STRIP_PARAMS]
-                         ).reshape(views_rgb.shape[:-4])
+    1-100. ``layout``: the frames' channels, ``rgb`` (C = 3) or ``bgra`` (C = 4, alpha
+    dropped); the files decode to RGB either way. Against one 4:2:0 file per frame (schema v1),
+    on the crops of rendered scenes: 14 % fewer bytes and 0.67 against 0.76 grey levels of mean
+    error against the raw crops (bench/preprocess.py); the loader decodes them as fast
+    (docs/RESULTS.md, fifth round)."""
+    if layout not in JPEG_INPUT_LAYOUTS:
+        raise ValueError(f"layout must be one of {JPEG_INPUT_LAYOUTS}, got {layout!r}")
+    channels = 3 if layout == "rgb" else 4
+    views = np.asarray(views)
+    if views.dtype != np.uint8 or views.ndim < 4 or views.shape[-1] != channels:
+        raise ShardFormatError(f"expected uint8 {layout.upper()} frames shaped (..., T, S, S, "
+                               f"{channels}), got {views.dtype} {views.shape}")
+    n_frames, height, width = views.shape[-4:-1]
+    strips = views.reshape(-1, n_frames * height, width, channels)
+    return _encode_jpegs(strips, [cv2.IMWRITE_JPEG_QUALITY, int(quality), *_STRIP_PARAMS],
+                         layout).reshape(views.shape[:-4])
 
 
 def decode_jpeg_strips(encoded, frame_shape: tuple[int, ...], n_frames: int) -> np.ndarray:
@@ -125,24 +141,27 @@ class QuantisedFeature:
 
 
 def encode_sample_crops(view_crops: Iterable[np.ndarray], crop_codec: str,
-                        quality: int = 95) -> JpegCrops | np.ndarray:
+                        quality: int = 95, layout: str = "rgb") -> JpegCrops | np.ndarray:
     """One sample's crops in the form :func:`write_shard` stores with ``crop_codec``:
-    :class:`JpegCrops` for ``jpeg``, a ``(K, T, S, S, 3)`` uint8 array for ``raw``.
+    :class:`JpegCrops` for ``jpeg``, a ``(K, T, S, S, 3)`` uint8 RGB array for ``raw``.
 
-    ``view_crops``: a ``(K, T, S, S, 3)`` uint8 array, or the K views' ``(T, S, S, 3)`` crops
+    ``view_crops``: a ``(K, T, S, S, C)`` uint8 array, or the K views' ``(T, S, S, C)`` crops
     one by one (each is coded or copied before the next is taken, so an iterator may reuse one
-    buffer: :meth:`pipeline.crops.CropSampler.iter_crops`)."""
+    buffer: :meth:`pipeline.crops.CropSampler.iter_crops`), in ``layout`` (``rgb``, C = 3, or
+    for ``jpeg`` also ``bgra``, C = 4: :func:`encode_jpeg_strips`)."""
     if crop_codec not in CROP_CODECS:
         raise ValueError(f"crop_codec must be one of {CROP_CODECS}, got {crop_codec!r}")
     if crop_codec == "raw":
+        if layout != "rgb":
+            raise ValueError(f"raw crops are stored as RGB, got layout {layout!r}")
         return np.stack([np.array(view, dtype=np.uint8) for view in view_crops])
     files, shape = [], None
     for view in view_crops:
-        files.append(encode_jpeg_strips(view, quality))
+        files.append(encode_jpeg_strips(view, quality, layout))
         shape = tuple(int(v) for v in np.shape(view))
     if shape is None:
         raise ShardFormatError("expected the crops of at least one viewpoint, got none")
-    return JpegCrops(np.stack(files), shape[1:], shape[0], int(quality))
+    return JpegCrops(np.stack(files), (*shape[1:3], 3), shape[0], int(quality))
 
 
 def encode_sample_feature(key: str, values: np.ndarray, feature_codec: str,
