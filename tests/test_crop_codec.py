@@ -110,6 +110,9 @@ def test_stored_crops_index_like_the_raw_dataset(both):
             # exactly the JPEG round trip of the raw crops (the factory's crops are noisy, so
             # the round trip itself is several grey levels off)
             np.testing.assert_array_equal(got, strip_round_trip(raw[:])[key], err_msg=str(key))
+        for views in ([3, 0, 2], [1], [2, 3]):           # take: one sample, any order
+            for stored, expected in ((raw, raw[:]), (jpeg, strip_round_trip(raw[:]))):
+                np.testing.assert_array_equal(stored.take(1, views), expected[1, views])
 
 
 def strip_round_trip(crops: np.ndarray) -> np.ndarray:
@@ -143,6 +146,7 @@ def test_v1_shards_with_one_jpeg_per_frame_still_read(both, tmp_path):
         assert crops.frames_per_file is None and crops.shape == raw.shape
         for key in (1, (2, [0, 3]), (1, 2, slice(1, 3)), (0, 1, 0)):
             np.testing.assert_array_equal(crops[key], expected[key], err_msg=str(key))
+        np.testing.assert_array_equal(crops.take(2, [3, 1]), expected[2, [3, 1]])
 
 
 def test_trainer_reader_gives_the_same_sample_for_both_codecs(both):

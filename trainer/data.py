@@ -257,7 +257,7 @@ class ShardReader:
 
         small, fields = self._small[path], self._views(path, source)
         return {
-            "crops": fields["crops"][row, sorted_views][restore],
+            "crops": fields["crops"].take(row, views),
             "features": {key: fields["features"][key].codes((row, sorted_views)).take(restore)
                          for key in self.feature_keys},
             "azimuth_rad": fields["azimuth_rad"][row, views],
