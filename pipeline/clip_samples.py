@@ -179,7 +179,8 @@ def _viewpoint_limits_rad(cfg: PreprocessConfig) -> dict[str, float]:
 
 
 def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarray,
-                  frames: np.ndarray, detections: Detections, cfg: PreprocessConfig) -> dict[str, Any]:
+                  frames: np.ndarray, detections: Detections, cfg: PreprocessConfig,
+                  bgra_frames: np.ndarray | None = None) -> dict[str, Any]:
     """Build one sample dict (schema v1 keys, no N axis) from decoded window data. Pure.
 
     Crops and features come coded as the shard stores them (``cfg.shards.crop_codec`` /
@@ -190,6 +191,9 @@ def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarr
         foa_window: ``(4, A)`` float32 ambiX of the audio window (A = ``cfg.audio.n_samples``).
         frames: ``(T, H, W, 3)`` uint8 equirectangular frames of the video window.
         detections: on the keyframe ``frames[T // 2]`` (empty when the detector is off).
+        bgra_frames: optional ``(T, H, W, 4)`` uint8 scratch array for the BGRA copy of the
+            frames that JPEG crops are cut from (:func:`pipeline.crops.rgb_to_bgra`);
+            :func:`clip_samples` reuses one across a clip's windows.
     """
     k = cfg.viewpoints.bank_size
     band = _viewpoint_limits_rad(cfg)
@@ -223,7 +227,7 @@ def window_sample(clip_id: str, split: str, window: Window, foa_window: np.ndarr
     # JPEG crops are cut from BGRA frames (pipeline.crops.rgb_to_bgra: a faster remap, no BGR
     # copy per crop for the encoder; the same files); raw crops are stored as RGB.
     crop_layout = "bgra" if cfg.shards.crop_codec == "jpeg" else "rgb"
-    crop_source = rgb_to_bgra(frames) if crop_layout == "bgra" else frames
+    crop_source = rgb_to_bgra(frames, bgra_frames) if crop_layout == "bgra" else frames
     for position, source in enumerate(VIEWPOINT_SOURCES):
         view: Viewpoints = views[source]
         part = slice(position * k, (position + 1) * k)
@@ -362,6 +366,7 @@ def clip_samples(clip: Clip, cfg: PreprocessConfig,
             gt = json.loads(clip.resolve(data_root, "gt_path").read_text(encoding="utf-8"))
 
     samples = []
+    bgra_frames = None                  # scratch for window_sample, reused across the windows
     frames_iter = _frames_by_window(video_path, video_info, clip, windows, cfg)
     while True:
         with _Stage(clip_id, "video"):
@@ -376,8 +381,12 @@ def clip_samples(clip: Clip, cfg: PreprocessConfig,
                           if detector is not None else Detections.empty())
         with _Stage(clip_id, "audio"):
             foa_window = audio.window(window.audio_start_s)
+        if cfg.shards.crop_codec == "jpeg" and (bgra_frames is None
+                                                 or bgra_frames.shape[:3] != frames.shape[:3]):
+            bgra_frames = np.empty((*frames.shape[:3], 4), dtype=np.uint8)
         with _Stage(clip_id, "sample"):
-            sample = window_sample(clip_id, clip.split, window, foa_window, frames, detections, cfg)
+            sample = window_sample(clip_id, clip.split, window, foa_window, frames, detections, cfg,
+                                   bgra_frames)
         if gt is not None:
             with _Stage(clip_id, "gt"):
                 sample.update(gt_fields(gt, clip.segment_start_s + window.audio_start_s, window_s))

@@ -184,17 +184,24 @@ def crop_frames(frames: np.ndarray, azimuth_rad, elevation_rad, fov_rad,
     return sampler.crop(frames)
 
 
-def rgb_to_bgra(frames_rgb: np.ndarray) -> np.ndarray:
+def rgb_to_bgra(frames_rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``(T, H, W, 3)`` uint8 RGB frames -> ``(T, H, W, 4)`` BGRA (alpha 255), the layout in which
     preprocessing crops a window for JPEG (``encode_jpeg_strips(..., layout="bgra")``): OpenCV
     remaps 4 channels faster than 3 (12.4 against 13.4 ms per window of 32 viewpoints, the same
     values in each channel, test) and its JPEG encoder takes BGRA as it is, where RGB crops
-    needed a BGR copy each; converting the window's frames once costs 0.3 ms."""
+    needed a BGR copy each. ``out``: a C-contiguous uint8 array of that shape to write into;
+    reused across a clip's windows, the conversion costs 0.8 ms per window of 8 frames of 512 x
+    256 inside a preprocessing task, against 2.8 ms in fresh memory each time (first touch)."""
     frames_rgb = np.asarray(frames_rgb)
     if frames_rgb.dtype != np.uint8 or frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3:
         raise ValueError(f"expected uint8 RGB frames shaped (T, H, W, 3), got {frames_rgb.dtype} "
                          f"{frames_rgb.shape}")
-    out = np.empty((*frames_rgb.shape[:3], 4), dtype=np.uint8)
+    shape = (*frames_rgb.shape[:3], 4)
+    if out is None:
+        out = np.empty(shape, dtype=np.uint8)
+    elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out: expected a C-contiguous uint8 array shaped {shape}, got "
+                         f"{out.dtype} {out.shape}")
     for frame, converted in zip(frames_rgb, out):
         cv2.cvtColor(frame, cv2.COLOR_RGB2BGRA, dst=converted)
     return out

@@ -66,7 +66,12 @@ def test_crops_of_bgra_frames_code_to_the_same_files_as_rgb():
     frames[:, :, :64] //= 4                                      # edges and flat parts
     sampler = CropSampler(rng.uniform(-np.pi, np.pi, 6), rng.uniform(-1.4, 1.4, 6),
                           rng.uniform(0.6, 2.0, 6), 32, 128, 64)
-    rgb, bgra = sampler.crop(frames), sampler.crop(rgb_to_bgra(frames))
+    scratch = np.zeros((4, 64, 128, 4), np.uint8)
+    assert rgb_to_bgra(frames, scratch) is scratch
+    np.testing.assert_array_equal(scratch, rgb_to_bgra(frames))
+    with pytest.raises(ValueError, match="out"):
+        rgb_to_bgra(frames, np.zeros((4, 64, 128, 3), np.uint8))
+    rgb, bgra = sampler.crop(frames), sampler.crop(scratch)
     assert bgra.shape == (6, 4, 32, 32, 4)
     np.testing.assert_array_equal(bgra[..., 2::-1], rgb)
     assert np.all(bgra[..., 3] == 255)
