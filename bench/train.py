@@ -50,11 +50,11 @@ SIZES = {"tiny": dict(crop_size=32, n_frames=4, n_mels=32, n_frames_audio=25),
 
 def loader_samples_per_s(shards_dir: Path, workers: int, n_batches: int, batch_size: int,
                          audio_input: str | None = None) -> float:
+    """Samples per second through ``make_loader`` over ``n_batches`` batches, as many epochs
+    as that takes; each epoch's first batch (worker start-up, shards opened) is left out."""
     cfg = DataConfig(batch_size=batch_size, views_per_step=4)
     if audio_input is not None:
         cfg = dataclasses.replace(cfg, audio_input=audio_input)
-    """Samples per second through ``make_loader`` over ``n_batches`` batches, as many epochs
-    as that takes; each epoch's first batch (worker start-up, shards opened) is left out."""
     dataset = ShardStream(shards_dir, "train", cfg)
     loader = make_loader(dataset, workers)
     n_read, n_counted, elapsed = 0, 0, 0.0

@@ -287,7 +287,7 @@ def ambisonic_sanity(foa: np.ndarray) -> list[str]:
         channel = "WYZX"[loudest]
         warnings.append(f"channel {loudest} ({channel}) carries {energy[loudest] / w_energy:.2f} x "
                         "the energy of W (expected W loudest): wrong channel order?")
-    clipped = n_clipped / x.size if x.size else 0.0
+    clipped = n_clipped / x.size          # not empty: an empty signal returned as silent
     if clipped > 1e-3:
         warnings.append(f"{100 * clipped:.2f}% of samples at full scale: clipped recording?")
     return warnings
